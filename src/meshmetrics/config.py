@@ -1,0 +1,255 @@
+"""The immutable configuration shared by the runtime and the manifests.
+
+Every option resolves in one order: an explicit argument, else the environment
+variable ``MESHMETRICS_<NAME>``, else the default.  Values are validated once,
+here, and a bad one raises :class:`ValueError` naming the option, the value,
+where it came from and the rule it broke.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, NoReturn
+
+ENV_PREFIX = "MESHMETRICS_"
+
+#: prometheus_client's default latency buckets (the ones prometheus-flask-exporter uses).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+#: Kubernetes probe endpoints that would otherwise dominate request rates.
+DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = (
+    "/health",
+    "/healthz",
+    "/readiness",
+    "/ready",
+    "/readyz",
+    "/livez",
+)
+
+ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
+_URL_PATH = re.compile(r"^/[^\s?#]*$")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Resolved settings of one instrumented service.
+
+    Build it with :func:`resolve_config` (what :func:`meshmetrics.instrument`
+    does) to get environment variables and validation; constructing it
+    directly validates too.
+    """
+
+    #: Kubernetes Service name (and ``app`` label) of the service.
+    service: str
+    #: Namespace the service runs in.
+    namespace: str = "default"
+    #: Version reported in the ``<prefix>_service_info`` metric.
+    version: str = "unknown"
+    #: Path of the metrics endpoint, served at the application root.
+    metrics_path: str = "/metrics"
+    #: Name of the Service port Prometheus scrapes (an IANA service name).
+    port_name: str = "http"
+    #: Upper bounds of the request-latency histogram buckets, in seconds.
+    buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    #: Prefix of the request metric names (``flask`` as in prometheus-flask-exporter).
+    prefix: str = "flask"
+    #: Routes not measured: a route is excluded when its rule equals an entry or
+    #: ends with it after a ``/`` (``/health`` excludes ``/api/v1/db/health``).
+    excluded_paths: tuple[str, ...] = DEFAULT_EXCLUDED_PATHS
+    #: Decorator applied to the metrics view (authentication), or ``None``.
+    metrics_auth: ViewDecorator | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check(f.name, getattr(self, f.name), "argument")
+
+    @property
+    def metric_prefix(self) -> str:
+        """The prefix as it starts a metric name (``"flask_"``, or ``""``)."""
+        return f"{self.prefix}_" if self.prefix else ""
+
+
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(MeshConfig))
+
+
+def env_name(option: str) -> str:
+    """The environment variable read for ``option``."""
+    return ENV_PREFIX + option.upper()
+
+
+def resolve_config(
+    explicit: Mapping[str, Any],
+    *,
+    default_service: str,
+    environ: Mapping[str, str] | None = None,
+) -> MeshConfig:
+    """Resolve every option: explicit (not ``None``) > environment > default."""
+    unknown = sorted(set(explicit) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"meshmetrics: unknown option(s) {', '.join(unknown)}; "
+            f"known options: {', '.join(OPTION_NAMES)}"
+        )
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in OPTION_NAMES:
+        value = explicit.get(name)
+        if value is not None:
+            _check(name, value, "argument")
+        elif env_name(name) in env:
+            source = env_name(name)
+            value = _parse_env(name, env[source], source)
+            _check(name, value, source)
+        elif name == "service":
+            value = _service_from_name(default_service)
+            _check(name, value, "the application name; pass service=...")
+        else:
+            continue
+        values[name] = _normalise(name, value)
+    return MeshConfig(**values)
+
+
+def _service_from_name(name: str) -> str:
+    """A DNS-1035 label derived from an app or Blueprint name."""
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", label)[:63].rstrip("-")
+
+
+def _normalise(name: str, value: Any) -> Any:
+    if name in ("buckets", "excluded_paths"):
+        return tuple(value)
+    return value
+
+
+def _parse_env(name: str, raw: str, source: str) -> Any:
+    if name == "buckets":
+        try:
+            return tuple(float(part) for part in raw.split(",") if part.strip())
+        except ValueError:
+            _fail(name, raw, source, "a comma-separated list of numbers, e.g. 0.01,0.1,1")
+    if name == "excluded_paths":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if name == "metrics_auth":
+        return _import_string(name, raw, source)
+    return raw
+
+
+def _import_string(name: str, raw: str, source: str) -> Any:
+    module_name, _, attr = raw.partition(":")
+    if not module_name or not attr:
+        _fail(name, raw, source, "an import string 'package.module:decorator'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        _fail(name, raw, source, f"an importable 'package.module:decorator' ({exc})")
+
+
+def _fail(name: str, value: Any, source: str, rule: str) -> NoReturn:
+    raise ValueError(f"meshmetrics: invalid {name} {value!r} (from {source}): must be {rule}")
+
+
+def _check(name: str, value: Any, source: str) -> None:
+    """Validate one option; raise ValueError naming option, value and rule."""
+    if name == "service":
+        if not isinstance(value, str) or len(value) > 63 or not _DNS1035_LABEL.match(value):
+            _fail(
+                name,
+                value,
+                source,
+                "a DNS-1035 label, as Kubernetes requires of Service "
+                "names: at most 63 characters of a-z, 0-9 and '-', starting with a letter "
+                "and ending with a letter or digit",
+            )
+    elif name == "namespace":
+        if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.match(value):
+            _fail(
+                name,
+                value,
+                source,
+                "a DNS-1123 label: at most 63 characters of a-z, 0-9 "
+                "and '-', starting and ending with a letter or digit",
+            )
+    elif name == "port_name":
+        if not (
+            isinstance(value, str)
+            and 0 < len(value) <= 15
+            and _PORT_NAME.match(value)
+            and "--" not in value
+            and re.search("[a-z]", value)
+        ):
+            _fail(
+                name,
+                value,
+                source,
+                "an IANA service name: at most 15 characters of a-z, "
+                "0-9 and '-', with at least one letter, no '--', not starting or ending "
+                "with '-'",
+            )
+    elif name == "metrics_path":
+        if not isinstance(value, str) or not _URL_PATH.match(value) or value == "/":
+            _fail(
+                name,
+                value,
+                source,
+                "a URL path starting with '/' (not '/' itself), without spaces, '?' or '#'",
+            )
+    elif name == "prefix":
+        if not isinstance(value, str) or not _METRIC_PREFIX.match(value):
+            _fail(
+                name,
+                value,
+                source,
+                "empty or a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*",
+            )
+    elif name == "version":
+        if not isinstance(value, str) or not value or len(value) > 128 or not value.isprintable():
+            _fail(name, value, source, "a non-empty printable string of at most 128 characters")
+    elif name == "buckets":
+        _check_buckets(value, source)
+    elif name == "excluded_paths":
+        if isinstance(value, str) or not all(
+            isinstance(p, str) and _URL_PATH.match(p) for p in value
+        ):
+            _fail(name, value, source, "a list of URL paths, each starting with '/'")
+    elif name == "metrics_auth" and value is not None and not callable(value):
+        _fail(name, value, source, "a decorator (a callable taking and returning a view)")
+
+
+def _check_buckets(value: Any, source: str) -> None:
+    rule = "a non-empty, strictly increasing list of finite positive numbers (seconds)"
+    try:
+        bounds = [float(b) for b in value]
+    except (TypeError, ValueError):
+        _fail("buckets", value, source, rule)
+    if (
+        isinstance(value, str)
+        or not bounds
+        or any(not math.isfinite(b) or b <= 0 for b in bounds)
+        or any(a >= b for a, b in itertools.pairwise(bounds))
+    ):
+        _fail("buckets", value, source, rule)

@@ -1,0 +1,47 @@
+"""gunicorn configuration for several workers sharing one ``/metrics``.
+
+Use it as the config module (add your own settings on the command line)::
+
+    gunicorn -w 4 -c python:meshmetrics.gunicorn 'app:app'
+
+or import its hooks from your own ``gunicorn.conf.py``::
+
+    from meshmetrics.gunicorn import child_exit, on_starting  # noqa: F401
+
+It points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory unless it is set
+already, empties that directory when the master starts (stale files from a
+previous run would be summed in), and tells prometheus_client when a worker
+exits so its live gauges (in-progress requests) drop out.  Counters and
+histograms of a dead worker stay in the sums: nothing counted is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import multiprocess
+
+from .exposition import MULTIPROC_ENV, multiprocess_dir
+
+if not os.environ.get(MULTIPROC_ENV):
+    os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="meshmetrics-multiproc-")
+Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
+multiprocess_dir()  # switch prometheus_client's value store if it was imported first
+
+# Threads inside each worker, so one slow request does not block a scrape.
+worker_class = "gthread"
+threads = 4
+
+
+def on_starting(server: Any) -> None:
+    """Empty the multiprocess directory before any worker starts."""
+    for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the aggregate."""
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

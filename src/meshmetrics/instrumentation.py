@@ -1,0 +1,224 @@
+"""``instrument()``: attach metrics to a Flask app or Blueprint, and undo it."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any, cast
+
+from flask import Blueprint, Flask
+from flask.blueprints import BlueprintSetupState
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+
+from . import runner
+from .config import MeshConfig, resolve_config
+from .exposition import metrics_view, multiprocess_dir
+from .metrics import RequestMetrics
+
+EXTENSION_KEY = "meshmetrics"
+METRICS_ENDPOINT = "meshmetrics_metrics"
+
+_lock = threading.Lock()
+_by_target: weakref.WeakKeyDictionary[Flask | Blueprint, Instrumentation] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class Instrumentation:
+    """What :func:`instrument` attached to one app or Blueprint.
+
+    Attributes:
+        config: the resolved, immutable :class:`~meshmetrics.config.MeshConfig`.
+        registry: the registry holding this instrumentation's series (one per
+            instrumentation, so apps in one process never collide).
+        metrics: a prometheus-flask-exporter ``PrometheusMetrics`` on that registry,
+            for its decorators (``counter``, ``histogram``, ``gauge``, ``summary``,
+            ``info``, ``do_not_track``, ``exclude_all_metrics``).
+        request_metrics: the request metric families and their hooks.
+    """
+
+    def __init__(self, target: Flask | Blueprint, config: MeshConfig) -> None:
+        self.target = target
+        self.config = config
+        self.multiprocess = multiprocess_dir() is not None
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_metrics = RequestMetrics(config, self.registry, multiprocess=self.multiprocess)
+        self.metrics = PrometheusMetrics(
+            app=None,
+            path=None,
+            export_defaults=False,
+            registry=self.registry,
+            defaults_prefix=config.prefix or "flask",
+            buckets=config.buckets,
+        )
+        self._apps: list[Flask] = []
+        self._active = True
+
+    @property
+    def apps(self) -> tuple[Flask, ...]:
+        """The apps this instrumentation is attached to (a Blueprint's: once registered)."""
+        return tuple(self._apps)
+
+    @property
+    def app(self) -> Flask:
+        """The (single) attached app; raises if the Blueprint is not registered yet."""
+        if not self._apps:
+            raise RuntimeError(
+                f"meshmetrics: Blueprint {self.target.name!r} is not registered on an app yet"
+            )
+        return self._apps[0]
+
+    def run(self, *args: Any, **options: Any) -> None:
+        """Serve the app like ``app.run()``, always threaded (see :mod:`meshmetrics.runner`)."""
+        runner.run(self.app, *args, **options)
+
+    # -- attaching ------------------------------------------------------------------
+
+    def _attach(self, app: Flask, blueprint_name: str | None) -> None:
+        if app in self._apps:
+            return
+        owner = app.extensions.get(EXTENSION_KEY)
+        if owner is not None and owner is not self:
+            raise RuntimeError(
+                f"meshmetrics: app {app.name!r} already has an instrumentation serving "
+                f"{owner.config.metrics_path} (service {owner.config.service!r}); "
+                "instrument either the app or one Blueprint of it, not both"
+            )
+        existing = _rule_at(app, self.config.metrics_path)
+        if existing is not None and existing != METRICS_ENDPOINT:
+            raise RuntimeError(
+                f"meshmetrics: {self.config.metrics_path} is already routed to endpoint "
+                f"{existing!r} on app {app.name!r} (another exporter?); remove it or pass "
+                "metrics_path=..."
+            )
+        hooks = self.request_metrics
+        app.before_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.before_request)
+        app.after_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.after_request)
+        app.teardown_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.teardown_request)
+        view = metrics_view(self.registry, self.multiprocess)
+        if self.config.metrics_auth is not None:
+            view = functools.wraps(view)(self.config.metrics_auth(view))
+        if existing is None:
+            app.add_url_rule(self.config.metrics_path, METRICS_ENDPOINT, view, methods=["GET"])
+        else:
+            app.view_functions[METRICS_ENDPOINT] = view
+        app.extensions[EXTENSION_KEY] = self
+        app.run = functools.partial(runner.run, app)  # type: ignore[method-assign]
+        self._apps.append(app)
+        runner.warn_if_reloader(self.config.metrics_path)
+
+    def _on_register(self, state: BlueprintSetupState) -> None:
+        if self._active:
+            self._attach(cast(Flask, state.app), state.name)
+
+    # -- detaching ------------------------------------------------------------------
+
+    def uninstrument(self) -> None:
+        """Remove hooks, the metrics view and the ``app.run`` override; idempotent."""
+        hooks = self.request_metrics
+        for app in self._apps:
+            registries: tuple[tuple[dict[Any, list[Any]], Any], ...] = (
+                (app.before_request_funcs, hooks.before_request),
+                (app.after_request_funcs, hooks.after_request),
+                (app.teardown_request_funcs, hooks.teardown_request),
+            )
+            for funcs, hook in registries:
+                for registered in funcs.values():
+                    while hook in registered:
+                        registered.remove(hook)
+            app.view_functions[METRICS_ENDPOINT] = _not_found
+            if app.extensions.get(EXTENSION_KEY) is self:
+                del app.extensions[EXTENSION_KEY]
+            app.__dict__.pop("run", None)
+        self._apps.clear()
+        self._active = False
+        if isinstance(self.target, Blueprint):
+            deferred = self.target.deferred_functions
+            while self._on_register in deferred:
+                deferred.remove(self._on_register)
+        with _lock:
+            if _by_target.get(self.target) is self:
+                del _by_target[self.target]
+
+
+def _not_found() -> tuple[str, int]:
+    return "Not Found\n", 404
+
+
+def _rule_at(app: Flask, path: str) -> str | None:
+    for rule in app.url_map.iter_rules():
+        if rule.rule == path:
+            return str(rule.endpoint)
+    return None
+
+
+def _apps_holding(blueprint: Blueprint) -> Iterator[tuple[Flask, str]]:
+    """Apps a Blueprint is already registered on, with the name it was registered as.
+
+    A Blueprint keeps no reference to its apps; ``app.blueprints`` refers to it, so
+    the garbage collector's referrer graph finds them (``blueprints`` dict ->
+    the app's ``__dict__`` -> the app).
+    """
+    for holder in gc.get_referrers(blueprint):
+        if not isinstance(holder, dict):
+            continue
+        for attrs in gc.get_referrers(holder):
+            owners = (
+                [attrs]
+                if isinstance(attrs, Flask)
+                else (gc.get_referrers(attrs) if isinstance(attrs, dict) else [])
+            )
+            for owner in owners:
+                if isinstance(owner, Flask) and owner.blueprints is holder:
+                    for name, registered in holder.items():
+                        if registered is blueprint:
+                            yield owner, name
+
+
+def instrument(target: Flask | Blueprint, **options: Any) -> Instrumentation:
+    """Instrument a Flask app or Blueprint with Prometheus metrics.
+
+    Every option may also come from ``MESHMETRICS_<OPTION>``; explicit arguments
+    win over the environment, which wins over defaults (see
+    :class:`~meshmetrics.config.MeshConfig` for the options).
+
+    For a Blueprint only its routes are measured and the metrics endpoint is
+    served at the app root; it works before or after ``register_blueprint``.
+
+    Instrumenting the same target again with the same resolved options returns
+    the existing :class:`Instrumentation`; with different options it raises
+    ``RuntimeError`` (call :meth:`Instrumentation.uninstrument` first).
+    """
+    if not isinstance(target, Flask | Blueprint):
+        raise TypeError(
+            f"meshmetrics: instrument() takes a Flask app or Blueprint, not {type(target).__name__}"
+        )
+    config = resolve_config(options, default_service=target.name)
+    with _lock:
+        existing = _by_target.get(target)
+        if existing is not None:
+            if existing.config == config and existing.config.metrics_auth is config.metrics_auth:
+                return existing
+            raise RuntimeError(
+                f"meshmetrics: {target.name!r} is already instrumented with different "
+                "options; call .uninstrument() on the existing Instrumentation first"
+            )
+        inst = Instrumentation(target, config)
+        _by_target[target] = inst
+    try:
+        if isinstance(target, Flask):
+            inst._attach(target, None)
+        else:
+            for app, name in list(_apps_holding(target)):
+                inst._attach(app, name)
+            # Blueprint.record() refuses once registered; later registrations still
+            # run every deferred function, so append to the list it reads.
+            target.deferred_functions.append(inst._on_register)
+    except BaseException:
+        inst.uninstrument()
+        raise
+    return inst

@@ -1,0 +1,112 @@
+"""Shared helpers: metric parsing, free ports, and real servers in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition as {(name, labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for (sample, sample_labels), v in samples(text).items():
+        if sample == name and set(labels.items()) <= set(sample_labels):
+            total += v
+    return total
+
+
+def series_count(text: str) -> int:
+    return len(samples(text))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class Server:
+    """A server process on 127.0.0.1, stopped (with its children) at teardown."""
+
+    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        full_env = {**os.environ, "PYTHONPATH": str(TESTS), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            argv,
+            env=full_env,
+            cwd=TESTS,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_http(self.base + "/", proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> tuple[str, str]:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+        try:
+            out, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            out, err = self.proc.communicate()
+        return out, err
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., Server]]:
+    """Start a :class:`Server`; every server started is stopped at teardown."""
+    servers: list[Server] = []
+
+    def start(argv: list[str], port: int, env: dict[str, str] | None = None) -> Server:
+        server = Server(argv, port, env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+PYTHON = sys.executable

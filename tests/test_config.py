@@ -1,0 +1,118 @@
+"""Option resolution (explicit > environment > default) and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshmetrics.config import DEFAULT_BUCKETS, MeshConfig, resolve_config
+
+
+def resolve(env: dict[str, str] | None = None, **explicit: object) -> MeshConfig:
+    return resolve_config(explicit, default_service="my_App.v2", environ=env or {})
+
+
+def test_defaults() -> None:
+    config = resolve()
+    assert config.service == "my-app-v2"  # derived from the app name, made a DNS label
+    assert config.namespace == "default"
+    assert config.metrics_path == "/metrics"
+    assert config.port_name == "http"
+    assert config.prefix == "flask"
+    assert config.buckets == DEFAULT_BUCKETS
+    assert "/health" in config.excluded_paths
+    assert "/readiness" in config.excluded_paths
+    assert config.metrics_auth is None
+
+
+def test_explicit_beats_env_beats_default() -> None:
+    env = {"MESHMETRICS_NAMESPACE": "from-env", "MESHMETRICS_SERVICE": "env-svc"}
+    assert resolve(env).namespace == "from-env"
+    assert resolve(env, namespace="explicit").namespace == "explicit"
+    assert resolve(env, service=None).service == "env-svc"  # None means "not given"
+
+
+def test_env_parsing() -> None:
+    env = {
+        "MESHMETRICS_BUCKETS": "0.1, 0.5,2",
+        "MESHMETRICS_EXCLUDED_PATHS": "/ping,/status",
+        "MESHMETRICS_PREFIX": "",
+        "MESHMETRICS_METRICS_AUTH": "functools:lru_cache",
+        "MESHMETRICS_PORT_NAME": "http-metrics",
+    }
+    config = resolve(env)
+    assert config.buckets == (0.1, 0.5, 2.0)
+    assert config.excluded_paths == ("/ping", "/status")
+    assert config.prefix == ""
+    assert config.metric_prefix == ""
+    assert config.port_name == "http-metrics"
+    import functools
+
+    assert config.metrics_auth is functools.lru_cache
+
+
+def test_config_is_immutable_and_hashable() -> None:
+    config = resolve(buckets=[0.1, 1])
+    assert config.buckets == (0.1, 1)
+    with pytest.raises(AttributeError):
+        config.service = "other"  # type: ignore[misc]
+    assert hash(config) == hash(resolve(buckets=(0.1, 1)))
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "rule"),
+    [
+        ("service", "Cmpt756_DB", "DNS-1035"),
+        ("service", "1db", "DNS-1035"),
+        ("service", "a" * 64, "DNS-1035"),
+        ("namespace", "C756ns", "DNS-1123"),
+        ("namespace", "ns-", "DNS-1123"),
+        ("port_name", "http-metrics-port", "IANA service name"),  # 17 > 15 characters
+        ("port_name", "8080", "at least one letter"),
+        ("port_name", "web--ui", "no '--'"),
+        ("metrics_path", "metrics", "starting with '/'"),
+        ("metrics_path", "/metrics?x=1", "'?'"),
+        ("prefix", "my-app", "metric name prefix"),
+        ("buckets", [1, 0.5], "strictly increasing"),
+        ("buckets", [], "non-empty"),
+        ("buckets", [0.1, float("inf")], "finite"),
+        ("excluded_paths", ["health"], "starting with '/'"),
+        ("excluded_paths", "/health", "list of URL paths"),
+        ("metrics_auth", "not callable", "decorator"),
+        ("version", "", "non-empty"),
+    ],
+)
+def test_bad_values_name_option_value_and_rule(option: str, bad: object, rule: str) -> None:
+    with pytest.raises(ValueError, match="meshmetrics: invalid") as info:
+        resolve(**{option: bad})
+    message = str(info.value)
+    assert option in message
+    assert repr(bad) in message
+    assert rule in message
+    assert "(from argument)" in message
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ValueError, match=r"from MESHMETRICS_BUCKETS\): must be a comma-separated"):
+        resolve({"MESHMETRICS_BUCKETS": "fast,slow"})
+    with pytest.raises(ValueError, match="MESHMETRICS_PORT_NAME"):
+        resolve({"MESHMETRICS_PORT_NAME": "Not_A_Port_Name"})
+    with pytest.raises(ValueError, match="importable"):
+        resolve({"MESHMETRICS_METRICS_AUTH": "no_such_module_xyz:auth"})
+
+
+def test_underivable_default_service_asks_for_the_option() -> None:
+    with pytest.raises(ValueError, match="pass service=") as info:
+        resolve_config({}, default_service="123", environ={})
+    assert "'123'" in str(info.value)
+    with pytest.raises(ValueError, match="pass service="):
+        resolve_config({}, default_service="___", environ={})
+
+
+def test_unknown_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"unknown option.*servce.*known options: service"):
+        resolve(servce="x")
+
+
+def test_direct_construction_validates() -> None:
+    with pytest.raises(ValueError, match="invalid namespace"):
+        MeshConfig(service="ok", namespace="Bad")

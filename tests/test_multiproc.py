@@ -1,0 +1,69 @@
+"""gunicorn with several workers: the app's own /metrics aggregates every worker."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import PYTHON, Server, free_port, value
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_summed_count_is_exact_across_workers(
+    start_server: Callable[..., Server], tmp_path: Path, workers: int
+) -> None:
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-c",
+        "python:meshmetrics.gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "apps.service:app",
+    ]
+    # A file left by an earlier run would be summed in (here: would break parsing);
+    # the master must empty the directory before the workers start.
+    (tmp_path / "counter_999999.db").write_bytes(b"stale")
+    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert not (tmp_path / "counter_999999.db").exists()
+    total = 400
+
+    def hit(i: int) -> str:
+        with requests.Session() as s:  # a new connection each time: any worker may answer
+            response = s.get(f"{server.base}/api/v1/items/pid", timeout=10)
+            assert response.status_code == 200
+            return response.text
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        pids = set(pool.map(hit, range(total)))
+    assert len(pids) >= 2, "all requests went to one worker: aggregation not exercised"
+    scrapes = [requests.get(f"{server.base}/metrics", timeout=10).text for _ in range(6)]
+    for text in scrapes:
+        assert value(text, "flask_http_request_total", path="/api/v1/items/pid") == total
+        assert (
+            value(text, "flask_http_request_duration_seconds_count", path="/api/v1/items/pid")
+            == total
+        )
+        assert value(text, "flask_http_requests_in_progress") == 0
+        assert value(text, "flask_service_info", service="items") == 1
+    server.stop()
+
+
+def test_multiproc_dir_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from flask import Flask
+
+    from meshmetrics import instrument
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
+    with pytest.raises(RuntimeError, match="is not a directory"):
+        instrument(Flask("mp"))
