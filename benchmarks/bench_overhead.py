@@ -132,9 +132,19 @@ def callgrind_instructions(variant: str, n: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--worker", variant, str(n)],
-            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--worker",
+                variant,
+                str(n),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), flags=re.M)
         assert match, "no totals in callgrind output"
@@ -147,7 +157,9 @@ def per_request_instructions(variant: str, few: int = 200, many: int = 1200) -> 
     )
 
 
-def median_microseconds(variants: list[str], batches: int = 15, batch: int = 400) -> dict[str, float]:
+def median_microseconds(
+    variants: list[str], batches: int = 15, batch: int = 400
+) -> dict[str, float]:
     apps = {name: VARIANTS[name]() for name in variants}
     for app in apps.values():
         drive(app, 200)
@@ -175,11 +187,17 @@ def main() -> None:
     from importlib.metadata import version
 
     print(f"Flask {version('flask')}, Python {sys.version.split()[0]}, one process, WSGI callable")
-    print("| variant | median µs/request | ratio to bare | instructions/request | added over bare |")
+    print(
+        "| variant | median µs/request | ratio to bare | instructions/request | added over bare |"
+    )
     print("|---|---|---|---|---|")
     for v in variants:
         ins = instructions.get(v)
-        added = f"{(ins - instructions['bare']) / 1000:+,.0f}k" if ins and "bare" in instructions else ""
+        added = (
+            f"{(ins - instructions['bare']) / 1000:+,.0f}k"
+            if ins and "bare" in instructions
+            else ""
+        )
         print(
             f"| {v} | {micros[v]:.1f} | {micros[v] / micros.get('bare', micros[v]):.2f} | "
             f"{f'{ins / 1000:,.0f}k' if ins else ''} | {added} |"
