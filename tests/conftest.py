@@ -110,3 +110,29 @@ def start_server() -> Iterator[Callable[..., Server]]:
 
 
 PYTHON = sys.executable
+
+
+SHARED_TOOLS = ROOT.parent / "shared" / "tools"
+
+
+@pytest.fixture(scope="session")
+def validator() -> object:
+    """The shared offline validator (prometheus-operator v0.93 CRDs + Grafana lint), strict."""
+    if not (SHARED_TOOLS / "k8s_validate.py").is_file():
+        pytest.skip(f"../shared/tools/k8s_validate.py not found at {SHARED_TOOLS}")
+    sys.path.insert(0, str(SHARED_TOOLS))
+    from k8s_validate import Validator
+
+    return Validator(strict=True)
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m meshmetrics ARGS`` in a subprocess (tests/ on the import path)."""
+    return subprocess.run(
+        [PYTHON, "-m", "meshmetrics", *args],
+        cwd=cwd or TESTS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+    )

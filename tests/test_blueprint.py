@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import Blueprint, Flask
 
-from conftest import value
 from meshmetrics import instrument
+
+from conftest import value
 
 
 def make(register_first: bool) -> tuple[Flask, Blueprint]:

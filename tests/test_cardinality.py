@@ -7,9 +7,10 @@ import string
 
 from flask import Flask
 
-from conftest import samples, series_count
 from meshmetrics import OTHER_METHOD, UNMATCHED, instrument
 from meshmetrics.metrics import STANDARD_METHODS
+
+from conftest import samples, series_count
 
 REQUEST_COUNT = 10_000
 #: histogram: 14 buckets + +Inf, _count, _sum, _created; counter: _total, _created.

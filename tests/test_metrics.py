@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from flask import Flask, abort
 
-from conftest import value
 from meshmetrics import UNMATCHED, instrument
+
+from conftest import value
 
 
 @pytest.fixture

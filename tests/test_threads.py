@@ -9,8 +9,9 @@ import pytest
 import requests
 from flask import Flask
 
-from conftest import PYTHON, Server, free_port, value
 from meshmetrics import instrument
+
+from conftest import PYTHON, Server, free_port, value
 
 
 @pytest.mark.slow

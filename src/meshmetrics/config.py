@@ -53,6 +53,10 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
 _URL_PATH = re.compile(r"^/[^\s?#]*$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_DURATION = re.compile(
+    r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class MeshConfig:
     #: Routes not measured: a route is excluded when its rule equals an entry or
     #: ends with it after a ``/`` (``/health`` excludes ``/api/v1/db/health``).
     excluded_paths: tuple[str, ...] = DEFAULT_EXCLUDED_PATHS
+    #: Helm release of kube-prometheus-stack: the ``release`` label its Prometheus selects.
+    release: str = "kube-prometheus-stack"
+    #: How often Prometheus scrapes the service (a Prometheus duration).
+    scrape_interval: str = "30s"
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 
@@ -229,6 +237,23 @@ def _check(name: str, value: Any, source: str) -> None:
     elif name == "version":
         if not isinstance(value, str) or not value or len(value) > 128 or not value.isprintable():
             _fail(name, value, source, "a non-empty printable string of at most 128 characters")
+    elif name == "release":
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            _fail(
+                name,
+                value,
+                source,
+                "a Kubernetes label value: at most 63 characters of "
+                "a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit",
+            )
+    elif name == "scrape_interval":
+        if (
+            not isinstance(value, str)
+            or not value
+            or not _DURATION.match(value)
+            or not any(c.isdigit() and c != "0" for c in value)
+        ):
+            _fail(name, value, source, "a non-zero Prometheus duration such as 15s, 1m or 1m30s")
     elif name == "buckets":
         _check_buckets(value, source)
     elif name == "excluded_paths":

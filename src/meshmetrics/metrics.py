@@ -88,6 +88,12 @@ class RequestMetrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.exemplar: ExemplarSource | None = None
 
+    @property
+    def family_names(self) -> tuple[str, ...]:
+        """Names of the families this object registered."""
+        families = (self.duration, self.requests, self.exceptions, self.in_progress, self.info)
+        return tuple(family._name for family in families)
+
     # -- label resolution (cached: the hot path does dict lookups only) -------------
 
     def _is_excluded(self, path: str) -> bool:

@@ -1,0 +1,331 @@
+"""Command line: ``python -m meshmetrics …`` and ``flask meshmetrics …``.
+
+Errors in what the user asked for exit 2 with one line naming the problem;
+``manifests --check`` exits 1 when files on disk differ from what would be generated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, ScriptInfo
+
+from .config import MeshConfig, resolve_config
+from .instrumentation import EXTENSION_KEY, Instrumentation
+from .manifests import DEFAULT_KINDS, KINDS, ManifestOptions, build_objects, to_multi_yaml, to_yaml
+from .model import ServiceModel, model_from_config, model_from_registry
+
+
+class UsageProblem(click.ClickException):
+    """Bad input: reported on one line (``Error: …``), exit status 2."""
+
+    exit_code = 2
+
+
+def _fail(message: str) -> NoReturn:
+    raise UsageProblem(message)
+
+
+def load_app(import_path: str) -> Flask:
+    """Import an app the way ``flask --app`` does (module, module:app, module:factory(), file)."""
+    try:
+        return ScriptInfo(app_import_path=import_path).load_app()
+    except click.ClickException as exc:
+        _fail(f"cannot load app {import_path!r}: {exc.format_message()}")
+    except Exception as exc:  # an import error inside the user's module
+        _fail(f"cannot load app {import_path!r}: {type(exc).__name__}: {exc}")
+
+
+def instrumentation_of(app: Flask) -> Instrumentation:
+    inst = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(inst, Instrumentation):
+        _fail(
+            f"app {app.name!r} has no meshmetrics instrumentation: call "
+            "meshmetrics.instrument(app) (or on its Blueprint, registered) when it is created"
+        )
+    return inst
+
+
+def _instrumented_routes(app: Flask, inst: Instrumentation) -> tuple[str, ...]:
+    prefix = None if isinstance(inst.target, Flask) else f"{inst.target.name}."
+    return tuple(
+        sorted(
+            rule.rule
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint not in ("static", "meshmetrics_metrics")
+            and (prefix is None or rule.endpoint.startswith(prefix))
+        )
+    )
+
+
+def build_model(
+    app: Flask | None, overrides: dict[str, Any], *, podmonitor: bool, istio: bool
+) -> ServiceModel:
+    """The service model from an app's instrumentation, or from options alone."""
+    kind = "PodMonitor" if podmonitor else "ServiceMonitor"
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        if app is None:
+            if "service" not in given:
+                _fail("--service is required without --app")
+            config = resolve_config(given, default_service=given["service"])
+            return model_from_config(config, monitor_kind=kind, istio=istio)
+        inst = instrumentation_of(app)
+        for fixed in ("prefix", "metrics_path"):
+            if fixed in given and given[fixed] != getattr(inst.config, fixed):
+                flag = "--path" if fixed == "metrics_path" else "--prefix"
+                _fail(
+                    f"{flag} conflicts with the app's {fixed} {getattr(inst.config, fixed)!r}: "
+                    "the manifests must match what the app exports; change it in instrument()"
+                )
+        config = dataclasses.replace(inst.config, **given)
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc).removeprefix("meshmetrics: "))
+    return model_from_registry(
+        config,
+        inst.registry,
+        inst.request_metrics,
+        routes=_instrumented_routes(app, inst),
+        monitor_kind=kind,
+        istio=istio,
+    )
+
+
+def write_atomically(directory: Path, files: dict[str, str]) -> None:
+    """Write every file or none: each goes to a temp file first, then is renamed."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staged: list[tuple[str, Path]] = []
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            staged.append((tmp, directory / name))
+    except OSError as exc:
+        for tmp, _ in locals().get("staged", []):
+            Path(tmp).unlink(missing_ok=True)
+        _fail(f"cannot write to {directory}: {exc.strerror or exc}")
+    for tmp, target in staged:
+        os.replace(tmp, target)
+
+
+def check_files(directory: Path, files: dict[str, str]) -> list[str]:
+    """Unified diffs of every file that differs from (or is missing in) ``directory``."""
+    diffs = []
+    for name, expected in files.items():
+        path = directory / name
+        actual = path.read_text() if path.is_file() else ""
+        if actual != expected:
+            diffs.append(
+                "".join(
+                    difflib.unified_diff(
+                        actual.splitlines(keepends=True),
+                        expected.splitlines(keepends=True),
+                        fromfile=str(path) if path.is_file() else "/dev/null",
+                        tofile=f"{path} (generated)",
+                    )
+                )
+            )
+    return diffs
+
+
+_KIND_CHOICE = click.Choice(KINDS, case_sensitive=False)
+
+
+def _kinds(values: Sequence[str]) -> tuple[str, ...]:
+    kinds: list[str] = []
+    for value in values or DEFAULT_KINDS:
+        for kind in value.split(","):
+            kind = kind.strip().lower()
+            if kind not in KINDS:
+                _fail(f"unknown --kind {kind!r}; choose from {', '.join(KINDS)}")
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, label_value = value.partition("=")
+    if not sep or not key:
+        _fail(f"--dashboard-label {value!r} must be KEY=VALUE, e.g. grafana_dashboard=1")
+    return key, label_value
+
+
+def manifest_options(func: Any) -> Any:
+    """The options shared by ``python -m meshmetrics manifests`` and ``flask meshmetrics``."""
+    decorators = [
+        click.option("--service", help="Service name (required without --app)."),
+        click.option("--namespace", help="Namespace the service runs in."),
+        click.option("--release", help="kube-prometheus-stack Helm release (the release label)."),
+        click.option("--monitor-namespace", help="Namespace of the monitor and rules."),
+        click.option("--dashboard-namespace", help="Namespace of the dashboard ConfigMap."),
+        click.option("--port-name", help="Service port name that serves the metrics."),
+        click.option("--path", "metrics_path", help="Metrics path (without --app)."),
+        click.option("--interval", "scrape_interval", help="Scrape interval, e.g. 30s."),
+        click.option("--prefix", help="Metric name prefix (without --app)."),
+        click.option(
+            "--kind",
+            "kinds",
+            multiple=True,
+            metavar="KIND[,KIND]",
+            help=f"Objects to emit: {', '.join(KINDS)} (default: {', '.join(DEFAULT_KINDS)}).",
+        ),
+        click.option(
+            "--dashboard-label",
+            default="grafana_dashboard=1",
+            show_default=True,
+            help="Label the Grafana sidecar selects dashboards by.",
+        ),
+        click.option(
+            "--istio/--no-istio",
+            default=True,
+            show_default=True,
+            help="Add the Istio mesh row to the dashboard.",
+        ),
+        click.option(
+            "--error-ratio",
+            type=float,
+            default=0.05,
+            show_default=True,
+            help="Alert threshold on the 5xx ratio.",
+        ),
+        click.option(
+            "--latency-p95",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="Alert threshold on p95 latency, seconds.",
+        ),
+        click.option(
+            "--service-port",
+            type=click.IntRange(1, 65535),
+            default=80,
+            show_default=True,
+            help="Port number of the generated Service.",
+        ),
+        click.option(
+            "--target-port",
+            type=click.IntRange(1, 65535),
+            help="Container port of the generated Service (default: --service-port).",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Write one file per object into DIR.",
+        ),
+        click.option(
+            "--check",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Exit 1 with a diff when DIR differs from what would be generated.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def run_manifests(app: Flask | None, **opts: Any) -> None:
+    """Generate, then print, write (``--out``) or compare (``--check``) the manifests."""
+    kinds = _kinds(opts.pop("kinds"))
+    label_key, label_value = _label(opts.pop("dashboard_label"))
+    out, check = opts.pop("out"), opts.pop("check")
+    if out and check:
+        _fail("--out and --check exclude each other")
+    options = ManifestOptions(
+        monitor_namespace=opts.pop("monitor_namespace"),
+        dashboard_namespace=opts.pop("dashboard_namespace"),
+        dashboard_label=label_key,
+        dashboard_label_value=label_value,
+        error_ratio=opts.pop("error_ratio"),
+        latency_p95=opts.pop("latency_p95"),
+        service_port=opts.pop("service_port"),
+        target_port=opts.pop("target_port"),
+    )
+    for name in ("monitor_namespace", "dashboard_namespace"):
+        value = getattr(options, name)
+        if value is not None:
+            try:
+                MeshConfig(service="x", namespace=value)
+            except ValueError as exc:
+                _fail(str(exc).removeprefix("meshmetrics: ").replace("namespace", name, 1))
+    istio = opts.pop("istio")
+    model = build_model(app, opts, podmonitor="podmonitor" in kinds, istio=istio)
+    try:
+        objects = build_objects(model, kinds, options)
+    except ValueError as exc:
+        _fail(str(exc))
+    if out is None and check is None:
+        click.echo(to_multi_yaml(objects.values()), nl=False)
+        return
+    files = {name: to_yaml(obj) for name, obj in objects.items()}
+    if out is not None:
+        write_atomically(out, files)
+        click.echo(f"wrote {len(files)} file(s) to {out}: {', '.join(files)}", err=True)
+        return
+    diffs = check_files(check, files)
+    if diffs:
+        click.echo("".join(diffs), nl=False)
+        click.echo(
+            f"meshmetrics manifests: {len(diffs)} file(s) in {check} differ from the app; "
+            f"regenerate with --out {check}",
+            err=True,
+        )
+        sys.exit(1)
+    click.echo(f"{check}: {len(files)} file(s) up to date", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshmetrics")
+def main() -> None:
+    """meshmetrics: metrics, tracing and monitoring manifests for Flask services."""
+
+
+@main.command("manifests")
+@click.option(
+    "--app",
+    "app_path",
+    metavar="IMPORT",
+    help="The instrumented app, as for flask --app: module, module:app, "
+    "module:create_app(), or a file.",
+)
+@manifest_options
+def manifests_command(app_path: str | None, **opts: Any) -> None:
+    """Emit the ServiceMonitor, dashboard ConfigMap and PrometheusRule of a service."""
+    run_manifests(load_app(app_path) if app_path else None, **opts)
+
+
+flask_group = AppGroup("meshmetrics", help="meshmetrics commands for the app given by --app.")
+
+
+@flask_group.command("manifests")
+@manifest_options
+def flask_manifests_command(**opts: Any) -> None:
+    """Emit the monitoring manifests of this app."""
+    run_manifests(current_app._get_current_object(), **opts)  # type: ignore[attr-defined]
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m meshmetrics``: usage errors are one line, exit 2."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    return 0

@@ -1,0 +1,285 @@
+"""Kubernetes objects that make kube-prometheus-stack scrape, chart and alert on a service.
+
+Each object follows the rules that silently break monitoring when missed:
+
+- ServiceMonitor / PodMonitor: the Helm ``release`` label (Prometheus' selector),
+  ``selector.matchLabels.app`` = the service, ``namespaceSelector`` = the service's
+  namespace, and the endpoint by **port name**, with the metrics path and interval;
+- dashboard ConfigMap: the ``grafana_dashboard: "1"`` label (a string) the Grafana
+  sidecar looks for, a data key unique across the cluster;
+- PrometheusRule: the ``release`` label too, or the operator never loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .dashboard import build_dashboard, dashboard_uid
+from .model import ServiceModel
+
+API_MONITORING = "monitoring.coreos.com/v1"
+KINDS = ("servicemonitor", "podmonitor", "service", "dashboard", "rules")
+DEFAULT_KINDS = ("servicemonitor", "dashboard", "rules")
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    """Deployment facts that the app itself does not know."""
+
+    #: Namespace of the ServiceMonitor/PodMonitor and rules (default: the service's).
+    monitor_namespace: str | None = None
+    #: Namespace of the dashboard ConfigMap (default: the monitor namespace).
+    dashboard_namespace: str | None = None
+    dashboard_label: str = "grafana_dashboard"
+    dashboard_label_value: str = "1"
+    #: Alert when the 5xx ratio stays above this for 5 minutes.
+    error_ratio: float = 0.05
+    #: Alert when p95 latency (seconds) stays above this for 10 minutes.
+    latency_p95: float = 0.5
+    #: Service port number, and the container port it targets (default: the same).
+    service_port: int = 80
+    target_port: int | None = None
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """An alert whose expression is ``value op threshold`` (kept apart for tests)."""
+
+    name: str
+    value: str
+    op: str
+    threshold: float | None
+    duration: str
+    severity: str
+    summary: str
+    description: str
+
+    @property
+    def expr(self) -> str:
+        if self.threshold is None:
+            return self.value
+        return f"{self.value} {self.op} {self.threshold:g}"
+
+
+def _metadata(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
+def _labels(model: ServiceModel, *, release: bool) -> dict[str, str]:
+    labels = {"app": model.config.service, "app.kubernetes.io/managed-by": "meshmetrics"}
+    if release:
+        labels["release"] = model.config.release
+    return labels
+
+
+def monitor_namespace(model: ServiceModel, options: ManifestOptions) -> str:
+    return options.monitor_namespace or model.config.namespace
+
+
+def service_monitor(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    c = model.config
+    return {
+        "apiVersion": API_MONITORING,
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(
+            c.service, monitor_namespace(model, options), _labels(model, release=True)
+        ),
+        "spec": {
+            "selector": {"matchLabels": {"app": c.service}},
+            "namespaceSelector": {"matchNames": [c.namespace]},
+            "endpoints": [
+                {"port": c.port_name, "path": c.metrics_path, "interval": c.scrape_interval}
+            ],
+        },
+    }
+
+
+def pod_monitor(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    c = model.config
+    return {
+        "apiVersion": API_MONITORING,
+        "kind": "PodMonitor",
+        "metadata": _metadata(
+            c.service, monitor_namespace(model, options), _labels(model, release=True)
+        ),
+        "spec": {
+            "selector": {"matchLabels": {"app": c.service}},
+            "namespaceSelector": {"matchNames": [c.namespace]},
+            "podMetricsEndpoints": [
+                {"port": c.port_name, "path": c.metrics_path, "interval": c.scrape_interval}
+            ],
+        },
+    }
+
+
+def service(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    """The Service the monitor selects: its ``app`` label and port *name* must agree."""
+    c = model.config
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(c.service, c.namespace, {"app": c.service}),
+        "spec": {
+            "selector": {"app": c.service},
+            "ports": [
+                {
+                    "name": c.port_name,
+                    "port": options.service_port,
+                    "targetPort": options.target_port or options.service_port,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def dashboard_configmap(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    c = model.config
+    namespace = options.dashboard_namespace or monitor_namespace(model, options)
+    labels = {
+        **_labels(model, release=False),
+        options.dashboard_label: options.dashboard_label_value,
+    }
+    dashboard = build_dashboard(model)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(f"{c.service}-dashboard", namespace, labels),
+        "data": {
+            f"{dashboard_uid(c.namespace, c.service)}.json": json.dumps(
+                dashboard, indent=2, sort_keys=True
+            )
+            + "\n"
+        },
+    }
+
+
+def alert_rules(model: ServiceModel, options: ManifestOptions) -> list[AlertRule]:
+    """The alerts of one service, evaluated over 5-minute windows."""
+    c = model.config
+    q = type(model.queries)(model.queries.job, model.queries.namespace, model.queries.prefix, "5m")
+    camel = "".join(part.capitalize() for part in re.split(r"[-.]", c.service))
+    where = f"{c.service} in namespace {c.namespace}"
+    return [
+        AlertRule(
+            f"{camel}HighErrorRatio",
+            q.error_ratio(by=""),
+            ">",
+            options.error_ratio,
+            "5m",
+            "warning",
+            f"{c.service}: more than {options.error_ratio:.0%} of requests fail with 5xx",
+            f"{{{{ $value | humanizePercentage }}}} of the requests to {where} answered 5xx "
+            "over the last 5 minutes.",
+        ),
+        AlertRule(
+            f"{camel}HighLatencyP95",
+            q.latency_quantile(0.95, by=""),
+            ">",
+            options.latency_p95,
+            "10m",
+            "warning",
+            f"{c.service}: p95 latency above {options.latency_p95:g}s",
+            f"p95 latency of {where} is {{{{ $value | humanizeDuration }}}}.",
+        ),
+        AlertRule(
+            f"{camel}TargetDown",
+            q.up(),
+            "==",
+            0,
+            "5m",
+            "critical",
+            f"{c.service}: a metrics target is down",
+            f"Prometheus cannot scrape {{{{ $labels.pod }}}} of {where}.",
+        ),
+        AlertRule(
+            f"{camel}MetricsAbsent",
+            f"absent({q.up()})",
+            "",
+            None,
+            "10m",
+            "warning",
+            f"{c.service}: Prometheus has no target",
+            f"No target of {where} is known to Prometheus: check the ServiceMonitor's release "
+            f'label ("{c.release}"), the Service\'s app label and port name ("{c.port_name}"), '
+            "and the namespace selector.",
+        ),
+    ]
+
+
+def prometheus_rule(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    c = model.config
+    rules = [
+        {
+            "alert": rule.name,
+            "expr": rule.expr,
+            "for": rule.duration,
+            "labels": {"severity": rule.severity, "service": c.service, "namespace": c.namespace},
+            "annotations": {"summary": rule.summary, "description": rule.description},
+        }
+        for rule in alert_rules(model, options)
+    ]
+    return {
+        "apiVersion": API_MONITORING,
+        "kind": "PrometheusRule",
+        "metadata": _metadata(
+            f"{c.service}-rules", monitor_namespace(model, options), _labels(model, release=True)
+        ),
+        "spec": {"groups": [{"name": f"{c.namespace}.{c.service}.rules", "rules": rules}]},
+    }
+
+
+_BUILDERS = {
+    "servicemonitor": service_monitor,
+    "podmonitor": pod_monitor,
+    "service": service,
+    "dashboard": dashboard_configmap,
+    "rules": prometheus_rule,
+}
+
+
+def build_objects(
+    model: ServiceModel,
+    kinds: Iterable[str] = DEFAULT_KINDS,
+    options: ManifestOptions | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The requested objects, keyed by file name (``<service>-<kind>.yaml``), in KINDS order."""
+    wanted = set(kinds)
+    unknown = wanted - set(KINDS)
+    if unknown:
+        raise ValueError(
+            f"unknown kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}"
+        )
+    opts = options or ManifestOptions()
+    return {
+        f"{model.config.service}-{kind}.yaml": _BUILDERS[kind](model, opts)
+        for kind in KINDS
+        if kind in wanted
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings (the dashboard JSON stays readable)."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def to_yaml(obj: dict[str, Any]) -> str:
+    """One object as a YAML document (label values such as ``"1"`` stay quoted strings)."""
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def to_multi_yaml(objects: Iterable[dict[str, Any]]) -> str:
+    return "".join(f"---\n{to_yaml(obj)}" for obj in objects)

@@ -1,0 +1,101 @@
+"""What the manifests are generated from: the resolved config and the registered metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .config import MeshConfig
+from .metrics import RequestMetrics
+from .promql import Queries
+
+#: Families exported by other collectors that get their own panels (or none).
+_PLATFORM_PREFIXES = ("process_", "python_")
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One metric family as registered: base name, type, label names, help."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...] = ()
+    documentation: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """A service as the manifests see it."""
+
+    config: MeshConfig
+    #: Application metrics beyond meshmetrics' own (pfe decorators, prometheus_client).
+    custom_metrics: tuple[MetricFamily, ...] = ()
+    #: Whether ``process_*`` metrics are exported (single-process serving).
+    process_metrics: bool = True
+    #: Route templates of the instrumented routes.
+    routes: tuple[str, ...] = ()
+    #: Kind of monitor: prometheus-operator sets ``job`` differently for each.
+    monitor_kind: str = "ServiceMonitor"
+    #: Add a row of Istio (Envoy) panels to the dashboard.
+    istio: bool = True
+    queries: Queries = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        job = (
+            self.config.service
+            if self.monitor_kind == "ServiceMonitor"
+            else f"{self.config.namespace}/{self.config.service}"
+        )
+        object.__setattr__(
+            self, "queries", Queries(job, self.config.namespace, self.config.metric_prefix)
+        )
+
+
+def registered_families(registry: CollectorRegistry) -> list[MetricFamily]:
+    """Every family in ``registry``, with label names even before the first sample."""
+    families: dict[str, MetricFamily] = {}
+    collectors: list[Any] = list(registry._collector_to_names)
+    for collector in collectors:
+        name, kind = getattr(collector, "_name", None), getattr(collector, "_type", None)
+        if isinstance(name, str) and isinstance(kind, str):
+            families[name] = MetricFamily(
+                name,
+                kind,
+                tuple(getattr(collector, "_labelnames", ())),
+                str(getattr(collector, "_documentation", "")),
+            )
+            continue
+        for metric in collector.collect():
+            labels = sorted({key for s in metric.samples for key in s.labels})
+            families[metric.name] = MetricFamily(
+                metric.name, metric.type, tuple(labels), metric.documentation
+            )
+    return [families[name] for name in sorted(families)]
+
+
+def model_from_registry(
+    config: MeshConfig,
+    registry: CollectorRegistry,
+    request_metrics: RequestMetrics,
+    routes: tuple[str, ...] = (),
+    **options: Any,
+) -> ServiceModel:
+    """Split a registry into meshmetrics' own families, platform ones and the app's."""
+    families = registered_families(registry)
+    own = set(request_metrics.family_names)
+    custom = tuple(
+        f for f in families if f.name not in own and not f.name.startswith(_PLATFORM_PREFIXES)
+    )
+    process = any(f.name.startswith("process_") for f in families)
+    return ServiceModel(
+        config, custom_metrics=custom, process_metrics=process, routes=routes, **options
+    )
+
+
+def model_from_config(config: MeshConfig, **options: Any) -> ServiceModel:
+    """The model of a service known only by its options (no app imported)."""
+    registry = CollectorRegistry(auto_describe=True)
+    request_metrics = RequestMetrics(config, registry, multiprocess=False)
+    return model_from_registry(config, registry, request_metrics, **options)

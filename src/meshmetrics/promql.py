@@ -1,0 +1,102 @@
+"""PromQL for one service, shared by the dashboard and the alert rules.
+
+Queries select the service the way prometheus-operator labels its targets: a
+ServiceMonitor's targets carry ``job`` = the Service name (a PodMonitor's:
+``<namespace>/<podmonitor name>``), ``namespace``, ``service``, ``pod`` and
+``endpoint`` = the port name.  Metric names come from the configured prefix,
+so a renamed prefix cannot leave a dashboard querying series that do not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Grafana's range variable; tests substitute a fixed range for it.
+RATE_INTERVAL = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Queries:
+    """Builds the PromQL expressions for one service's request metrics."""
+
+    job: str
+    namespace: str
+    prefix: str  # metric-name prefix with its trailing "_", or ""
+    window: str = RATE_INTERVAL
+
+    def selector(self, *matchers: str) -> str:
+        """``{job="...",namespace="..."[,extra matchers]}``."""
+        base = [f'job="{_escape(self.job)}"', f'namespace="{_escape(self.namespace)}"']
+        return "{" + ",".join([*base, *matchers]) + "}"
+
+    def metric(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    def rate(self, name: str, *matchers: str, by: str = "") -> str:
+        grouping = f" by ({by})" if by else ""
+        return f"sum{grouping} (rate({name}{self.selector(*matchers)}[{self.window}]))"
+
+    # -- RED ----------------------------------------------------------------------
+
+    def request_rate(self, by: str = "path") -> str:
+        return self.rate(self.metric("http_request_total"), by=by)
+
+    def error_ratio(self, by: str = "path") -> str:
+        """5xx share of requests; 0 (not empty) when there were no errors."""
+        total = self.rate(self.metric("http_request_total"), by=by)
+        errors = self.rate(self.metric("http_request_total"), 'status=~"5.."', by=by)
+        return f"({errors} or {total} * 0) / {total}"
+
+    def latency_quantile(self, quantile: float, by: str = "path") -> str:
+        grouping = ", ".join(filter(None, ["le", by]))
+        return self.histogram_quantile(
+            quantile, self.metric("http_request_duration_seconds"), grouping
+        )
+
+    def histogram_quantile(self, quantile: float, name: str, by: str = "le") -> str:
+        return f"histogram_quantile({quantile}, {self.rate(f'{name}_bucket', by=by)})"
+
+    def in_progress(self, by: str = "path") -> str:
+        return f"sum by ({by}) ({self.metric('http_requests_in_progress')}{self.selector()})"
+
+    def exceptions(self) -> str:
+        return self.rate(self.metric("http_request_exceptions_total"), by="path, exception")
+
+    def up(self) -> str:
+        return f"up{self.selector()}"
+
+    # -- process (single-process serving only) ------------------------------------
+
+    def cpu(self) -> str:
+        return self.rate("process_cpu_seconds_total", by="pod")
+
+    def memory(self) -> str:
+        return f"sum by (pod) (process_resident_memory_bytes{self.selector()})"
+
+    def open_fds(self) -> str:
+        return f"sum by (pod) (process_open_fds{self.selector()})"
+
+    # -- Istio (Envoy sidecar metrics, reported by the destination) ---------------
+
+    def istio_request_rate(self, service: str) -> str:
+        return (
+            "sum by (response_code) (rate(istio_requests_total"
+            f"{self._istio_selector(service)}[{self.window}]))"
+        )
+
+    def istio_latency_quantile(self, quantile: float, service: str) -> str:
+        return (
+            f"histogram_quantile({quantile}, sum by (le) (rate("
+            f"istio_request_duration_milliseconds_bucket{self._istio_selector(service)}"
+            f"[{self.window}])))"
+        )
+
+    def _istio_selector(self, service: str) -> str:
+        return (
+            f'{{reporter="destination",destination_service_name="{_escape(service)}",'
+            f'destination_service_namespace="{_escape(self.namespace)}"}}'
+        )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
