@@ -1,0 +1,157 @@
+"""The generated manifests against a real Prometheus scraping a real instrumented app.
+
+Prometheus scrapes the app with the labels prometheus-operator derives from the generated
+ServiceMonitor, loads the generated rules, and then every PromQL expression of the
+generated dashboard and rules must be valid and return data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from meshmetrics.cli import build_model, load_app
+from meshmetrics.dashboard import dashboard_expressions
+from meshmetrics.localprom import LocalPrometheus, prometheus_binary, target_from_monitor
+from meshmetrics.manifests import ManifestOptions, alert_rules, build_objects
+
+from conftest import PYTHON, Server, free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        prometheus_binary() is None or shutil.which("promtool") is None,
+        reason="Debian's prometheus/promtool not installed (apt-get install -y prometheus)",
+    ),
+]
+RATE_WINDOW = "30s"  # stands in for Grafana's $__rate_interval
+
+
+class _Envoy(BaseHTTPRequestHandler):
+    """Serves istio_* metrics as an Envoy sidecar reports them for the destination."""
+
+    scrapes = 0
+
+    def do_GET(self) -> None:
+        type(self).scrapes += 1
+        n = type(self).scrapes
+        sel = 'reporter="destination",destination_service_name="shop",destination_service_namespace="shop-ns"'
+        lines = [
+            "# TYPE istio_requests_total counter",
+            f'istio_requests_total{{{sel},response_code="200"}} {n * 10}',
+            f'istio_requests_total{{{sel},response_code="503"}} {n}',
+            "# TYPE istio_request_duration_milliseconds histogram",
+        ]
+        for le, share in (("5", 0.5), ("25", 0.9), ("100", 1.0), ("+Inf", 1.0)):
+            lines.append(
+                f'istio_request_duration_milliseconds_bucket{{{sel},le="{le}"}} {n * 11 * share}'
+            )
+        lines += [
+            f"istio_request_duration_milliseconds_sum{{{sel}}} {n * 60}",
+            f"istio_request_duration_milliseconds_count{{{sel}}} {n * 11}",
+        ]
+        body = ("\n".join(lines) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def envoy() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Envoy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def drive_traffic(base: str) -> None:
+    # Spread over several 1 s scrapes: a series first seen with its final value has no
+    # increase for rate() to see (Prometheus cannot know it started at 0).
+    for burst in range(4):
+        for i in range(15):
+            assert requests.get(f"{base}/orders/{burst}-{i}", timeout=10).status_code == 200
+        assert requests.get(f"{base}/orders/missing", timeout=10).status_code == 404
+        assert requests.get(f"{base}/orders/broken", timeout=10).status_code == 500
+        assert requests.get(f"{base}/no/such/route", timeout=10).status_code == 404
+        time.sleep(1.2)
+
+
+def test_every_dashboard_and_rule_expression_returns_data(
+    start_server: Callable[..., Server], envoy: str
+) -> None:
+    port = free_port()
+    app_code = f"from apps.shop import app; app.run(host='127.0.0.1', port={port})"
+    server = start_server([PYTHON, "-c", app_code], port)
+
+    model = build_model(load_app("apps.shop"), {}, podmonitor=False, istio=True)
+    options = ManifestOptions(error_ratio=0.01, latency_p95=0.0001)
+    objects = build_objects(model, ["servicemonitor", "dashboard", "rules"], options)
+    monitor = objects["shop-servicemonitor.yaml"]
+    dashboard = json.loads(next(iter(objects["shop-dashboard.yaml"]["data"].values())))
+    groups = objects["shop-rules.yaml"]["spec"]["groups"]
+    target = target_from_monitor(monitor, f"127.0.0.1:{port}", pod="shop-7d9f-abcde")
+    assert target.labels == {
+        "job": "shop",
+        "namespace": "shop-ns",
+        "service": "shop",
+        "pod": "shop-7d9f-abcde",
+        "endpoint": "http",
+    }
+
+    metrics_text = requests.get(f"{server.base}/metrics", timeout=10).text
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=metrics_text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert lint.stdout.strip() == "", lint.stdout
+    assert lint.stderr.strip() == "", lint.stderr
+
+    envoy_target = target_from_monitor(monitor, envoy, pod="istio-proxy")
+    with LocalPrometheus([target, envoy_target], rule_groups=groups) as prom:
+        assert prom.wait_for('up{job="shop",namespace="shop-ns"} == 1'), prom.log()[-2000:]
+        drive_traffic(server.base)
+        # two scrapes after the traffic so every rate() has its increase
+        time.sleep(3)
+        expressions = [
+            e.replace("$__rate_interval", RATE_WINDOW) for e in dashboard_expressions(dashboard)
+        ]
+        assert len(expressions) >= 15
+        empty = [expr for expr in expressions if not prom.query(expr)]
+        assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
+
+        rules = alert_rules(model, options)
+        for rule in rules:
+            prom.query(rule.expr)  # valid, or ValueError from Prometheus
+        valued = [r.value for r in rules if not r.value.startswith("absent(")]
+        assert [v for v in valued if not prom.query(v)] == []
+        loaded = prom.api("rules")["groups"]
+        assert [g["name"] for g in loaded] == ["shop-ns.shop.rules"]
+        assert {r["health"] for g in loaded for r in g["rules"]} == {"ok"}
+        # with thresholds this low, the error and latency alerts become pending or firing
+        expected = {"ShopHighErrorRatio", "ShopHighLatencyP95"}
+        deadline, seen = time.monotonic() + 20, set()
+        while seen != expected and time.monotonic() < deadline:
+            seen = {
+                s["metric"]["alertname"]
+                for s in prom.query("ALERTS")
+                if s["metric"]["alertname"] in expected
+            }
+            time.sleep(0.5)
+        assert seen == expected
+        assert prom.query('absent(up{job="shop",namespace="shop-ns"})') == []
