@@ -136,3 +136,38 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(TESTS)},
     )
+
+
+@pytest.fixture
+def agent() -> Iterator[object]:
+    from receivers import JaegerAgent
+
+    receiver = JaegerAgent()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def collector() -> Iterator[object]:
+    from receivers import OTLPCollector
+
+    receiver = OTLPCollector()
+    yield receiver
+    receiver.close()
+
+
+def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
+    """Serve a WSGI app with werkzeug's threaded server on 127.0.0.1; returns (base, stop)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(5)
+
+    return f"http://127.0.0.1:{server.server_port}", stop

@@ -116,3 +116,57 @@ def test_unknown_option_is_a_type_error() -> None:
 def test_direct_construction_validates() -> None:
     with pytest.raises(ValueError, match="invalid namespace"):
         MeshConfig(service="ok", namespace="Bad")
+
+
+def test_tracing_defaults_follow_the_other_clients_env_vars() -> None:
+    assert resolve().tracing == "off"
+    jaeger = resolve(
+        {
+            "JAEGER_AGENT_HOST": "jaeger-agent.istio-system",
+            "JAEGER_AGENT_PORT": "6832",
+            "JAEGER_SAMPLER_TYPE": "probabilistic",
+            "JAEGER_SAMPLER_PARAM": "0.25",
+        }
+    )
+    assert (jaeger.tracing, jaeger.trace_endpoint, jaeger.sampler) == (
+        "jaeger",
+        "jaeger-agent.istio-system:6832",
+        "probabilistic:0.25",
+    )
+    otlp = resolve(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.5",
+        }
+    )
+    assert (otlp.tracing, otlp.trace_endpoint, otlp.sampler) == (
+        "otlp",
+        "http://collector:4318/v1/traces",
+        "probabilistic:0.5",
+    )
+    explicit = resolve(
+        {"JAEGER_AGENT_HOST": "agent", "MESHMETRICS_SAMPLER": "ratelimiting:2"}, tracing="off"
+    )
+    assert (explicit.tracing, explicit.sampler) == ("off", "ratelimiting:2")
+    assert resolve(tracing="jaeger").trace_endpoint == "localhost:6831"
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "rule"),
+    [
+        ("tracing", "zipkin", "one of jaeger, otlp, off"),
+        ("sampler", "const:0.5", "type:param"),
+        ("sampler", "probabilistic:2", "type:param"),
+        ("sampler", "remote", "type:param"),
+        ("span_queue_size", 0, "from 1 to 1000000"),
+    ],
+)
+def test_bad_tracing_values(option: str, bad: object, rule: str) -> None:
+    with pytest.raises(ValueError, match="invalid " + option) as info:
+        resolve(**{option: bad})
+    assert rule in str(info.value)
+    with pytest.raises(ValueError, match="from OTEL_TRACES_SAMPLER"):
+        resolve(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "jaeger_remote"}
+        )

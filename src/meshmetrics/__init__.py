@@ -8,9 +8,18 @@
 'orders'
 """
 
+from .client import TracingSession, forward_headers
 from .config import MeshConfig
 from .instrumentation import Instrumentation, instrument
 from .metrics import OTHER_METHOD, UNMATCHED
 
-__all__ = ["OTHER_METHOD", "UNMATCHED", "Instrumentation", "MeshConfig", "instrument"]
+__all__ = [
+    "OTHER_METHOD",
+    "UNMATCHED",
+    "Instrumentation",
+    "MeshConfig",
+    "TracingSession",
+    "forward_headers",
+    "instrument",
+]
 __version__ = "0.1.0"

@@ -89,6 +89,19 @@ class MeshConfig:
     release: str = "kube-prometheus-stack"
     #: How often Prometheus scrapes the service (a Prometheus duration).
     scrape_interval: str = "30s"
+    #: Trace backend: ``jaeger`` (UDP agent), ``otlp`` (OTLP/HTTP) or ``off`` (propagation
+    #: only). Default: ``jaeger`` when ``JAEGER_AGENT_HOST`` is set, ``otlp`` when
+    #: ``OTEL_EXPORTER_OTLP_ENDPOINT`` is, else ``off``.
+    tracing: str = "off"
+    #: Sampler for new traces, ``type:param``: ``const:1``, ``probabilistic:0.1``,
+    #: ``ratelimiting:5``. Requests that carry a decision (Envoy's) keep it.
+    #: Default from ``JAEGER_SAMPLER_TYPE``/``_PARAM`` or ``OTEL_TRACES_SAMPLER``/``_ARG``.
+    sampler: str = "const:1"
+    #: Where spans go: ``host:port`` of the Jaeger agent, or the OTLP/HTTP traces URL.
+    #: Default from ``JAEGER_AGENT_HOST``/``_PORT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+    trace_endpoint: str = ""
+    #: Finished spans waiting for export; beyond it spans are dropped (and counted).
+    span_queue_size: int = 4096
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 
@@ -136,10 +149,65 @@ def resolve_config(
         elif name == "service":
             value = _service_from_name(default_service)
             _check(name, value, "the application name; pass service=...")
+        elif name in _FROM_TRACING_ENV:
+            source, value = _FROM_TRACING_ENV[name](env, values.get("tracing", "off"))
+            if value is None:
+                continue
+            _check(name, value, source)
         else:
             continue
         values[name] = _normalise(name, value)
     return MeshConfig(**values)
+
+
+def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str | None]:
+    if env.get("JAEGER_AGENT_HOST"):
+        return "JAEGER_AGENT_HOST", "jaeger"
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return "OTEL_EXPORTER_OTLP_ENDPOINT", "otlp"
+    return "default", None
+
+
+_OTEL_SAMPLERS = {
+    "always_on": "const:1",
+    "parentbased_always_on": "const:1",
+    "always_off": "const:0",
+    "parentbased_always_off": "const:0",
+}
+
+
+def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str | None]:
+    if tracing != "otlp" and "JAEGER_SAMPLER_TYPE" in env:
+        kind = env["JAEGER_SAMPLER_TYPE"].strip()
+        return "JAEGER_SAMPLER_TYPE", f"{kind}:{env.get('JAEGER_SAMPLER_PARAM', '1').strip()}"
+    if tracing != "jaeger" and "OTEL_TRACES_SAMPLER" in env:
+        kind = env["OTEL_TRACES_SAMPLER"].strip().lower()
+        if kind in _OTEL_SAMPLERS:
+            return "OTEL_TRACES_SAMPLER", _OTEL_SAMPLERS[kind]
+        if kind in ("traceidratio", "parentbased_traceidratio"):
+            return "OTEL_TRACES_SAMPLER", f"probabilistic:{env.get('OTEL_TRACES_SAMPLER_ARG', '1')}"
+        return "OTEL_TRACES_SAMPLER", kind
+    return "default", None
+
+
+def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str | None]:
+    if tracing == "jaeger":
+        host = env.get("JAEGER_AGENT_HOST") or "localhost"
+        return "JAEGER_AGENT_HOST", f"{host}:{env.get('JAEGER_AGENT_PORT') or '6831'}"
+    if tracing == "otlp":
+        if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            return "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+        return "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces"
+    return "default", None
+
+
+#: Options whose default comes from the variables other Jaeger/OpenTelemetry clients read.
+_FROM_TRACING_ENV = {
+    "tracing": _tracing_default,
+    "sampler": _sampler_default,
+    "trace_endpoint": _endpoint_default,
+}
 
 
 def _service_from_name(name: str) -> str:
@@ -164,6 +232,11 @@ def _parse_env(name: str, raw: str, source: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if name == "metrics_auth":
         return _import_string(name, raw, source)
+    if name == "span_queue_size":
+        try:
+            return int(raw)
+        except ValueError:
+            _fail(name, raw, source, "a positive whole number")
     return raw
 
 
@@ -254,6 +327,17 @@ def _check(name: str, value: Any, source: str) -> None:
             or not any(c.isdigit() and c != "0" for c in value)
         ):
             _fail(name, value, source, "a non-zero Prometheus duration such as 15s, 1m or 1m30s")
+    elif name == "tracing":
+        if value not in ("jaeger", "otlp", "off"):
+            _fail(name, value, source, "one of jaeger, otlp, off")
+    elif name == "sampler":
+        _check_sampler(value, source)
+    elif name == "trace_endpoint":
+        if not isinstance(value, str) or any(c.isspace() for c in value):
+            _fail(name, value, source, "host:port (jaeger) or an http(s) URL (otlp)")
+    elif name == "span_queue_size":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
+            _fail(name, value, source, "a whole number from 1 to 1000000")
     elif name == "buckets":
         _check_buckets(value, source)
     elif name == "excluded_paths":
@@ -263,6 +347,24 @@ def _check(name: str, value: Any, source: str) -> None:
             _fail(name, value, source, "a list of URL paths, each starting with '/'")
     elif name == "metrics_auth" and value is not None and not callable(value):
         _fail(name, value, source, "a decorator (a callable taking and returning a view)")
+
+
+def _check_sampler(value: Any, source: str) -> None:
+    rule = "type:param with type const (0 or 1), probabilistic (0..1) or ratelimiting (per second)"
+    if not isinstance(value, str):
+        _fail("sampler", value, source, rule)
+    kind, _, raw = value.partition(":")
+    try:
+        param = float(raw)
+    except ValueError:
+        _fail("sampler", value, source, rule)
+    valid = (
+        (kind == "const" and param in (0, 1))
+        or (kind == "probabilistic" and 0 <= param <= 1)
+        or (kind == "ratelimiting" and 0 <= param < math.inf)
+    )
+    if not valid:
+        _fail("sampler", value, source, rule)
 
 
 def _check_buckets(value: Any, source: str) -> None:

@@ -15,9 +15,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from . import runner
+from .client import TracingSession
 from .config import MeshConfig, resolve_config
+from .exporters import (
+    BatchSpanProcessor,
+    Exporter,
+    JaegerUDPExporter,
+    OTLPHTTPExporter,
+    SpanCounters,
+)
 from .exposition import metrics_view, multiprocess_dir
 from .metrics import RequestMetrics
+from .tracing import MeshTracer, Sampler, ServerTracing
 
 EXTENSION_KEY = "meshmetrics"
 METRICS_ENDPOINT = "meshmetrics_metrics"
@@ -39,6 +48,8 @@ class Instrumentation:
             for its decorators (``counter``, ``histogram``, ``gauge``, ``summary``,
             ``info``, ``do_not_track``, ``exclude_all_metrics``).
         request_metrics: the request metric families and their hooks.
+        tracing: the Flask-OpenTracing-compatible server tracing (``.tracer``,
+            ``.get_span()``, ``.trace()``), or ``None`` when tracing is ``off``.
     """
 
     def __init__(self, target: Flask | Blueprint, config: MeshConfig) -> None:
@@ -55,8 +66,21 @@ class Instrumentation:
             defaults_prefix=config.prefix or "flask",
             buckets=config.buckets,
         )
+        self.tracing: ServerTracing | None = None
+        if config.tracing != "off":
+            counters = SpanCounters(self.registry)
+            self.tracing = ServerTracing(functools.partial(_make_tracer, config, counters))
+            self.request_metrics.exemplar = self.tracing.exemplar
         self._apps: list[Flask] = []
         self._active = True
+
+    def session(self) -> TracingSession:
+        """A ``requests.Session`` whose calls carry the trace and Istio's headers."""
+        return TracingSession(self.tracing)
+
+    def _hooks(self) -> list[Any]:
+        """Hook objects in registration order: tracing first, so metrics see the span."""
+        return [h for h in (self.tracing, self.request_metrics) if h is not None]
 
     @property
     def apps(self) -> tuple[Flask, ...]:
@@ -95,10 +119,15 @@ class Instrumentation:
                 f"{existing!r} on app {app.name!r} (another exporter?); remove it or pass "
                 "metrics_path=..."
             )
-        hooks = self.request_metrics
-        app.before_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.before_request)
-        app.after_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.after_request)
-        app.teardown_request_funcs.setdefault(blueprint_name, []).insert(0, hooks.teardown_request)
+        # Inserted first so an app's own hooks cannot skip them; metrics go in before
+        # tracing, so tracing's hooks end up first: its span exists while metrics record.
+        for hooks in reversed(self._hooks()):
+            for funcs, hook in (
+                (app.before_request_funcs, hooks.before_request),
+                (app.after_request_funcs, hooks.after_request),
+                (app.teardown_request_funcs, hooks.teardown_request),
+            ):
+                funcs.setdefault(blueprint_name, []).insert(0, hook)
         view = metrics_view(self.registry, self.multiprocess)
         if self.config.metrics_auth is not None:
             view = functools.wraps(view)(self.config.metrics_auth(view))
@@ -119,17 +148,17 @@ class Instrumentation:
 
     def uninstrument(self) -> None:
         """Remove hooks, the metrics view and the ``app.run`` override; idempotent."""
-        hooks = self.request_metrics
         for app in self._apps:
-            registries: tuple[tuple[dict[Any, list[Any]], Any], ...] = (
-                (app.before_request_funcs, hooks.before_request),
-                (app.after_request_funcs, hooks.after_request),
-                (app.teardown_request_funcs, hooks.teardown_request),
-            )
-            for funcs, hook in registries:
-                for registered in funcs.values():
-                    while hook in registered:
-                        registered.remove(hook)
+            for hooks in self._hooks():
+                registries: tuple[tuple[dict[Any, list[Any]], Any], ...] = (
+                    (app.before_request_funcs, hooks.before_request),
+                    (app.after_request_funcs, hooks.after_request),
+                    (app.teardown_request_funcs, hooks.teardown_request),
+                )
+                for funcs, hook in registries:
+                    for registered in funcs.values():
+                        while hook in registered:
+                            registered.remove(hook)
             app.view_functions[METRICS_ENDPOINT] = _not_found
             if app.extensions.get(EXTENSION_KEY) is self:
                 del app.extensions[EXTENSION_KEY]
@@ -143,6 +172,20 @@ class Instrumentation:
         with _lock:
             if _by_target.get(self.target) is self:
                 del _by_target[self.target]
+
+
+def _make_tracer(config: MeshConfig, counters: SpanCounters) -> MeshTracer:
+    """The tracer of one instrumentation, built in the serving process on first use."""
+    exporter: Exporter
+    tags = {"namespace": config.namespace, "version": config.version}
+    if config.tracing == "jaeger":
+        host, _, port = config.trace_endpoint.rpartition(":")
+        exporter = JaegerUDPExporter(config.service, host or "localhost", int(port or 6831), tags)
+    else:
+        resource = {"service.namespace": config.namespace, "service.version": config.version}
+        exporter = OTLPHTTPExporter(config.service, config.trace_endpoint, resource)
+    processor = BatchSpanProcessor(exporter, counters, queue_size=config.span_queue_size)
+    return MeshTracer(Sampler.parse(config.sampler), processor)
 
 
 def _not_found() -> tuple[str, int]:

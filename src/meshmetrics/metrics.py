@@ -28,8 +28,8 @@ STANDARD_METHODS = frozenset(
 )
 _STATE_KEY = "meshmetrics.request"
 
-#: Hooks that receive the finished request's state (used by tracing for exemplars).
-ExemplarSource = Callable[[], dict[str, str] | None]
+#: Gives the exemplar labels (a trace id) of a finished request from its WSGI environ.
+ExemplarSource = Callable[[dict[str, Any]], dict[str, str] | None]
 
 
 def _current_request() -> Any:
@@ -174,6 +174,6 @@ class RequestMetrics:
         if "prom_do_not_track" in attrs or "prom_exclude_all" in attrs:
             return  # prometheus-flask-exporter's @do_not_track / @exclude_all_metrics
         histogram, counter = self._request_children(method, path, status)
-        exemplar = self.exemplar() if self.exemplar is not None else None
+        exemplar = self.exemplar(req.environ) if self.exemplar is not None else None
         histogram.observe(perf_counter() - started, exemplar)
         counter.inc()

@@ -1,0 +1,179 @@
+"""Trace-context header formats as Envoy/Istio speak them: B3 (multi and single) and W3C.
+
+Parsing never raises: a malformed or hostile header is ignored and the request
+starts a new trace.  Emitted headers are always well-formed.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
+_HEX16_32 = re.compile(r"(?:[0-9a-f]{16}|[0-9a-f]{32})\Z")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?\Z")
+
+#: Headers Istio documents as the ones an app must copy from inbound to outbound requests,
+#: besides the B3/W3C ones meshmetrics rewrites for its own client span.
+FORWARDED_HEADERS = (
+    "x-request-id",
+    "tracestate",
+    "x-ot-span-context",
+    "x-cloud-trace-context",
+    "grpc-trace-bin",
+    "sw8",
+    "baggage",
+)
+FORWARDED_PREFIXES = ("x-datadog-",)
+_MAX_FORWARDED_LENGTH = 4096
+_PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """An extracted context: ids (``None`` when only a sampling decision came) and flags."""
+
+    trace_id: int | None
+    span_id: int | None
+    parent_id: int | None = None
+    #: ``True``/``False`` when the caller decided, ``None`` to let the sampler decide.
+    sampled: bool | None = None
+    debug: bool = False
+
+
+def new_trace_id() -> int:
+    """A random non-zero 128-bit trace id."""
+    return random.getrandbits(128) or 1
+
+
+def new_span_id() -> int:
+    """A random non-zero 64-bit span id."""
+    return random.getrandbits(64) or 1
+
+
+def _sampled_flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value in ("1", "true", "d"):
+        return True
+    if value in ("0", "false"):
+        return False
+    return None
+
+
+def _hex_id(value: str | None, pattern: re.Pattern[str]) -> int | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not pattern.match(value):
+        return None
+    number = int(value, 16)
+    return number or None
+
+
+def _header(environ: Mapping[str, object], name: str) -> str | None:
+    value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return value if isinstance(value, str) else None
+
+
+def _from_b3_multi(environ: Mapping[str, object]) -> TraceContext | None:
+    trace_header = _header(environ, "x-b3-traceid")
+    debug = (_header(environ, "x-b3-flags") or "").strip() == "1"
+    sampled = True if debug else _sampled_flag(_header(environ, "x-b3-sampled"))
+    if trace_header is None:
+        return TraceContext(None, None, sampled=sampled) if sampled is not None else None
+    trace_id = _hex_id(trace_header, _HEX16_32)
+    span_id = _hex_id(_header(environ, "x-b3-spanid"), _HEX16)
+    if trace_id is None or span_id is None:
+        return TraceContext(None, None, sampled=sampled) if sampled is not None else None
+    parent_id = _hex_id(_header(environ, "x-b3-parentspanid"), _HEX16)
+    return TraceContext(trace_id, span_id, parent_id, sampled, debug)
+
+
+def _from_b3_single(value: str) -> TraceContext | None:
+    parts = value.strip().lower().split("-")
+    if len(parts) == 1:
+        sampled = _sampled_flag(parts[0])
+        return (
+            TraceContext(None, None, sampled=sampled, debug=parts[0] == "d")
+            if sampled is not None
+            else None
+        )
+    if len(parts) > 4:
+        return None
+    trace_id = _hex_id(parts[0], _HEX16_32)
+    span_id = _hex_id(parts[1], _HEX16)
+    if trace_id is None or span_id is None:
+        return None
+    state = parts[2] if len(parts) > 2 else None
+    sampled = _sampled_flag(state)
+    if state is not None and sampled is None:
+        return None
+    parent_id = _hex_id(parts[3], _HEX16) if len(parts) > 3 else None
+    if len(parts) > 3 and parent_id is None:
+        return None
+    return TraceContext(trace_id, span_id, parent_id, sampled, state == "d")
+
+
+def _from_traceparent(value: str) -> TraceContext | None:
+    match = _TRACEPARENT.match(value.strip())
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags = match.groups()
+    if version == "ff" or (version == "00" and len(value.strip()) != 55):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return TraceContext(trace_id, span_id, None, bool(int(flags, 16) & 1))
+
+
+def extract(environ: Mapping[str, object]) -> TraceContext | None:
+    """The inbound context of a WSGI request: B3 multi, then single ``b3``, then W3C."""
+    multi = _from_b3_multi(environ)
+    if multi is not None and multi.trace_id is not None:
+        return multi
+    single_header = _header(environ, "b3")
+    single = _from_b3_single(single_header) if single_header is not None else None
+    if single is not None and single.trace_id is not None:
+        return single
+    parent_header = _header(environ, "traceparent")
+    w3c = _from_traceparent(parent_header) if parent_header is not None else None
+    return w3c or multi or single
+
+
+def forwarded(environ: Mapping[str, object]) -> dict[str, str]:
+    """The inbound headers Istio wants copied onto outbound calls, if well-formed."""
+    out: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith("HTTP_") or not isinstance(value, str):
+            continue
+        name = key[5:].lower().replace("_", "-")
+        wanted = name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES)
+        if wanted and len(value) <= _MAX_FORWARDED_LENGTH and _PRINTABLE.match(value):
+            out[name] = value
+    return out
+
+
+def b3_headers(trace_id: int, span_id: int, parent_id: int | None, sampled: bool) -> dict[str, str]:
+    """B3 multi headers plus the single ``b3`` header for the given span."""
+    trace_hex = f"{trace_id:032x}" if trace_id >> 64 else f"{trace_id:016x}"
+    headers = {
+        "x-b3-traceid": trace_hex,
+        "x-b3-spanid": f"{span_id:016x}",
+        "x-b3-sampled": "1" if sampled else "0",
+    }
+    single = f"{trace_hex}-{span_id:016x}-{'1' if sampled else '0'}"
+    if parent_id:
+        headers["x-b3-parentspanid"] = f"{parent_id:016x}"
+        single += f"-{parent_id:016x}"
+    headers["b3"] = single
+    return headers
+
+
+def traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
+    """The W3C ``traceparent`` of the given span."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"

@@ -1,0 +1,72 @@
+"""Tracing in real processes: forked gunicorn workers report spans, exit flushes the queue."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from receivers import JaegerAgent
+
+from conftest import PYTHON, TESTS, Server, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_forked_gunicorn_workers_report_spans(
+    start_server: Callable[..., Server], agent: JaegerAgent, tmp_path: Path
+) -> None:
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        "2",
+        "-c",
+        "python:meshmetrics.gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "apps.service:app",
+    ]
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "MESHMETRICS_TRACING": "jaeger",
+        "MESHMETRICS_TRACE_ENDPOINT": agent.endpoint,
+    }
+    server = start_server(argv, port, env=env)
+
+    def hit(_: int) -> str:
+        with requests.Session() as session:  # a new connection: any worker may answer
+            return session.get(f"{server.base}/api/v1/items/pid", timeout=10).text
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        pids = set(pool.map(hit, range(40)))
+    assert len(pids) >= 2, "one worker served everything: forking not exercised"
+    spans = [s for s in agent.wait_for(40) if s.operation == "items.pid"]
+    assert len(spans) == 40
+    assert len({s.span_id for s in spans}) == 40, "a forked worker repeated its parent's ids"
+    assert len({s.trace_id for s in spans}) == 40
+    server.stop()
+
+
+def test_spans_are_flushed_at_interpreter_exit(agent: JaegerAgent) -> None:
+    code = (
+        "from flask import Flask\n"
+        "from meshmetrics import instrument\n"
+        "app = Flask('exiting')\n"
+        f"instrument(app, tracing='jaeger', trace_endpoint='{agent.endpoint}')\n"
+        "@app.route('/')\n"
+        "def index():\n"
+        "    return 'ok'\n"
+        "client = app.test_client()\n"
+        "for _ in range(25):\n"
+        "    client.get('/')\n"
+        # exits at once: the export thread's 0.5 s tick has not come yet
+    )
+    subprocess.run([PYTHON, "-c", code], cwd=TESTS, check=True, timeout=60)
+    assert len(agent.wait_for(25, timeout=5)) == 25
