@@ -84,11 +84,66 @@ def meshmetrics() -> Flask:
     return app
 
 
+#: A UDP port nobody listens on: datagrams are sent (and counted) but go nowhere.
+AGENT = ("127.0.0.1", 6999)
+FINISHERS: list[Callable[[], None]] = []
+
+
+def pfe_opentracing(sampled: bool) -> Flask:
+    """prometheus-flask-exporter + Flask-OpenTracing + jaeger-client, as the course wired them."""
+    from flask_opentracing import FlaskTracing
+    from jaeger_client import Config
+
+    app = pfe()
+    config = Config(
+        config={
+            "sampler": {"type": "const", "param": 1 if sampled else 0},
+            "local_agent": {"reporting_host": AGENT[0], "reporting_port": AGENT[1]},
+            # large enough that no span is dropped: the cost of sending them all
+            "reporter_queue_size": 1_000_000,
+            "logging": False,
+        },
+        service_name="bench",
+        validate=True,
+    )
+    tracer = config.new_tracer()
+    FlaskTracing(tracer, True, app)
+
+    def finish() -> None:
+        tracer.close()
+        time.sleep(2)  # let the reporter thread send what it holds
+
+    FINISHERS.append(finish)
+    return app
+
+
+def meshmetrics_tracing(sampled: bool) -> Flask:
+    from meshmetrics import instrument
+
+    app = make_app()
+    inst = instrument(
+        app,
+        service="bench",
+        tracing="jaeger",
+        trace_endpoint=f"{AGENT[0]}:{AGENT[1]}",
+        sampler="const:1" if sampled else "const:0",
+        span_queue_size=1_000_000,
+    )
+    assert inst.tracing is not None
+    tracing = inst.tracing
+    FINISHERS.append(lambda: tracing.tracer.close())
+    return app
+
+
 VARIANTS: dict[str, Callable[[], Flask]] = {
     "bare": bare,
     "pfe": pfe,
     "minimal": minimal,
     "meshmetrics": meshmetrics,
+    "pfe+opentracing-unsampled": lambda: pfe_opentracing(False),
+    "pfe+opentracing-sampled": lambda: pfe_opentracing(True),
+    "meshmetrics+tracing-unsampled": lambda: meshmetrics_tracing(False),
+    "meshmetrics+tracing-sampled": lambda: meshmetrics_tracing(True),
 }
 
 
@@ -126,6 +181,8 @@ def run_requests(variant: str, n: int) -> None:
     app = VARIANTS[variant]()
     drive(app, 50)
     drive(app, n)
+    for finish in FINISHERS:
+        finish()
 
 
 def callgrind_instructions(variant: str, n: int) -> int:
@@ -177,12 +234,15 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--callgrind", action="store_true", help="also count instructions")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--no-timing", action="store_true", help="instructions only")
     args = parser.parse_args()
     if args.worker:
         run_requests(args.worker[0], int(args.worker[1]))
         return
     variants = args.variants.split(",")
-    micros = median_microseconds(variants)
+    micros = (
+        {v: float("nan") for v in variants} if args.no_timing else median_microseconds(variants)
+    )
     instructions = {v: per_request_instructions(v) for v in variants} if args.callgrind else {}
     from importlib.metadata import version
 

@@ -75,8 +75,8 @@ def forward_headers(tracing: ServerTracing | None = None) -> dict[str, str]:
         tracing = _tracing_of_current_app()
     parent = None
     if has_request_context():
-        state = request.environ.get(SPAN_KEY)
-        parent = state[0].context if state else None
+        span = request.environ.get(SPAN_KEY)
+        parent = span.context if span is not None else None
     return _headers_for(parent, tracing)
 
 
@@ -126,8 +126,7 @@ class TracingSession(requests.Session):
             return None
         parent = None
         if has_request_context():
-            state = request.environ.get(SPAN_KEY)
-            parent = state[0] if state else None
+            parent = request.environ.get(SPAN_KEY)
         span = self._tracing.tracer.start_span(f"HTTP {method}", child_of=parent)
         if span.context.sampled:
             host = urlsplit(url).hostname or ""

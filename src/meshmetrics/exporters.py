@@ -128,8 +128,9 @@ class BatchSpanProcessor:
                     self._warned = True
                     log.warning(
                         "meshmetrics: span export failed (%s: %s); further failures are only "
-                        "counted in meshmetrics_spans_dropped_total{reason=\"export_error\"}",
-                        type(exc).__name__, exc,
+                        'counted in meshmetrics_spans_dropped_total{reason="export_error"}',
+                        type(exc).__name__,
+                        exc,
                     )
                 continue
             self._counters.too_large.inc(too_large)
@@ -184,22 +185,30 @@ class JaegerUDPExporter:
             ],
         )
         self._socket: socket.socket | None = None
-
-    def _encode(self, spans: list[Any]) -> bytes:
         from jaeger_client.thrift_gen.agent import Agent
-        from thrift.protocol.TCompactProtocol import TCompactProtocolAccelerated
+        from thrift.protocol.TCompactProtocol import TCompactProtocol
         from thrift.Thrift import TMessageType
         from thrift.transport.TTransport import TMemoryBuffer
 
-        buffer = TMemoryBuffer()
-        protocol = TCompactProtocolAccelerated(buffer)
-        agent: Any = Agent  # generated, untyped
-        protocol.writeMessageBegin("emitBatch", TMessageType.ONEWAY, 0)
-        agent.emitBatch_args(batch=self._ttypes.Batch(process=self._process, spans=spans)).write(
-            protocol
+        self._agent: Any = Agent  # generated, untyped
+        header = TMemoryBuffer()
+        TCompactProtocol(header).writeMessageBegin("emitBatch", TMessageType.ONEWAY, 0)
+        self._header = bytes(header.getvalue())
+        self._fast, self._args_spec = _fast_compact_encoder(self._agent.emitBatch_args)
+
+    def _encode(self, spans: list[Any]) -> bytes:
+        """An ``Agent.emitBatch`` oneway message in compact Thrift."""
+        args = self._agent.emitBatch_args(
+            batch=self._ttypes.Batch(process=self._process, spans=spans)
         )
-        protocol.writeMessageEnd()
-        return bytes(buffer.getvalue())
+        if self._fast is not None:  # thrift's C encoder: ~1 µs a span instead of ~200 µs
+            return self._header + bytes(self._fast(args, self._args_spec))
+        from thrift.protocol.TCompactProtocol import TCompactProtocol
+        from thrift.transport.TTransport import TMemoryBuffer
+
+        buffer = TMemoryBuffer()
+        args.write(TCompactProtocol(buffer))
+        return self._header + bytes(buffer.getvalue())
 
     def export(self, spans: list[MeshSpan]) -> int:
         if self._socket is None:
@@ -250,6 +259,38 @@ class JaegerUDPExporter:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+def _fast_compact_encoder(struct: Any) -> tuple[Any, Any]:
+    """thrift's C compact encoder and ``struct``'s spec in the layout it expects, if present.
+
+    jaeger-client's generated code predates that layout (struct arguments as
+    ``(class, spec)`` tuples instead of ``[class, spec]`` lists), so it is converted.
+    """
+    try:
+        from thrift.protocol import fastbinary
+    except ImportError:
+        return None, None
+
+    def spec(fields: Any) -> Any:
+        if fields is None:
+            return None
+        return tuple(
+            None if f is None else (f[0], f[1], f[2], args(f[1], f[3]), f[4]) for f in fields
+        )
+
+    def args(kind: int, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind == 12:  # struct
+            return [value[0], spec(value[1])]
+        if kind in (14, 15):  # set, list
+            return (value[0], args(value[0], value[1]), False)
+        if kind == 13:  # map
+            return (value[0], args(value[0], value[1]), value[2], args(value[2], value[3]), False)
+        return value
+
+    return fastbinary.encode_compact, [struct, spec(struct.thrift_spec)]
 
 
 def _signed(value: int) -> int:

@@ -74,22 +74,22 @@ def _hex_id(value: str | None, pattern: re.Pattern[str]) -> int | None:
     return number or None
 
 
-def _header(environ: Mapping[str, object], name: str) -> str | None:
-    value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+def _header(environ: Mapping[str, object], key: str) -> str | None:
+    value = environ.get(key)
     return value if isinstance(value, str) else None
 
 
 def _from_b3_multi(environ: Mapping[str, object]) -> TraceContext | None:
-    trace_header = _header(environ, "x-b3-traceid")
-    debug = (_header(environ, "x-b3-flags") or "").strip() == "1"
-    sampled = True if debug else _sampled_flag(_header(environ, "x-b3-sampled"))
+    trace_header = _header(environ, "HTTP_X_B3_TRACEID")
+    debug = (_header(environ, "HTTP_X_B3_FLAGS") or "").strip() == "1"
+    sampled = True if debug else _sampled_flag(_header(environ, "HTTP_X_B3_SAMPLED"))
     if trace_header is None:
         return TraceContext(None, None, sampled=sampled) if sampled is not None else None
     trace_id = _hex_id(trace_header, _HEX16_32)
-    span_id = _hex_id(_header(environ, "x-b3-spanid"), _HEX16)
+    span_id = _hex_id(_header(environ, "HTTP_X_B3_SPANID"), _HEX16)
     if trace_id is None or span_id is None:
         return TraceContext(None, None, sampled=sampled) if sampled is not None else None
-    parent_id = _hex_id(_header(environ, "x-b3-parentspanid"), _HEX16)
+    parent_id = _hex_id(_header(environ, "HTTP_X_B3_PARENTSPANID"), _HEX16)
     return TraceContext(trace_id, span_id, parent_id, sampled, debug)
 
 
@@ -131,16 +131,33 @@ def _from_traceparent(value: str) -> TraceContext | None:
     return TraceContext(trace_id, span_id, None, bool(int(flags, 16) & 1))
 
 
+_CONTEXT_KEYS = (
+    "HTTP_X_B3_TRACEID",
+    "HTTP_X_B3_SAMPLED",
+    "HTTP_X_B3_FLAGS",
+    "HTTP_B3",
+    "HTTP_TRACEPARENT",
+)
+
+
 def extract(environ: Mapping[str, object]) -> TraceContext | None:
     """The inbound context of a WSGI request: B3 multi, then single ``b3``, then W3C."""
+    if (
+        "HTTP_X_B3_TRACEID" not in environ
+        and "HTTP_B3" not in environ
+        and "HTTP_TRACEPARENT" not in environ
+        and "HTTP_X_B3_SAMPLED" not in environ
+        and "HTTP_X_B3_FLAGS" not in environ
+    ):
+        return None  # the common case without a mesh: five dict lookups
     multi = _from_b3_multi(environ)
     if multi is not None and multi.trace_id is not None:
         return multi
-    single_header = _header(environ, "b3")
+    single_header = _header(environ, "HTTP_B3")
     single = _from_b3_single(single_header) if single_header is not None else None
     if single is not None and single.trace_id is not None:
         return single
-    parent_header = _header(environ, "traceparent")
+    parent_header = _header(environ, "HTTP_TRACEPARENT")
     w3c = _from_traceparent(parent_header) if parent_header is not None else None
     return w3c or multi or single
 
