@@ -20,6 +20,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo
 
 from .config import MeshConfig, resolve_config
+from .demo import demo_command
 from .instrumentation import EXTENSION_KEY, Instrumentation
 from .manifests import DEFAULT_KINDS, KINDS, ManifestOptions, build_objects, to_multi_yaml, to_yaml
 from .model import ServiceModel, model_from_config, model_from_registry
@@ -301,6 +302,8 @@ def manifests_command(app_path: str | None, **opts: Any) -> None:
     """Emit the ServiceMonitor, dashboard ConfigMap and PrometheusRule of a service."""
     run_manifests(load_app(app_path) if app_path else None, **opts)
 
+
+main.add_command(demo_command)
 
 flask_group = AppGroup("meshmetrics", help="meshmetrics commands for the app given by --app.")
 

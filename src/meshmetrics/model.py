@@ -11,8 +11,10 @@ from .config import MeshConfig
 from .metrics import RequestMetrics
 from .promql import Queries
 
-#: Families exported by other collectors that get their own panels (or none).
-_PLATFORM_PREFIXES = ("process_", "python_")
+#: Families that are not the app's own: process metrics get their own panels, the others
+#: (span export counters, present only when tracing is on) none, so output does not
+#: depend on the environment the app was imported in.
+_PLATFORM_PREFIXES = ("process_", "python_", "meshmetrics_")
 
 
 @dataclass(frozen=True)

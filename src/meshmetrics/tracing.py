@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -275,14 +276,19 @@ class ServerTracing:
     ):
         self._factory = tracer_factory
         self._tracer: MeshTracer | None = None
+        self._lock = threading.Lock()
         self._traced_attributes = traced_attributes
 
     @property
     def tracer(self) -> MeshTracer:
         """The tracer, created on first use in the serving process (after any fork)."""
-        if self._tracer is None:
-            self._tracer = self._factory()
-        return self._tracer
+        tracer = self._tracer
+        if tracer is None:
+            with self._lock:  # concurrent first requests must share one tracer
+                if self._tracer is None:
+                    self._tracer = self._factory()
+                tracer = self._tracer
+        return tracer
 
     def get_span(self, req: Any = None) -> MeshSpan | None:
         """The server span of ``req`` (default: the current request), or ``None``."""

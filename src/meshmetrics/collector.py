@@ -1,0 +1,168 @@
+"""Span receivers on 127.0.0.1: a Jaeger agent (compact Thrift over UDP) and an OTLP/HTTP
+collector, decoding what meshmetrics (or any client) sends.
+
+The demo shows traces with them without a Jaeger server; the tests assert on what
+they decode.  Needs the ``jaeger`` and ``otlp`` extras.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Span:
+    """A decoded span, whichever wire format it came in."""
+
+    service: str
+    trace_id: int
+    span_id: int
+    parent_id: int
+    operation: str
+    tags: dict[str, Any]
+    logs: list[dict[str, Any]]
+    #: Start, seconds since the epoch.
+    start: float = 0.0
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+class JaegerAgent:
+    """Receives ``emitBatch`` datagrams on 127.0.0.1 and decodes them."""
+
+    def __init__(self) -> None:
+        # Imported here, not in the thread: a concurrent first import of jaeger_client
+        # from two threads can deadlock on its circular imports.
+        from jaeger_client.thrift_gen.agent import Agent
+        from thrift.protocol.TCompactProtocol import TCompactProtocol
+        from thrift.transport.TTransport import TMemoryBuffer
+
+        self._decode: Any = (Agent, TCompactProtocol, TMemoryBuffer)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.spans: list[Span] = []
+        self.datagrams = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        agent, TCompactProtocol, TMemoryBuffer = self._decode  # noqa: N806 - classes
+        while not self._stop:
+            try:
+                data = self.sock.recv(70000)
+            except (TimeoutError, OSError):
+                continue
+            self.datagrams += 1
+            protocol = TCompactProtocol(TMemoryBuffer(data))
+            protocol.readMessageBegin()
+            args = agent.emitBatch_args()
+            args.read(protocol)
+            batch = args.batch
+            for s in batch.spans:
+                tags = {}
+                for t in s.tags or []:
+                    tags[t.key] = next(
+                        v for v in (t.vStr, t.vBool, t.vLong, t.vDouble) if v is not None
+                    )
+                logs = [
+                    {f.key: f.vStr if f.vStr is not None else f.vLong for f in log.fields}
+                    for log in s.logs or []
+                ]
+                self.spans.append(
+                    Span(
+                        batch.process.serviceName,
+                        (_unsigned(s.traceIdHigh) << 64) | _unsigned(s.traceIdLow),
+                        _unsigned(s.spanId),
+                        _unsigned(s.parentSpanId),
+                        s.operationName,
+                        tags,
+                        logs,
+                        (s.startTime or 0) / 1e6,
+                    )
+                )
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+class OTLPCollector:
+    """Accepts ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        collector = self
+        self.spans: list[Span] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                for resource_spans in request.resource_spans:
+                    service = next(
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    )
+                    for scope in resource_spans.scope_spans:
+                        for s in scope.spans:
+                            tags = {
+                                a.key: getattr(a.value, a.value.WhichOneof("value"))
+                                for a in s.attributes
+                            }
+                            collector.spans.append(
+                                Span(
+                                    service,
+                                    int.from_bytes(s.trace_id, "big"),
+                                    int.from_bytes(s.span_id, "big"),
+                                    int.from_bytes(s.parent_span_id, "big")
+                                    if s.parent_span_id
+                                    else 0,
+                                    s.name,
+                                    tags,
+                                    [],
+                                    s.start_time_unix_nano / 1e9,
+                                )
+                            )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,437 @@
+"""``python -m meshmetrics demo``: the two example services, observed, on this machine.
+
+Starts ``cmpt756db`` and ``cmpt756s1`` on free 127.0.0.1 ports with tracing to an
+in-process Jaeger agent, drives a bounded workload through s1 (including 4xx and a
+datastore outage for 5xx), then prints each service's per-route RED table from its own
+``/metrics``, one trace crossing s1 -> db as a tree, and writes both services' manifests.
+With ``--prometheus`` it also runs Debian's Prometheus against them and prints the
+dashboard's queries with their results.  Everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .collector import JaegerAgent, Span
+from .dashboard import dashboard_expressions
+from .instrumentation import Instrumentation
+from .manifests import DEFAULT_KINDS, ManifestOptions, build_objects, to_yaml
+from .model import model_from_registry
+
+NAMESPACE = "cmpt756e4"
+RELEASE = "komplete-prometheus"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_example(name: str, examples: Path) -> ModuleType:
+    """Import ``examples/<name>/app.py`` as a module of its own."""
+    path = examples / name / "app.py"
+    if not path.is_file():
+        raise click.UsageError(
+            f"{path} not found: the demo runs the examples of a meshmetrics checkout "
+            "(pass --examples DIR)"
+        )
+    spec = importlib.util.spec_from_file_location(f"meshmetrics_demo_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Service:
+    """An app served by werkzeug's threaded server on 127.0.0.1, restartable on its port."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.port = 0
+        self._server: BaseWSGIServer | None = None
+        self.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def instrumentation(self) -> Instrumentation:
+        inst: Instrumentation = self.app.config["instrumentation"]
+        return inst
+
+    def start(self) -> None:
+        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@dataclass
+class Workload:
+    """A bounded user-service workload: the course's flows plus the errors users make."""
+
+    s1: str
+    steps: int
+    sent: int = 0
+    statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = requests.request(method, f"{self.s1}/api/v1/user{path}", timeout=10, **kwargs)
+        self.sent += 1
+        self.statuses[response.status_code] += 1
+        return response
+
+    def step(self, i: int) -> None:
+        """One user's life: create, login, read, update, read, then delete."""
+        user = {"fname": f"Ada{i}", "lname": "Lovelace", "email": f"ada{i}@example.com"}
+        uid = self.call("POST", "/", json=user).json()["user_id"]
+        token = self.call("PUT", "/login", json={"uid": uid}).json()["jwt"]
+        auth = {"Authorization": f"Bearer {token}", "x-request-id": f"demo-{i}"}
+        self.call("GET", f"/{uid}", headers=auth)
+        self.call("PUT", f"/{uid}", headers=auth, json={"email": f"ada{i}@cmpt756.example"})
+        self.call("GET", f"/{uid}", headers=auth)
+        if i % 4 == 0:  # the mistakes clients make: 400, 401, 404
+            self.call("POST", "/", json={"fname": "no email"})
+            self.call("GET", f"/{uid}")
+            self.call("GET", f"/{uid}", headers={"Authorization": "Bearer not-a-jwt"})
+            self.call("PUT", "/login", json={"uid": "no-such-user"})
+        self.call("DELETE", f"/{uid}", headers=auth)
+        self.call("PUT", "/logoff", json={"jwt": token})
+
+
+# -- reading /metrics ---------------------------------------------------------------------
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """``histogram_quantile`` over cumulative ``(upper bound, count)`` buckets."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return math.nan
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
+
+
+def red_table(metrics_text: str, prefix: str, elapsed: float) -> list[tuple[str, ...]]:
+    """Per-route rows: requests, rate, 4xx, 5xx, p50 and p95 latency."""
+    counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(metrics_text):
+        for s in family.samples:
+            path = s.labels.get("path")
+            if path is None:
+                continue
+            if s.name == f"{prefix}http_request_total":
+                counts[path][s.labels["status"][0] + "xx"] += s.value
+                counts[path]["all"] += s.value
+            elif s.name == f"{prefix}http_request_duration_seconds_bucket":
+                buckets[path][float(s.labels["le"])] += s.value
+    rows: list[tuple[str, ...]] = []
+    for path in sorted(counts, key=lambda p: -counts[p]["all"]):
+        c, b = counts[path], sorted(buckets[path].items())
+        rows.append(
+            (
+                path,
+                f"{c['all']:.0f}",
+                f"{c['all'] / elapsed:.1f}",
+                f"{c['4xx']:.0f}",
+                f"{c['5xx']:.0f}",
+                f"{quantile(0.5, b) * 1000:.1f}",
+                f"{quantile(0.95, b) * 1000:.1f}",
+            )
+        )
+    return rows
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    ]
+    lines += [
+        "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+# -- traces -------------------------------------------------------------------------------
+
+
+def best_trace(spans: list[Span]) -> list[Span]:
+    """The trace crossing the most services (then the most spans)."""
+    traces: dict[int, list[Span]] = defaultdict(list)
+    for span in spans:
+        traces[span.trace_id].append(span)
+    if not traces:
+        return []
+    return max(
+        traces.values(),
+        key=lambda t: (
+            len({s.service for s in t}),
+            any("guid:x-request-id" in s.tags for s in t),
+            len(t),
+        ),
+    )
+
+
+def trace_tree(spans: list[Span]) -> str:
+    by_parent: dict[int, list[Span]] = defaultdict(list)
+    ids = {s.span_id for s in spans}
+    for span in spans:
+        by_parent[span.parent_id if span.parent_id in ids else 0].append(span)
+    lines: list[str] = []
+
+    def walk(parent: int, depth: int) -> None:
+        for span in sorted(by_parent[parent], key=lambda s: s.start):
+            status = span.tags.get("http.status_code", "")
+            request_id = span.tags.get("guid:x-request-id")
+            extra = f"  x-request-id={request_id}" if request_id else ""
+            lines.append(
+                f"{'  ' * depth}{'└─ ' if depth else ''}{span.service}: {span.operation} "
+                f"[{status}] {span.tags.get('http.url', '')}{extra}"
+            )
+            walk(span.span_id, depth + 1)
+
+    walk(0, 0)
+    return "\n".join(lines)
+
+
+# -- manifests ----------------------------------------------------------------------------
+
+
+def write_manifests(services: dict[str, Service], out: Path) -> tuple[list[Path], str]:
+    """Each service's manifests into ``out/<service>/``; and how they were validated."""
+    written: list[Path] = []
+    texts = []
+    for name, service in services.items():
+        inst = service.instrumentation
+        model = model_from_registry(inst.config, inst.registry, inst.request_metrics)
+        for filename, obj in build_objects(model, DEFAULT_KINDS, ManifestOptions()).items():
+            path = out / name / filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = to_yaml(obj)
+            path.write_text(text)
+            written.append(path)
+            texts.append(text)
+    return written, validate("---\n".join(texts))
+
+
+def validate(text: str) -> str:
+    """Validate with the shared prometheus-operator/Grafana validator when it is beside us."""
+    tools = Path(__file__).resolve().parents[3] / "shared" / "tools"
+    if (tools / "k8s_validate.py").is_file():
+        sys.path.insert(0, str(tools))
+        try:
+            from k8s_validate import Validator
+
+            errors = Validator(strict=True).validate_text(text)
+        finally:
+            sys.path.remove(str(tools))
+        if errors:
+            return "INVALID: " + "; ".join(errors[:3])
+        return "valid (prometheus-operator v0.93 CRDs and Grafana's dashboard schema, strict)"
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    return (
+        f"{len(docs)} objects parsed back (validator in ../shared not found: schema check skipped)"
+    )
+
+
+# -- Prometheus ---------------------------------------------------------------------------
+
+
+def run_prometheus(services: dict[str, Service], workload: Workload, echo: Any) -> None:
+    from .localprom import LocalPrometheus, prometheus_binary, target_from_monitor
+
+    if prometheus_binary() is None:
+        echo("\n--prometheus: no prometheus binary (apt-get install -y prometheus); skipped")
+        return
+    targets, expressions = [], []
+    for name, service in services.items():
+        inst = service.instrumentation
+        model = model_from_registry(inst.config, inst.registry, inst.request_metrics, istio=False)
+        objects = build_objects(model, ["servicemonitor", "dashboard"])
+        targets.append(
+            target_from_monitor(
+                objects[f"{name}-servicemonitor.yaml"], f"127.0.0.1:{service.port}", f"{name}-0"
+            )
+        )
+        import json
+
+        dashboard = json.loads(next(iter(objects[f"{name}-dashboard.yaml"]["data"].values())))
+        expressions += [
+            (name, e.replace("$__rate_interval", "30s")) for e in dashboard_expressions(dashboard)
+        ]
+    with LocalPrometheus(targets) as prom:
+        prom.wait_for("up == 1")
+        for i in range(4):  # spread over scrapes so rate() sees increases
+            workload.step(10_000 + i)
+            time.sleep(1.1)
+        echo(f"\nPrometheus {prom.url}: the generated dashboards' queries")
+        for name, expr in expressions:
+            result = prom.query(expr)
+            values = [r["value"][1] for r in result[:3]]
+            shown = expr if len(expr) <= 110 else expr[:107] + "..."
+            echo(f"  [{name}] {len(result)} series {values}  {shown}")
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+@contextmanager
+def quiet_werkzeug() -> Iterator[None]:
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def run_demo(
+    requests_count: int, out: Path, keep_running: bool, prometheus: bool, examples: Path
+) -> None:
+    echo = click.echo
+    with ExitStack() as stack:
+        stack.enter_context(quiet_werkzeug())
+        agent = JaegerAgent()
+        stack.callback(agent.close)
+        options = {
+            "namespace": NAMESPACE,
+            "release": RELEASE,
+            "tracing": "jaeger",
+            "trace_endpoint": agent.endpoint,
+            "sampler": "const:1",
+        }
+        db = Service(load_example("cmpt756db", examples).create_app(db_path=":memory:", **options))
+        stack.callback(db.stop)
+        s1_module = load_example("cmpt756s1", examples)
+        s1 = Service(
+            s1_module.create_app(
+                db_url=f"{db.base}/api/v1/datastore", secret="demo-" + "x" * 32, **options
+            )
+        )
+        stack.callback(s1.stop)
+        services = {"cmpt756s1": s1, "cmpt756db": db}
+        echo(
+            f"cmpt756db on {db.base}, cmpt756s1 on {s1.base}; "
+            f"spans to a Jaeger agent on {agent.endpoint}"
+        )
+
+        workload = Workload(s1.base, requests_count)
+        started = time.monotonic()
+        with click.progressbar(length=requests_count, label="workload", file=sys.stderr) as bar:
+            i = 0
+            while workload.sent < requests_count:
+                before = workload.sent
+                workload.step(i)
+                bar.update(workload.sent - before)
+                i += 1
+            db.stop()  # the datastore goes away: s1 must answer 503, not a stack trace
+            for _ in range(3):
+                workload.call("POST", "/", json={"fname": "A", "lname": "B", "email": "a@b"})
+            db.start()
+        elapsed = time.monotonic() - started
+        statuses = ", ".join(f"{code}: {n}" for code, n in sorted(workload.statuses.items()))
+        echo(f"\n{workload.sent} requests in {elapsed:.1f} s ({statuses})")
+
+        header = ("route", "requests", "req/s", "4xx", "5xx", "p50 ms", "p95 ms")
+        for name, service in services.items():
+            text = requests.get(f"{service.base}/metrics", timeout=10).text
+            prefix = service.instrumentation.config.metric_prefix
+            echo(f"\n{name}: RED per route (from {service.base}/metrics; p50/p95 from its buckets)")
+            echo(format_table(header, red_table(text, prefix, elapsed)))
+
+        for service in services.values():
+            tracing = service.instrumentation.tracing
+            if tracing is not None:
+                tracing.tracer.close()
+        spans = agent.wait_for(1)
+        trace = best_trace(spans)
+        echo(f"\none trace of {len(trace)} spans (of {len(spans)} received), s1 -> db:")
+        echo(trace_tree(trace))
+
+        written, validity = write_manifests(services, out)
+        echo(f"\nmanifests written to {out}/ ({len(written)} files): {validity}")
+        for path in written:
+            echo(f"  {path}")
+
+        if prometheus:
+            run_prometheus(services, workload, echo)
+        if keep_running:
+            echo(f"\nserving until Ctrl-C: {s1.base}/metrics  {db.base}/metrics")
+            while True:
+                time.sleep(3600)
+
+
+@click.command("demo")
+@click.option(
+    "--requests",
+    "requests_count",
+    type=click.IntRange(10, 100_000),
+    default=200,
+    show_default=True,
+    help="Requests to send through cmpt756s1.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("meshmetrics-demo"),
+    show_default=True,
+    help="Where to write the generated manifests.",
+)
+@click.option("--keep-running", is_flag=True, help="Keep serving after the report (Ctrl-C stops).")
+@click.option(
+    "--prometheus", is_flag=True, help="Also run Debian's prometheus against the services."
+)
+@click.option(
+    "--examples",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=EXAMPLES,
+    show_default=False,
+    help="The examples directory of a checkout.",
+)
+def demo_command(
+    requests_count: int, out: Path, keep_running: bool, prometheus: bool, examples: Path
+) -> None:
+    """Run cmpt756db and cmpt756s1, drive traffic, show metrics, a trace and manifests."""
+    try:
+        run_demo(requests_count, out, keep_running, prometheus, examples)
+    except KeyboardInterrupt:
+        click.echo("\nstopped; everything the demo started is shut down", err=True)

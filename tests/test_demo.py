@@ -1,0 +1,86 @@
+"""The README's first command: ``python -m meshmetrics demo``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from meshmetrics.demo import quantile
+
+from conftest import PYTHON, ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "meshmetrics",
+            "demo",
+            "--requests",
+            "60",
+            "--out",
+            str(tmp_path / "out"),
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_demo_runs_and_reports(tmp_path: Path) -> None:
+    result = run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "cmpt756s1: RED per route" in out
+    assert "cmpt756db: RED per route" in out
+    assert "/api/v1/user/<user_id>" in out
+    assert "/api/v1/datastore/read" in out
+    assert "503: 3" in out  # the datastore outage, answered cleanly
+    assert "400:" in out
+    assert "401:" in out
+    tree = out.split("one trace of", 1)[1]
+    assert "cmpt756s1: users." in tree
+    assert "└─ cmpt756db: datastore." in tree
+    assert "x-request-id=demo-" in tree
+    files = sorted(
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml")
+    )
+    assert files == [
+        "cmpt756db/cmpt756db-dashboard.yaml",
+        "cmpt756db/cmpt756db-rules.yaml",
+        "cmpt756db/cmpt756db-servicemonitor.yaml",
+        "cmpt756s1/cmpt756s1-dashboard.yaml",
+        "cmpt756s1/cmpt756s1-rules.yaml",
+        "cmpt756s1/cmpt756s1-servicemonitor.yaml",
+    ]
+    if (ROOT.parent / "shared" / "tools" / "k8s_validate.py").exists():
+        assert "valid (prometheus-operator v0.93 CRDs" in out
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus not installed")
+def test_demo_with_prometheus_leaves_nothing_running(tmp_path: Path) -> None:
+    result = run_demo(tmp_path, "--prometheus")
+    assert result.returncode == 0, result.stderr
+    assert "the generated dashboards' queries" in result.stdout
+    queried = [line for line in result.stdout.splitlines() if line.startswith("  [cmpt756")]
+    assert len(queried) >= 20
+    assert sum(" 0 series " not in line for line in queried) >= len(queried) - 4
+    left = subprocess.run(
+        ["pgrep", "-f", "meshmetrics-prometheus-"], capture_output=True, text=True
+    )
+    assert left.stdout == "", "a Prometheus from the demo is still running"
+
+
+def test_quantile_matches_histogram_quantile() -> None:
+    buckets = [(0.1, 50.0), (0.5, 90.0), (1.0, 100.0), (float("inf"), 100.0)]
+    assert quantile(0.5, buckets) == pytest.approx(0.1)
+    assert quantile(0.95, buckets) == pytest.approx(0.75)
+    assert quantile(0.99, [(0.1, 0.0), (float("inf"), 10.0)]) == pytest.approx(0.1)
