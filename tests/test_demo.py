@@ -84,3 +84,48 @@ def test_quantile_matches_histogram_quantile() -> None:
     assert quantile(0.5, buckets) == pytest.approx(0.1)
     assert quantile(0.95, buckets) == pytest.approx(0.75)
     assert quantile(0.99, [(0.1, 0.0), (float("inf"), 10.0)]) == pytest.approx(0.1)
+
+
+def test_demo_keep_running_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+
+    import requests
+
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "meshmetrics",
+            "demo",
+            "--requests",
+            "20",
+            "--keep-running",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 120
+        while "serving until Ctrl-C" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        urls = re.findall(r"http://127\.0\.0\.1:\d+/metrics", line)
+        assert len(urls) == 2
+        assert all(requests.get(u, timeout=5).status_code == 200 for u in urls)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        for url in urls:
+            with pytest.raises(requests.ConnectionError):
+                requests.get(url, timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -221,3 +221,25 @@ def test_checked_in_manifests_are_current(service: str, port: str) -> None:
         str(ROOT / "examples" / service / "k8s"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "probe"),
+    [("cmpt756db", "/api/v1/datastore/health"), ("cmpt756s1", "/api/v1/user/health")],
+)
+def test_started_like_the_course(start_server: Any, service: str, probe: str) -> None:
+    from conftest import PYTHON, free_port
+
+    port = free_port()
+    server = start_server(
+        [PYTHON, str(ROOT / "examples" / service / "app.py"), str(port)],
+        port,
+        env={"CMPT756_HOST": "127.0.0.1", "JWT_SECRET": SECRET},
+    )
+    import requests
+
+    assert requests.get(server.base + probe, timeout=5).text == "ok"
+    metrics = requests.get(server.base + "/metrics", timeout=5).text
+    assert f'service="{service}"' in metrics
+    assert "health" not in metrics
