@@ -59,6 +59,63 @@ def test_summed_count_is_exact_across_workers(
     server.stop()
 
 
+@pytest.mark.parametrize("workers", [2, 4])
+def test_killed_worker_loses_no_counted_request(
+    start_server: Callable[..., Server], tmp_path: Path, workers: int
+) -> None:
+    """5,000 requests; a worker is SIGKILLed half-way and respawned; the sum stays exact."""
+    import os
+    import signal
+    import time
+
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-c",
+        "python:meshmetrics.gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        "apps.service:app",
+    ]
+    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    url = f"{server.base}/api/v1/items/pid"
+
+    def hit(_: int) -> str:
+        with requests.Session() as s:
+            response = s.get(url, timeout=10)
+            assert response.status_code == 200
+            return response.text
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(hit, range(2_500)))
+    victim = max(set(first), key=first.count)  # the busiest worker, idle now
+    os.kill(int(victim), signal.SIGKILL)
+    probes, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the master has respawned a worker
+        live = {hit(0) for _ in range(10)}
+        probes += 10
+        if victim not in live and len(os.listdir(tmp_path)) > 0:
+            break
+        time.sleep(0.2)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        second = list(pool.map(hit, range(2_500)))
+    assert victim not in second
+    counted = 5_000 + probes
+    for _ in range(6):  # whichever worker answers the scrape
+        text = requests.get(f"{server.base}/metrics", timeout=10).text
+        assert value(text, "flask_http_request_total", path="/api/v1/items/pid") == counted
+        assert (
+            value(text, "flask_http_request_duration_seconds_count", path="/api/v1/items/pid")
+            == counted
+        )
+        assert value(text, "flask_http_requests_in_progress") == 0
+    server.stop()
+
+
 def test_multiproc_dir_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from flask import Flask
 
