@@ -76,6 +76,11 @@ class MeshConfig:
     version: str = "unknown"
     #: Path of the metrics endpoint, served at the application root.
     metrics_path: str = "/metrics"
+    #: Serve the metrics on this separate port instead of the app's (nothing else of
+    #: the app is reachable there); ``None`` serves them on the app.
+    metrics_port: int | None = None
+    #: Address the separate metrics port binds to.
+    metrics_host: str = "0.0.0.0"
     #: Name of the Service port Prometheus scrapes (an IANA service name).
     port_name: str = "http"
     #: Upper bounds of the request-latency histogram buckets, in seconds.
@@ -232,11 +237,11 @@ def _parse_env(name: str, raw: str, source: str) -> Any:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if name == "metrics_auth":
         return _import_string(name, raw, source)
-    if name == "span_queue_size":
+    if name in ("span_queue_size", "metrics_port"):
         try:
             return int(raw)
         except ValueError:
-            _fail(name, raw, source, "a positive whole number")
+            _fail(name, raw, source, "a whole number")
     return raw
 
 
@@ -335,6 +340,14 @@ def _check(name: str, value: Any, source: str) -> None:
     elif name == "trace_endpoint":
         if not isinstance(value, str) or any(c.isspace() for c in value):
             _fail(name, value, source, "host:port (jaeger) or an http(s) URL (otlp)")
+    elif name == "metrics_port":
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535
+        ):
+            _fail(name, value, source, "a TCP port number from 1 to 65535")
+    elif name == "metrics_host":
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            _fail(name, value, source, "an IP address or host name to bind")
     elif name == "span_queue_size":
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
             _fail(name, value, source, "a whole number from 1 to 1000000")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request
+from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.serving import BaseWSGIServer, make_server
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("meshmetrics")
 
 
 def multiprocess_dir() -> str | None:
@@ -56,3 +61,64 @@ def metrics_view(registry: CollectorRegistry, multiprocess: bool) -> Callable[[]
         return response
 
     return meshmetrics_metrics
+
+
+class MetricsServer:
+    """The metrics view alone, on a port of its own, served from a daemon thread.
+
+    One per process; under gunicorn every worker tries to bind and the others keep
+    retrying, so a worker that dies hands the port to another (in multiprocess mode
+    every worker serves the same aggregate).
+    """
+
+    def __init__(self, view: Callable[[], Response], path: str, host: str, port: int) -> None:
+        self._app = Flask("meshmetrics-metrics")
+        self._app.add_url_rule(path, "meshmetrics_metrics", view, methods=["GET"])
+        self._host, self.port = host, port
+        self._server: BaseWSGIServer | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None and self._pid == os.getpid()
+
+    def start(self, retry_every: float | None = None) -> bool:
+        """Bind and serve; False when the port is taken (retrying in the background if asked)."""
+        with self._lock:
+            if self.running:
+                return True
+            try:
+                self._server = make_server(self._host, self.port, self._app, threaded=True)
+            except OSError as exc:
+                if retry_every is None:
+                    log.warning("meshmetrics: cannot serve metrics on port %d: %s", self.port, exc)
+                else:
+                    threading.Thread(target=self._retry, args=(retry_every,), daemon=True).start()
+                return False
+            self._pid = os.getpid()
+            threading.Thread(
+                target=self._server.serve_forever, name="meshmetrics-metrics-port", daemon=True
+            ).start()
+            return True
+
+    def _retry(self, every: float) -> None:
+        while True:
+            time.sleep(every)
+            with self._lock:
+                if self.running:
+                    return
+                try:
+                    self._server = make_server(self._host, self.port, self._app, threaded=True)
+                except OSError:
+                    continue
+                self._pid = os.getpid()
+            self._server.serve_forever()
+            return
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.running and self._server is not None:
+                self._server.shutdown()
+                self._server.server_close()
+            self._server = None

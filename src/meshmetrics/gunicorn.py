@@ -6,7 +6,7 @@ Use it as the config module (add your own settings on the command line)::
 
 or import its hooks from your own ``gunicorn.conf.py``::
 
-    from meshmetrics.gunicorn import child_exit, on_starting  # noqa: F401
+    from meshmetrics.gunicorn import child_exit, on_starting, post_worker_init  # noqa: F401
 
 It points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory unless it is set
 already, empties that directory when the master starts (stale files from a
@@ -40,6 +40,14 @@ def on_starting(server: Any) -> None:
     """Empty the multiprocess directory before any worker starts."""
     for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
         stale.unlink()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Serve ``metrics_port`` from one worker; the others stand by to take it over."""
+    from .instrumentation import instrumentations
+
+    for inst in instrumentations():
+        inst.start_metrics_server(retry_every=2.0)
 
 
 def child_exit(server: Any, worker: Any) -> None:

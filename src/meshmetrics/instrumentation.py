@@ -24,7 +24,7 @@ from .exporters import (
     OTLPHTTPExporter,
     SpanCounters,
 )
-from .exposition import metrics_view, multiprocess_dir
+from .exposition import MetricsServer, metrics_view, multiprocess_dir
 from .metrics import RequestMetrics
 from .tracing import MeshTracer, Sampler, ServerTracing
 
@@ -71,8 +71,28 @@ class Instrumentation:
             counters = SpanCounters(self.registry)
             self.tracing = ServerTracing(functools.partial(_make_tracer, config, counters))
             self.request_metrics.exemplar = self.tracing.exemplar
+        view = metrics_view(self.registry, self.multiprocess)
+        if config.metrics_auth is not None:
+            view = functools.wraps(view)(config.metrics_auth(view))
+        self._view = view
+        self.metrics_server: MetricsServer | None = None
+        if config.metrics_port is not None:
+            self.metrics_server = MetricsServer(
+                view, config.metrics_path, config.metrics_host, config.metrics_port
+            )
         self._apps: list[Flask] = []
         self._active = True
+
+    def start_metrics_server(self, retry_every: float | None = None) -> bool:
+        """Serve the metrics on ``metrics_port`` from this process (idempotent)."""
+        if self.metrics_server is None:
+            return False
+        return self.metrics_server.start(retry_every)
+
+    def _ensure_metrics_server(self) -> None:
+        server = self.metrics_server
+        if server is not None and not server.running:
+            server.start()
 
     def session(self) -> TracingSession:
         """A ``requests.Session`` whose calls carry the trace and Istio's headers."""
@@ -128,13 +148,16 @@ class Instrumentation:
                 (app.teardown_request_funcs, hooks.teardown_request),
             ):
                 funcs.setdefault(blueprint_name, []).insert(0, hook)
-        view = metrics_view(self.registry, self.multiprocess)
-        if self.config.metrics_auth is not None:
-            view = functools.wraps(view)(self.config.metrics_auth(view))
-        if existing is None:
-            app.add_url_rule(self.config.metrics_path, METRICS_ENDPOINT, view, methods=["GET"])
+        if self.metrics_server is not None:
+            # metrics on their own port: started by app.run(), gunicorn's worker hook, or
+            # failing those the first request
+            app.before_request_funcs.setdefault(None, []).insert(0, self._ensure_metrics_server)
+        elif existing is None:
+            app.add_url_rule(
+                self.config.metrics_path, METRICS_ENDPOINT, self._view, methods=["GET"]
+            )
         else:
-            app.view_functions[METRICS_ENDPOINT] = view
+            app.view_functions[METRICS_ENDPOINT] = self._view
         app.extensions[EXTENSION_KEY] = self
         app.run = functools.partial(runner.run, app)  # type: ignore[method-assign]
         self._apps.append(app)
@@ -160,11 +183,16 @@ class Instrumentation:
                         while hook in registered:
                             registered.remove(hook)
             app.view_functions[METRICS_ENDPOINT] = _not_found
+            for registered in app.before_request_funcs.values():
+                while self._ensure_metrics_server in registered:
+                    registered.remove(self._ensure_metrics_server)
             if app.extensions.get(EXTENSION_KEY) is self:
                 del app.extensions[EXTENSION_KEY]
             app.__dict__.pop("run", None)
         self._apps.clear()
         self._active = False
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if isinstance(self.target, Blueprint):
             deferred = self.target.deferred_functions
             while self._on_register in deferred:
@@ -186,6 +214,12 @@ def _make_tracer(config: MeshConfig, counters: SpanCounters) -> MeshTracer:
         exporter = OTLPHTTPExporter(config.service, config.trace_endpoint, resource)
     processor = BatchSpanProcessor(exporter, counters, queue_size=config.span_queue_size)
     return MeshTracer(Sampler.parse(config.sampler), processor)
+
+
+def instrumentations() -> list[Instrumentation]:
+    """Every live instrumentation of this process."""
+    with _lock:
+        return list(_by_target.values())
 
 
 def _not_found() -> tuple[str, int]:

@@ -55,4 +55,10 @@ def run(app: Flask, *args: Any, **options: Any) -> None:
             "request cannot block the others or the Prometheus scrape"
         )
     options["threaded"] = True
+    debug = options.get("debug", args[2] if len(args) > 2 else None)
+    reloader = options.get("use_reloader", bool(debug if debug is not None else app.debug))
+    if not reloader or running_under_reloader():  # this process serves (not a reloader parent)
+        inst = app.extensions.get("meshmetrics")
+        if inst is not None and inst.metrics_server is not None:
+            inst.start_metrics_server()
     Flask.run(app, *args, **options)
