@@ -313,3 +313,19 @@ def test_tracing_off_has_no_tracer() -> None:
     inst = instrument(app, tracing="off")
     assert inst.tracing is None
     assert app.test_client().get("/metrics").status_code == 200
+
+
+def test_probes_and_scrapes_make_no_spans(agent: JaegerAgent) -> None:
+    app, inst = make_app(agent.endpoint)
+
+    @app.route("/health")
+    def health() -> str:
+        return "ok"
+
+    client = app.test_client()
+    client.get("/health")
+    client.get("/metrics")
+    client.get("/items/1")
+    inst.tracing.tracer.close()
+    spans = agent.wait_for(2, timeout=2)
+    assert [s.operation for s in spans] == ["item"]

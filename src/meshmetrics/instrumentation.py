@@ -69,7 +69,10 @@ class Instrumentation:
         self.tracing: ServerTracing | None = None
         if config.tracing != "off":
             counters = SpanCounters(self.registry)
-            self.tracing = ServerTracing(functools.partial(_make_tracer, config, counters))
+            self.tracing = ServerTracing(
+                functools.partial(_make_tracer, config, counters),
+                excluded_paths=(*config.excluded_paths, config.metrics_path),
+            )
             self.request_metrics.exemplar = self.tracing.exemplar
         view = metrics_view(self.registry, self.multiprocess)
         if config.metrics_auth is not None:

@@ -32,6 +32,11 @@ _STATE_KEY = "meshmetrics.request"
 ExemplarSource = Callable[[dict[str, Any]], dict[str, str] | None]
 
 
+def route_excluded(rule: str, excluded: tuple[str, ...]) -> bool:
+    """Whether a route template equals an excluded path or ends with it after a ``/``."""
+    return any(rule == entry or rule.endswith(entry) for entry in excluded)
+
+
 def _current_request() -> Any:
     """The real request object behind Flask's proxy (one lookup, not one per attribute)."""
     return request._get_current_object()  # type: ignore[attr-defined]
@@ -99,11 +104,9 @@ class RequestMetrics:
     def _is_excluded(self, path: str) -> bool:
         excluded = self._route_excluded.get(path)
         if excluded is None:
-            excluded = path != UNMATCHED and any(
-                path == entry or path.endswith(entry if entry.startswith("/") else "/" + entry)
-                for entry in self._excluded
+            excluded = self._route_excluded[path] = path != UNMATCHED and route_excluded(
+                path, self._excluded
             )
-            self._route_excluded[path] = excluded
         return excluded
 
     def _in_progress_child(self, method: str, path: str) -> Any:
