@@ -233,6 +233,15 @@ def test_out_and_check(tmp_path: Path) -> None:
         (["--app", "apps.plain"], "has no meshmetrics instrumentation"),
         (["--app", "apps.shop", "--prefix", "other"], "--prefix conflicts with the app's prefix"),
         (["--bogus"], "No such option '--bogus'"),
+        (["--service", "db", "--path", "metrics"], "invalid metrics_path 'metrics'"),
+        (["--service", "db", "--release", "-bad-"], "invalid release '-bad-'"),
+        (["--service", "db", "--namespace", "x" * 64], "invalid namespace"),
+        (["--service", "db", "--service-port", "0"], "--service-port"),
+        (["--service", "db", "--error-ratio", "lots"], "--error-ratio"),
+        (
+            ["--app", "apps/shop.py", "--path", "/other"],
+            "--path conflicts with the app's metrics_path",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:

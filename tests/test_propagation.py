@@ -166,3 +166,23 @@ def test_hostile_headers_never_fail_a_request(headers: dict[str, str]) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}|[0-9a-f]{32}", out["x-b3-traceid"])
     metrics = _APP.test_client().get("/metrics", headers={"Accept": headers.get("accept", "*/*")})
     assert metrics.status_code == 200
+
+
+def test_oversized_and_non_utf8_headers() -> None:
+    _SEEN.clear()
+    huge = "x" * 16_000
+    response = _APP.test_client().get(
+        "/echo",
+        headers={
+            "x-request-id": huge,
+            "b3": huge,
+            "traceparent": huge,
+            "x-b3-traceid": "\xff\xfe" * 16,
+            "x-datadog-trace-id": "caf\xe9",
+        },
+    )
+    assert response.status_code == 200
+    (out,) = _SEEN
+    assert "x-request-id" not in out  # too long to forward
+    assert "x-datadog-trace-id" not in out  # not ASCII
+    assert all(len(v) < 200 for v in out.values())

@@ -46,6 +46,7 @@ class JaegerAgent:
 
         self._decode: Any = (Agent, TCompactProtocol, TMemoryBuffer)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]

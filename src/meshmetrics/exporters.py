@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshmetrics")
 
+#: Longest pause of exports after failures (seconds); spans meanwhile count as export errors.
+MAX_BACKOFF = 10.0
+
 #: Largest datagram the Jaeger agent reads (its default max packet size).
 MAX_UDP_PACKET = 65000
 
@@ -89,6 +92,8 @@ class BatchSpanProcessor:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warned = False
+        self._backoff = 0.0
+        self._backoff_until = 0.0
 
     def on_end(self, span: MeshSpan) -> None:
         """Called by a finished, sampled span: never blocks, never raises."""
@@ -120,19 +125,28 @@ class BatchSpanProcessor:
         queue = self._queue
         while queue:
             batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+            if time.monotonic() < self._backoff_until:
+                # the backend just failed: drop without encoding, so a dead collector
+                # costs the service no CPU (counted like any failed export)
+                self._counters.export_error.inc(len(batch))
+                continue
             try:
                 too_large = self._exporter.export(batch)
             except Exception as exc:
                 self._counters.export_error.inc(len(batch))
+                self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF)
+                self._backoff_until = time.monotonic() + self._backoff
                 if not self._warned:
                     self._warned = True
                     log.warning(
-                        "meshmetrics: span export failed (%s: %s); further failures are only "
-                        'counted in meshmetrics_spans_dropped_total{reason="export_error"}',
+                        "meshmetrics: span export failed (%s: %s); retrying with back-off, "
+                        "failures are counted in "
+                        'meshmetrics_spans_dropped_total{reason="export_error"}',
                         type(exc).__name__,
                         exc,
                     )
                 continue
+            self._backoff = 0.0
             self._counters.too_large.inc(too_large)
             self._counters.exported.inc(len(batch) - too_large)
         self._idle.set()
