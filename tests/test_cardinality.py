@@ -8,9 +8,10 @@ import string
 from flask import Flask
 
 from meshmetrics import OTHER_METHOD, UNMATCHED, instrument
+from meshmetrics.check import check_url
 from meshmetrics.metrics import STANDARD_METHODS
 
-from conftest import samples, series_count
+from conftest import samples, series_count, serve_in_thread
 
 REQUEST_COUNT = 10_000
 #: histogram: 14 buckets + +Inf, _count, _sum, _created; counter: _total, _created.
@@ -81,5 +82,14 @@ def test_random_traffic_adds_a_bounded_number_of_series() -> None:
     growth = series_count(text) - baseline
     assert growth == SERIES_PER_COMBINATION * len(combos) + len(pairs)
     assert growth <= MAX_GROWTH, growth
+    # the check command's cardinality report counts the same series
+    base, stop = serve_in_thread(app)
+    try:
+        findings = check_url(base)
+    finally:
+        stop()
+    (report,) = [f.message for f in findings if f.severity == "INFO"]
+    assert report.startswith(f"{series_count(text)} series in ")
+    assert not [f for f in findings if f.severity in ("ERROR", "WARN")]
     assert "example" not in text
     assert "X-Junk" not in text

@@ -11,6 +11,7 @@ import difflib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -305,6 +306,72 @@ def manifests_command(app_path: str | None, **opts: Any) -> None:
 
 main.add_command(demo_command)
 
+
+@main.command("check")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@click.option("--release", help="The Helm release Prometheus selects monitors by.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Header for the metrics request (e.g. Authorization).",
+)
+@click.option(
+    "--max-series",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Warn above this many series in one metric.",
+)
+@click.option(
+    "--max-label-values",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Warn above this many values of one label.",
+)
+def check_command(
+    targets: tuple[str, ...],
+    release: str | None,
+    headers: tuple[str, ...],
+    max_series: int,
+    max_label_values: int,
+) -> None:
+    """Find why Prometheus does not see a service: TARGET is a /metrics URL, a service base
+    URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML)."""
+    from .check import ERROR, check_manifests, check_url, load_manifests
+
+    parsed_headers = {}
+    for header in headers:
+        key, sep, value = header.partition(":")
+        if not sep or not key.strip():
+            _fail(f"--header {header!r} must be 'Name: value'")
+        parsed_headers[key.strip()] = value.strip()
+    urls = [t for t in targets if t.startswith(("http://", "https://"))]
+    files = [Path(t) for t in targets if t not in urls]
+    for path in files:
+        if not path.is_file():
+            _fail(f"{path} is neither an http(s) URL nor a file")
+    findings = []
+    for url in urls:
+        findings += check_url(
+            url, headers=parsed_headers, max_series=max_series, max_label_values=max_label_values
+        )
+    if files:
+        try:
+            objects = load_manifests(files)
+        except Exception as exc:
+            _fail(f"cannot read the manifests: {exc}")
+        findings += check_manifests(objects, release)
+    for finding in findings:
+        click.echo(finding.line())
+    errors = sum(f.severity == ERROR for f in findings)
+    click.echo(f"{errors} error(s), {sum(f.severity == 'WARN' for f in findings)} warning(s)")
+    if errors:
+        sys.exit(1)
+
+
 flask_group = AppGroup("meshmetrics", help="meshmetrics commands for the app given by --app.")
 
 
@@ -313,6 +380,46 @@ flask_group = AppGroup("meshmetrics", help="meshmetrics commands for the app giv
 def flask_manifests_command(**opts: Any) -> None:
     """Emit the monitoring manifests of this app."""
     run_manifests(current_app._get_current_object(), **opts)  # type: ignore[attr-defined]
+
+
+@main.command("top")
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.2, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between scrapes.",
+)
+@click.option("--once", is_flag=True, help="Print one snapshot (two scrapes apart) and exit.")
+def top_command(urls: tuple[str, ...], interval: float, once: bool) -> None:
+    """Live per-route rate, 5xx ratio, p50/p95/p99 and in-flight of services (their /metrics)."""
+    try:
+        from rich.console import Console
+        from rich.live import Live
+    except ImportError:
+        _fail("meshmetrics top needs rich: pip install 'meshmetrics[top]'")
+    from .top import Top, render, snapshot
+
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            _fail(f"{url!r} is not an http(s) URL")
+    if once:
+        table, down = snapshot(list(urls), interval)
+        Console(width=160).print(render(table, down))
+        return
+    top = Top(list(urls))
+    top.poll()
+    try:
+        with Live(render([], top.down), refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render(top.poll(), top.down))
+    except KeyboardInterrupt:
+        pass
+
+
+flask_group.add_command(check_command)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

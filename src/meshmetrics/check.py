@@ -1,0 +1,464 @@
+"""``meshmetrics check``: why Prometheus (or Grafana) sees nothing, one finding per line.
+
+For a URL: is ``/metrics`` reachable (and if it is 404 while the app answers, the
+reloader is the usual cause), is its Content-Type one Prometheus accepts, does it
+parse, are the request metrics there, how many series each metric and label holds
+(raw paths and ids in labels), and the lint ``promtool check metrics`` applies.
+For manifests: will each ServiceMonitor/PodMonitor select its Service/pods, by
+namespace, labels, port *name*, and the Helm ``release`` label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+ERROR, WARNING, INFO, OK = "ERROR", "WARN", "INFO", "OK"
+_ACCEPTED_TYPES = ("text/plain", "application/openmetrics-text")
+_ID_LIKE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^[0-9a-f]{16,}$|^\d{4,}$",
+    re.I,
+)
+_RAW_PATH_SEGMENT = re.compile(r"/(\d+|[0-9a-f]{8,}(-[0-9a-f]{4,})*)(/|$)", re.I)
+_CAMEL = re.compile(r"[a-z][A-Z]")
+_ABBREVIATED_UNITS = re.compile(r"_(ms|us|ns|sec|secs|kb|mb|gb|b)(_|$)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    target: str
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        fix = f" -> {self.fix}" if self.fix else ""
+        return f"{self.severity:<5} {self.target}: {self.message}{fix}"
+
+
+# -- a /metrics URL ----------------------------------------------------------------------
+
+
+def metrics_url(target: str, metrics_path: str = "/metrics") -> str:
+    """A service base URL gets ``metrics_path``; a URL with a path is taken as is."""
+    parts = urlsplit(target)
+    if parts.path in ("", "/"):
+        return target.rstrip("/") + metrics_path
+    return target
+
+
+def check_url(
+    target: str,
+    *,
+    headers: dict[str, str] | None = None,
+    max_series: int = 2000,
+    max_label_values: int = 100,
+    timeout: float = 10.0,
+) -> list[Finding]:
+    url = metrics_url(target)
+    try:
+        response = requests.get(url, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        return [
+            Finding(
+                ERROR,
+                url,
+                f"unreachable ({type(exc).__name__})",
+                "is the service running? with minikube: kubectl port-forward svc/NAME PORT",
+            )
+        ]
+    if response.status_code == 404:
+        return [_diagnose_404(url, headers, timeout)]
+    if response.status_code in (401, 403):
+        return [
+            Finding(
+                ERROR,
+                url,
+                f"{response.status_code}: the metrics need credentials",
+                "pass them with --header 'Authorization: ...'; in the ServiceMonitor use "
+                "endpoints[].authorization or basicAuth",
+            )
+        ]
+    if response.status_code != 200:
+        return [Finding(ERROR, url, f"answered {response.status_code}", "see the app's log")]
+    findings = [Finding(OK, url, "reachable")]
+    content_type = response.headers.get("Content-Type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media not in _ACCEPTED_TYPES:
+        findings.append(
+            Finding(
+                ERROR,
+                url,
+                f"Content-Type {content_type or '(none)'!r} is not a Prometheus format",
+                "Prometheus 3 fails such scrapes: answer 'text/plain; version=0.0.4' or "
+                "'application/openmetrics-text; version=1.0.0' (prometheus_client does)",
+            )
+        )
+        return findings
+    try:
+        parser = parse_om if media == "application/openmetrics-text" else parse_text
+        families = list(parser(response.text))
+    except Exception as exc:  # the parsers raise ValueError and friends
+        findings.append(
+            Finding(
+                ERROR,
+                url,
+                f"exposition does not parse: {exc}"[:300],
+                "fix the exporter; Prometheus drops the whole scrape",
+            )
+        )
+        return findings
+    findings.append(Finding(OK, url, f"{content_type} parses: {len(families)} families"))
+    findings += _expected_families(url, families)
+    findings += cardinality(url, families, max_series, max_label_values)
+    findings += lint(url, families)
+    return findings
+
+
+def _diagnose_404(url: str, headers: dict[str, str] | None, timeout: float) -> Finding:
+    parts = urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}/"
+    try:
+        requests.get(root, headers=headers, timeout=timeout)
+    except requests.RequestException:
+        return Finding(ERROR, url, "404", "check the metrics path")
+    return Finding(
+        ERROR,
+        url,
+        "404 while the app answers: the metrics endpoint is not registered",
+        "typical of prometheus-flask-exporter under app.run(debug=True)/flask run --debug: "
+        "the reloader's serving process drops /metrics unless DEBUG_METRICS=1; "
+        "meshmetrics.instrument(app) keeps it on. Otherwise check metrics_path",
+    )
+
+
+def _expected_families(url: str, families: list[Any]) -> list[Finding]:
+    names = {f.name for f in families}
+    prefixes = {
+        n[: -len("http_request_duration_seconds")]
+        for n in names
+        if n.endswith("http_request_duration_seconds")
+    }
+    if not prefixes:
+        return [
+            Finding(
+                WARNING,
+                url,
+                "no *_http_request_duration_seconds family: not a "
+                "meshmetrics/prometheus-flask-exporter app, or no request measured yet",
+                "instrument the app with meshmetrics.instrument(app)",
+            )
+        ]
+    prefix = sorted(prefixes)[0]
+    missing = [
+        f"{prefix}{n}"
+        for n in ("http_request", "http_request_exceptions")
+        if f"{prefix}{n}" not in names
+    ]
+    if missing:
+        return [Finding(WARNING, url, f"missing {', '.join(missing)}: dashboards will show gaps")]
+    return [Finding(OK, url, f"request metrics present (prefix {prefix!r})")]
+
+
+def series_counts(families: Iterable[Any]) -> dict[str, int]:
+    """Series (samples) per family."""
+    return {f.name: len(f.samples) for f in families}
+
+
+def cardinality(
+    url: str, families: list[Any], max_series: int, max_label_values: int
+) -> list[Finding]:
+    counts = series_counts(families)
+    total = sum(counts.values())
+    findings = [
+        Finding(
+            INFO,
+            url,
+            f"{total} series in {len(counts)} families; largest: "
+            + ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda i: -i[1])[:3]),
+        )
+    ]
+    for family in families:
+        if counts[family.name] > max_series:
+            findings.append(
+                Finding(
+                    WARNING,
+                    url,
+                    f"{family.name} has {counts[family.name]} series (> {max_series})",
+                    "find the unbounded label below",
+                )
+            )
+        values: dict[str, set[str]] = defaultdict(set)
+        for sample in family.samples:
+            for label, value in sample.labels.items():
+                if label not in ("le", "quantile"):
+                    values[label].add(value)
+        for label, seen in values.items():
+            raw_paths = [v for v in seen if v.startswith("/") and _RAW_PATH_SEGMENT.search(v)]
+            ids = [v for v in seen if _ID_LIKE.match(v)]
+            if raw_paths:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        url,
+                        f"{family.name}{{{label}}} holds raw paths ({raw_paths[0]!r}, "
+                        f"{len(raw_paths)} in all): one series per URL",
+                        "label by route template (meshmetrics does; prometheus-flask-exporter: "
+                        "group_by='url_rule')",
+                    )
+                )
+            elif ids:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        url,
+                        f"{family.name}{{{label}}} holds ids ({ids[0]!r}, {len(ids)} in all)",
+                        "drop ids from labels",
+                    )
+                )
+            elif len(seen) > max_label_values:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        url,
+                        f"{family.name}{{{label}}} has {len(seen)} values (> {max_label_values})",
+                        "bound that label",
+                    )
+                )
+    return findings
+
+
+def lint(url: str, families: list[Any]) -> list[Finding]:
+    """The rules of ``promtool check metrics`` (client_golang's promlint)."""
+    problems: list[str] = []
+    for f in families:
+        exposed = f"{f.name}_total" if f.type == "counter" else f.name
+        if not f.documentation:
+            problems.append(f"{exposed}: no help text")
+        if _CAMEL.search(f.name):
+            problems.append(
+                f"{exposed}: metric names should be written in 'snake_case' not 'camelCase'"
+            )
+        if f.type != "counter" and f.name.endswith("_total"):
+            problems.append(f'{exposed}: non-counter metrics should not have "_total" suffix')
+        if f.type not in ("histogram", "summary", "gaugehistogram") and f.name.endswith(
+            ("_bucket", "_count", "_sum")
+        ):
+            problems.append(
+                f"{exposed}: non-histogram and non-summary metrics should not have "
+                '"_bucket", "_count" or "_sum" suffixes'
+            )
+        if _ABBREVIATED_UNITS.search(f.name):
+            problems.append(f"{exposed}: metric names should not contain abbreviated units")
+    if not problems:
+        return [Finding(OK, url, "lint clean (promtool check metrics rules)")]
+    return [Finding(WARNING, url, p) for p in problems]
+
+
+# -- manifests ---------------------------------------------------------------------------
+
+
+def load_manifests(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every object in the files (``kind: List`` from ``kubectl get -o yaml`` unpacked)."""
+    import yaml
+
+    objects: list[dict[str, Any]] = []
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            items = doc.get("items") if doc.get("kind", "").endswith("List") else [doc]
+            objects += [o for o in items or [] if isinstance(o, dict)]
+    return objects
+
+
+def _labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (
+            op == "NotIn" and labels.get(key) in values
+        ):
+            return False
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def _namespaces(monitor: dict[str, Any]) -> set[str] | None:
+    """Namespaces a monitor looks in; None for any."""
+    selector = monitor.get("spec", {}).get("namespaceSelector") or {}
+    if selector.get("any"):
+        return None
+    names = selector.get("matchNames")
+    return set(names) if names else {monitor.get("metadata", {}).get("namespace", "default")}
+
+
+def check_manifests(objects: list[dict[str, Any]], release: str | None) -> list[Finding]:
+    findings: list[Finding] = []
+    services = [o for o in objects if o.get("kind") == "Service"]
+    pods = [
+        o for o in objects if o.get("kind") in ("Pod", "Deployment", "StatefulSet", "DaemonSet")
+    ]
+    monitors = [o for o in objects if o.get("kind") in ("ServiceMonitor", "PodMonitor")]
+    if not monitors:
+        return [Finding(ERROR, "manifests", "no ServiceMonitor or PodMonitor found")]
+    for monitor in monitors:
+        meta = monitor.get("metadata", {})
+        name = f"{monitor['kind']}/{meta.get('namespace', 'default')}/{meta.get('name')}"
+        labels = meta.get("labels") or {}
+        if release is not None and labels.get("release") != release:
+            findings.append(
+                Finding(
+                    ERROR,
+                    name,
+                    f"label release={labels.get('release')!r}, Prometheus selects "
+                    f"release={release!r}: the monitor is ignored",
+                    f"add metadata.labels.release: {release}",
+                )
+            )
+        elif release is None and "release" not in labels:
+            findings.append(
+                Finding(
+                    WARNING,
+                    name,
+                    "no release label: kube-prometheus-stack ignores it by default",
+                    "add metadata.labels.release: <helm release>",
+                )
+            )
+        if monitor["kind"] == "ServiceMonitor":
+            findings += _check_service_monitor(name, monitor, services)
+        else:
+            findings += _check_pod_monitor(name, monitor, pods)
+    return findings
+
+
+def _check_service_monitor(
+    name: str, monitor: dict[str, Any], services: list[dict[str, Any]]
+) -> list[Finding]:
+    spec = monitor.get("spec", {})
+    namespaces = _namespaces(monitor)
+    selector = spec.get("selector") or {}
+    if not services:
+        return [
+            Finding(
+                WARNING,
+                name,
+                "no Service given to check against",
+                "add the Service's YAML (kubectl get svc NAME -o yaml)",
+            )
+        ]
+    in_ns = [
+        s
+        for s in services
+        if namespaces is None or s["metadata"].get("namespace", "default") in namespaces
+    ]
+    selected = [s for s in in_ns if _labels_match(selector, s["metadata"].get("labels") or {})]
+    if not selected:
+        near = [s for s in services if _labels_match(selector, s["metadata"].get("labels") or {})]
+        if near:
+            ns = near[0]["metadata"].get("namespace", "default")
+            return [
+                Finding(
+                    ERROR,
+                    name,
+                    f"Service {near[0]['metadata']['name']} has the labels but is in "
+                    f"namespace {ns}, outside namespaceSelector {sorted(namespaces or [])}",
+                    f"set spec.namespaceSelector.matchNames: [{ns}]",
+                )
+            ]
+        return [
+            Finding(
+                ERROR,
+                name,
+                f"selector {selector.get('matchLabels') or selector} matches no Service "
+                f"(Service labels: {[s['metadata'].get('labels') for s in in_ns]})",
+                "make selector.matchLabels equal the Service's metadata.labels (app: NAME)",
+            )
+        ]
+    findings = []
+    for service in selected:
+        svc = service["metadata"]["name"]
+        port_names = [p.get("name") for p in service.get("spec", {}).get("ports", [])]
+        for endpoint in spec.get("endpoints") or []:
+            port = endpoint.get("port")
+            if port is None:
+                findings.append(
+                    Finding(
+                        WARNING,
+                        name,
+                        "endpoint without a port name",
+                        "name the Service port and use endpoints[].port",
+                    )
+                )
+            elif port not in port_names:
+                findings.append(
+                    Finding(
+                        ERROR,
+                        name,
+                        f"endpoint port {port!r} is not a port name of "
+                        f"Service {svc} (names: {port_names})",
+                        "endpoints[].port is the Service port's *name*, not its number",
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        OK,
+                        name,
+                        f"selects Service {svc}, port {port!r}, path "
+                        f"{endpoint.get('path', '/metrics')}",
+                    )
+                )
+    return findings
+
+
+def _check_pod_monitor(
+    name: str, monitor: dict[str, Any], workloads: list[dict[str, Any]]
+) -> list[Finding]:
+    spec = monitor.get("spec", {})
+    namespaces = _namespaces(monitor)
+    selector = spec.get("selector") or {}
+    for workload in workloads:
+        meta = workload["metadata"]
+        template = workload.get("spec", {}).get("template", workload)
+        labels = template.get("metadata", {}).get("labels") or {}
+        if namespaces is not None and meta.get("namespace", "default") not in namespaces:
+            continue
+        if not _labels_match(selector, labels):
+            continue
+        containers = template.get("spec", {}).get("containers", [])
+        names = [p.get("name") for c in containers for p in c.get("ports", [])]
+        findings = []
+        for endpoint in spec.get("podMetricsEndpoints") or []:
+            if endpoint.get("port") in names:
+                findings.append(
+                    Finding(
+                        OK,
+                        name,
+                        f"selects {workload['kind']} {meta['name']}, port {endpoint['port']!r}",
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        ERROR,
+                        name,
+                        f"port {endpoint.get('port')!r} is not a container "
+                        f"port name of {meta['name']} (names: {names})",
+                        "name the container port",
+                    )
+                )
+        return findings
+    return [Finding(ERROR, name, "selects no pod template given", "check selector and namespace")]
