@@ -54,9 +54,9 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | Non
                 f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
             )
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or not answering yet on a busy machine
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 

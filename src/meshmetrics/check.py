@@ -118,10 +118,31 @@ def check_url(
         )
         return findings
     findings.append(Finding(OK, url, f"{content_type} parses: {len(families)} families"))
+    if media == "text/plain":
+        findings.append(_check_openmetrics(url, headers, timeout))
     findings += _expected_families(url, families)
     findings += cardinality(url, families, max_series, max_label_values)
     findings += lint(url, families)
     return findings
+
+
+def _check_openmetrics(url: str, headers: dict[str, str] | None, timeout: float) -> Finding:
+    """What Prometheus negotiates first (and needs for exemplars): OpenMetrics."""
+    accept = {**(headers or {}), "Accept": "application/openmetrics-text; version=1.0.0"}
+    try:
+        response = requests.get(url, headers=accept, timeout=timeout)
+        media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media != "application/openmetrics-text":
+            return Finding(INFO, url, "no OpenMetrics offered (text format only): no exemplars")
+        families = list(parse_om(response.text))  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        return Finding(
+            ERROR,
+            url,
+            f"the OpenMetrics answer does not parse: {exc}"[:300],
+            "Prometheus asks for OpenMetrics first: fix the exporter",
+        )
+    return Finding(OK, url, f"OpenMetrics parses too: {len(families)} families")
 
 
 def _diagnose_404(url: str, headers: dict[str, str] | None, timeout: float) -> Finding:
