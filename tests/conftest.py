@@ -171,3 +171,19 @@ def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
         thread.join(5)
 
     return f"http://127.0.0.1:{server.server_port}", stop
+
+
+def gunicorn_argv(port: int, app: str, workers: int = 2) -> list[str]:
+    """A real gunicorn with meshmetrics' config module, on 127.0.0.1."""
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-c",
+        "python:meshmetrics.gunicorn",
+        "-b",
+        f"127.0.0.1:{port}",
+        app,
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import PYTHON, Server, free_port, value
+from conftest import Server, free_port, gunicorn_argv, value
 
 pytestmark = pytest.mark.slow
 
@@ -19,18 +19,7 @@ def test_summed_count_is_exact_across_workers(
     start_server: Callable[..., Server], tmp_path: Path, workers: int
 ) -> None:
     port = free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "-w",
-        str(workers),
-        "-c",
-        "python:meshmetrics.gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "apps.service:app",
-    ]
+    argv = gunicorn_argv(port, "apps.service:app", workers)
     # A file left by an earlier run would be summed in (here: would break parsing);
     # the master must empty the directory before the workers start.
     (tmp_path / "counter_999999.db").write_bytes(b"stale")
@@ -69,18 +58,7 @@ def test_killed_worker_loses_no_counted_request(
     import time
 
     port = free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "-w",
-        str(workers),
-        "-c",
-        "python:meshmetrics.gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "apps.service:app",
-    ]
+    argv = gunicorn_argv(port, "apps.service:app", workers)
     server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     url = f"{server.base}/api/v1/items/pid"
 

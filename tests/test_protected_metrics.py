@@ -13,7 +13,7 @@ from flask import Flask
 from meshmetrics import instrument
 
 from apps.protected import token_required
-from conftest import PYTHON, Server, free_port, serve_in_thread, value, wait_http
+from conftest import Server, free_port, gunicorn_argv, serve_in_thread, value, wait_http
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 
@@ -85,18 +85,7 @@ def test_gunicorn_workers_share_one_metrics_port(
     start_server: Callable[..., Server], tmp_path: Path
 ) -> None:
     port, metrics_port = free_port(), free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "-w",
-        "2",
-        "-c",
-        "python:meshmetrics.gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "apps.protected:app",
-    ]
+    argv = gunicorn_argv(port, "apps.protected:app", 2)
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "MESHMETRICS_METRICS_PORT": str(metrics_port),

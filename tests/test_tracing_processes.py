@@ -12,7 +12,7 @@ import requests
 
 from receivers import JaegerAgent
 
-from conftest import PYTHON, TESTS, Server, free_port
+from conftest import PYTHON, TESTS, Server, free_port, gunicorn_argv
 
 pytestmark = pytest.mark.slow
 
@@ -21,18 +21,7 @@ def test_forked_gunicorn_workers_report_spans(
     start_server: Callable[..., Server], agent: JaegerAgent, tmp_path: Path
 ) -> None:
     port = free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "gunicorn",
-        "-w",
-        "2",
-        "-c",
-        "python:meshmetrics.gunicorn",
-        "-b",
-        f"127.0.0.1:{port}",
-        "apps.service:app",
-    ]
+    argv = gunicorn_argv(port, "apps.service:app", 2)
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "MESHMETRICS_TRACING": "jaeger",

@@ -34,7 +34,20 @@ def _unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-class JaegerAgent:
+class _Receiver:
+    """Collects decoded spans; tests and the demo wait for them."""
+
+    spans: list[Span]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
+        """The spans received once ``count`` arrived, or when ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+
+class JaegerAgent(_Receiver):
     """Receives ``emitBatch`` datagrams on 127.0.0.1 and decodes them."""
 
     def __init__(self) -> None:
@@ -93,19 +106,13 @@ class JaegerAgent:
                     )
                 )
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
-        deadline = time.monotonic() + timeout
-        while len(self.spans) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.spans)
-
     def close(self) -> None:
         self._stop = True
         self._thread.join(2)
         self.sock.close()
 
 
-class OTLPCollector:
+class OTLPCollector(_Receiver):
     """Accepts ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
 
     def __init__(self) -> None:
@@ -157,12 +164,6 @@ class OTLPCollector:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Span]:
-        deadline = time.monotonic() + timeout
-        while len(self.spans) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.spans)
 
     def close(self) -> None:
         self.server.shutdown()

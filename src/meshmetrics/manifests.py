@@ -82,40 +82,34 @@ def monitor_namespace(model: ServiceModel, options: ManifestOptions) -> str:
     return options.monitor_namespace or model.config.namespace
 
 
-def service_monitor(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+def _monitor(
+    model: ServiceModel, options: ManifestOptions, kind: str, endpoints_key: str
+) -> dict[str, Any]:
     c = model.config
     return {
         "apiVersion": API_MONITORING,
-        "kind": "ServiceMonitor",
+        "kind": kind,
         "metadata": _metadata(
             c.service, monitor_namespace(model, options), _labels(model, release=True)
         ),
         "spec": {
             "selector": {"matchLabels": {"app": c.service}},
             "namespaceSelector": {"matchNames": [c.namespace]},
-            "endpoints": [
+            endpoints_key: [
                 {"port": c.port_name, "path": c.metrics_path, "interval": c.scrape_interval}
             ],
         },
     }
+
+
+def service_monitor(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    """Selects the Service by ``app`` label and scrapes its port by *name*."""
+    return _monitor(model, options, "ServiceMonitor", "endpoints")
 
 
 def pod_monitor(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
-    c = model.config
-    return {
-        "apiVersion": API_MONITORING,
-        "kind": "PodMonitor",
-        "metadata": _metadata(
-            c.service, monitor_namespace(model, options), _labels(model, release=True)
-        ),
-        "spec": {
-            "selector": {"matchLabels": {"app": c.service}},
-            "namespaceSelector": {"matchNames": [c.namespace]},
-            "podMetricsEndpoints": [
-                {"port": c.port_name, "path": c.metrics_path, "interval": c.scrape_interval}
-            ],
-        },
-    }
+    """Selects pods by ``app`` label and scrapes their container port by *name*."""
+    return _monitor(model, options, "PodMonitor", "podMetricsEndpoints")
 
 
 def service(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
