@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshmetrics.demo import quantile
+from meshmetrics.top import quantile
 
 from conftest import PYTHON, ROOT
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import sys
 import threading
 import time
@@ -27,7 +26,6 @@ from typing import Any
 import click
 import requests
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from .collector import JaegerAgent, Span
@@ -35,6 +33,7 @@ from .dashboard import dashboard_expressions
 from .instrumentation import Instrumentation
 from .manifests import DEFAULT_KINDS, ManifestOptions, build_objects, to_yaml
 from .model import model_from_registry
+from .top import Scrape, rows, scrape
 
 NAMESPACE = "cmpt756e4"
 RELEASE = "komplete-prometheus"
@@ -123,51 +122,24 @@ class Workload:
 # -- reading /metrics ---------------------------------------------------------------------
 
 
-def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """``histogram_quantile`` over cumulative ``(upper bound, count)`` buckets."""
-    buckets = sorted(buckets)
-    total = buckets[-1][1] if buckets else 0
-    if total == 0:
-        return math.nan
-    rank, lower, below = q * total, 0.0, 0.0
-    for upper, count in buckets:
-        if count >= rank:
-            if math.isinf(upper):
-                return lower
-            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
-        lower, below = upper, count
-    return lower
-
-
-def red_table(metrics_text: str, prefix: str, elapsed: float) -> list[tuple[str, ...]]:
-    """Per-route rows: requests, rate, 4xx, 5xx, p50 and p95 latency."""
-    counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
-    for family in text_string_to_metric_families(metrics_text):
-        for s in family.samples:
-            path = s.labels.get("path")
-            if path is None:
-                continue
-            if s.name == f"{prefix}http_request_total":
-                counts[path][s.labels["status"][0] + "xx"] += s.value
-                counts[path]["all"] += s.value
-            elif s.name == f"{prefix}http_request_duration_seconds_bucket":
-                buckets[path][float(s.labels["le"])] += s.value
-    rows: list[tuple[str, ...]] = []
-    for path in sorted(counts, key=lambda p: -counts[p]["all"]):
-        c, b = counts[path], sorted(buckets[path].items())
-        rows.append(
-            (
-                path,
-                f"{c['all']:.0f}",
-                f"{c['all'] / elapsed:.1f}",
-                f"{c['4xx']:.0f}",
-                f"{c['5xx']:.0f}",
-                f"{quantile(0.5, b) * 1000:.1f}",
-                f"{quantile(0.95, b) * 1000:.1f}",
-            )
+def red_table(url: str, started: float) -> tuple[str, list[tuple[str, ...]]]:
+    """The service name and its per-route rows since ``started``: requests, rate, 4xx, 5xx,
+    p50 and p95 latency (the same figures as ``meshmetrics top``, from one scrape)."""
+    after = scrape(url)
+    since_start = Scrape(service=after.service, at=started)  # every counter began at zero
+    table: list[tuple[str, ...]] = [
+        (
+            r.route,
+            f"{r.requests:.0f}",
+            f"{r.rate:.1f}",
+            f"{r.client_errors:.0f}",
+            f"{r.error_ratio * r.requests:.0f}",
+            f"{r.p50 * 1000:.1f}",
+            f"{r.p95 * 1000:.1f}",
         )
-    return rows
+        for r in rows(since_start, after)
+    ]
+    return after.service, table
 
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -355,7 +327,7 @@ def run_demo(
         )
 
         workload = Workload(s1.base, requests_count)
-        started = time.monotonic()
+        started = started_at = time.monotonic()
         with click.progressbar(length=requests_count, label="workload", file=sys.stderr) as bar:
             i = 0
             while workload.sent < requests_count:
@@ -373,10 +345,9 @@ def run_demo(
 
         header = ("route", "requests", "req/s", "4xx", "5xx", "p50 ms", "p95 ms")
         for name, service in services.items():
-            text = requests.get(f"{service.base}/metrics", timeout=10).text
-            prefix = service.instrumentation.config.metric_prefix
+            _, table = red_table(f"{service.base}/metrics", started_at)
             echo(f"\n{name}: RED per route (from {service.base}/metrics; p50/p95 from its buckets)")
-            echo(format_table(header, red_table(text, prefix, elapsed)))
+            echo(format_table(header, table))
 
         for service in services.values():
             tracing = service.instrumentation.tracing

@@ -9,6 +9,7 @@ reset: its first scrape after the restart counts from zero).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,9 +20,24 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .check import metrics_url
-from .demo import quantile
 
 RouteKey = tuple[str, str]  # (service, route)
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' ``histogram_quantile`` over cumulative ``(upper bound, count)`` buckets."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return math.nan
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
 
 
 @dataclass
@@ -32,6 +48,7 @@ class Scrape:
     at: float
     totals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    client_errors: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     buckets: dict[str, dict[float, float]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(float))
     )
@@ -42,6 +59,8 @@ class Scrape:
 class Row:
     service: str
     route: str
+    requests: float
+    client_errors: float
     rate: float
     error_ratio: float
     p50: float
@@ -64,8 +83,11 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
                 continue
             if s.name.endswith("http_request_total"):
                 result.totals[path] += s.value
-                if s.labels.get("status", "").startswith("5"):
+                status = s.labels.get("status", "")
+                if status.startswith("5"):
                     result.errors[path] += s.value
+                elif status.startswith("4"):
+                    result.client_errors[path] += s.value
             elif s.name.endswith("http_request_duration_seconds_bucket"):
                 result.buckets[path][float(s.labels["le"])] += s.value
             elif s.name.endswith("http_requests_in_progress"):
@@ -88,10 +110,15 @@ def rows(before: Scrape, after: Scrape) -> list[Row]:
         increases = [
             (le, _delta(count, old.get(le, 0.0))) for le, count in after.buckets[route].items()
         ]
+        client_delta = _delta(
+            after.client_errors.get(route, 0.0), before.client_errors.get(route, 0.0)
+        )
         out.append(
             Row(
                 after.service,
                 route,
+                requests_delta,
+                client_delta,
                 requests_delta / seconds,
                 errors_delta / requests_delta if requests_delta else 0.0,
                 quantile(0.5, increases),
