@@ -57,18 +57,6 @@ def instrumentation_of(app: Flask) -> Instrumentation:
     return inst
 
 
-def _instrumented_routes(app: Flask, inst: Instrumentation) -> tuple[str, ...]:
-    prefix = None if isinstance(inst.target, Flask) else f"{inst.target.name}."
-    return tuple(
-        sorted(
-            rule.rule
-            for rule in app.url_map.iter_rules()
-            if rule.endpoint not in ("static", "meshmetrics_metrics")
-            and (prefix is None or rule.endpoint.startswith(prefix))
-        )
-    )
-
-
 def build_model(
     app: Flask | None, overrides: dict[str, Any], *, podmonitor: bool, istio: bool
 ) -> ServiceModel:
@@ -96,7 +84,6 @@ def build_model(
         config,
         inst.registry,
         inst.request_metrics,
-        routes=_instrumented_routes(app, inst),
         monitor_kind=kind,
         istio=istio,
     )

@@ -36,8 +36,6 @@ class ServiceModel:
     custom_metrics: tuple[MetricFamily, ...] = ()
     #: Whether ``process_*`` metrics are exported (single-process serving).
     process_metrics: bool = True
-    #: Route templates of the instrumented routes.
-    routes: tuple[str, ...] = ()
     #: Kind of monitor: prometheus-operator sets ``job`` differently for each.
     monitor_kind: str = "ServiceMonitor"
     #: Add a row of Istio (Envoy) panels to the dashboard.
@@ -81,7 +79,6 @@ def model_from_registry(
     config: MeshConfig,
     registry: CollectorRegistry,
     request_metrics: RequestMetrics,
-    routes: tuple[str, ...] = (),
     **options: Any,
 ) -> ServiceModel:
     """Split a registry into meshmetrics' own families, platform ones and the app's."""
@@ -91,9 +88,7 @@ def model_from_registry(
         f for f in families if f.name not in own and not f.name.startswith(_PLATFORM_PREFIXES)
     )
     process = any(f.name.startswith("process_") for f in families)
-    return ServiceModel(
-        config, custom_metrics=custom, process_metrics=process, routes=routes, **options
-    )
+    return ServiceModel(config, custom_metrics=custom, process_metrics=process, **options)
 
 
 def model_from_config(config: MeshConfig, **options: Any) -> ServiceModel:
