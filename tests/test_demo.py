@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,22 +17,16 @@ pytestmark = pytest.mark.slow
 
 
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    scratch = tmp_path / "tmp"  # the demo's temporary files (Prometheus' TSDB) go here
+    scratch.mkdir(exist_ok=True)
+    argv = [PYTHON, "-m", "meshmetrics", "demo", "--requests", "60", "--out", str(tmp_path / "out")]
     return subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "meshmetrics",
-            "demo",
-            "--requests",
-            "60",
-            "--out",
-            str(tmp_path / "out"),
-            *args,
-        ],
+        [*argv, *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=180,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
 
 
@@ -73,9 +68,7 @@ def test_demo_with_prometheus_leaves_nothing_running(tmp_path: Path) -> None:
     queried = [line for line in result.stdout.splitlines() if line.startswith("  [cmpt756")]
     assert len(queried) >= 20
     assert sum(" 0 series " not in line for line in queried) >= len(queried) - 4
-    left = subprocess.run(
-        ["pgrep", "-f", "meshmetrics-prometheus-"], capture_output=True, text=True
-    )
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "tmp")], capture_output=True, text=True)
     assert left.stdout == "", "a Prometheus from the demo is still running"
 
 
