@@ -117,9 +117,9 @@ def main() -> int:
     blackhole.close()
     print(
         "| fault | requests | failed | median ms | vs off | RSS growth MiB | exported | "
-        "dropped: queue full / export error / too large | req/s |"
+        "dropped: queue full / export error / too large |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
