@@ -46,6 +46,7 @@ class Gunicorn:
     """``gunicorn -c python:meshmetrics.gunicorn loadapp:app`` on 127.0.0.1."""
 
     def __init__(self, workers: int, env: dict[str, str], threads: int = 4) -> None:
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.mkdtemp(prefix="meshmetrics-stress-")
@@ -85,9 +86,17 @@ class Gunicorn:
         self.stop()
         raise TimeoutError("gunicorn did not start")
 
-    def worker_pids(self) -> set[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return {int(p) for p in out.stdout.split()}
+    def worker_pids(self, timeout: float = 15.0) -> set[int]:
+        """The workers' pids, once all of them have been forked."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+            )
+            pids = {int(p) for p in out.stdout.split()}
+            if len(pids) >= self.workers or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
