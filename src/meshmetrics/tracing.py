@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import random
 import threading
 import time
 import traceback
@@ -25,7 +24,14 @@ from opentracing.ext import tags as ext_tags
 
 from .exporters import BatchSpanProcessor
 from .metrics import route_excluded
-from .propagation import TraceContext, b3_headers, extract, new_trace_id, traceparent
+from .propagation import (
+    TraceContext,
+    b3_headers,
+    extract,
+    new_span_id,
+    new_trace_id,
+    traceparent,
+)
 
 SPAN_KEY = "meshmetrics.span"
 UNMATCHED_OPERATION = "unmatched"
@@ -227,7 +233,7 @@ class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
 
     def context_for(self, parent: MeshSpanContext | TraceContext | None) -> MeshSpanContext:
         """A new span's context: child of ``parent`` (local or remote), else a new trace."""
-        span_id = random.getrandbits(64) or 1
+        span_id = new_span_id()
         if parent is not None and parent.trace_id is not None:
             sampled = parent.sampled
             if sampled is None:
