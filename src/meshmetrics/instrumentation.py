@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any, cast
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, Response
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
@@ -25,7 +25,7 @@ from .exporters import (
     SpanCounters,
 )
 from .exposition import MetricsServer, metrics_view, multiprocess_dir
-from .metrics import RequestMetrics
+from .metrics import RequestMetrics, current_request
 from .tracing import MeshTracer, Sampler, ServerTracing
 
 EXTENSION_KEY = "meshmetrics"
@@ -83,6 +83,7 @@ class Instrumentation:
             self.metrics_server = MetricsServer(
                 view, config.metrics_path, config.metrics_host, config.metrics_port
             )
+        self.hooks = RequestHooks(self.tracing, self.request_metrics)
         self._apps: list[Flask] = []
         self._active = True
 
@@ -100,10 +101,6 @@ class Instrumentation:
     def session(self) -> TracingSession:
         """A ``requests.Session`` whose calls carry the trace and Istio's headers."""
         return TracingSession(self.tracing)
-
-    def _hooks(self) -> list[Any]:
-        """Hook objects in registration order: tracing first, so metrics see the span."""
-        return [h for h in (self.tracing, self.request_metrics) if h is not None]
 
     @property
     def apps(self) -> tuple[Flask, ...]:
@@ -142,15 +139,9 @@ class Instrumentation:
                 f"{existing!r} on app {app.name!r} (another exporter?); remove it or pass "
                 "metrics_path=..."
             )
-        # Inserted first so an app's own hooks cannot skip them; metrics go in before
-        # tracing, so tracing's hooks end up first: its span exists while metrics record.
-        for hooks in reversed(self._hooks()):
-            for funcs, hook in (
-                (app.before_request_funcs, hooks.before_request),
-                (app.after_request_funcs, hooks.after_request),
-                (app.teardown_request_funcs, hooks.teardown_request),
-            ):
-                funcs.setdefault(blueprint_name, []).insert(0, hook)
+        # Inserted first, so an app's own hooks cannot skip them.
+        for funcs, hook in self.hooks.registrations(app):
+            funcs.setdefault(blueprint_name, []).insert(0, hook)
         if self.metrics_server is not None:
             # metrics on their own port: started by app.run(), gunicorn's worker hook, or
             # failing those the first request
@@ -175,16 +166,10 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Remove hooks, the metrics view and the ``app.run`` override; idempotent."""
         for app in self._apps:
-            for hooks in self._hooks():
-                registries: tuple[tuple[dict[Any, list[Any]], Any], ...] = (
-                    (app.before_request_funcs, hooks.before_request),
-                    (app.after_request_funcs, hooks.after_request),
-                    (app.teardown_request_funcs, hooks.teardown_request),
-                )
-                for funcs, hook in registries:
-                    for registered in funcs.values():
-                        while hook in registered:
-                            registered.remove(hook)
+            for funcs, hook in self.hooks.registrations(app):
+                for registered in funcs.values():
+                    while hook in registered:
+                        registered.remove(hook)
             app.view_functions[METRICS_ENDPOINT] = _not_found
             for registered in app.before_request_funcs.values():
                 while self._ensure_metrics_server in registered:
@@ -217,6 +202,42 @@ def _make_tracer(config: MeshConfig, counters: SpanCounters) -> MeshTracer:
         exporter = OTLPHTTPExporter(config.service, config.trace_endpoint, resource)
     processor = BatchSpanProcessor(exporter, counters, queue_size=config.span_queue_size)
     return MeshTracer(Sampler.parse(config.sampler), processor)
+
+
+class RequestHooks:
+    """The three Flask hooks of one instrumentation: each fetches the request once and
+    hands it to tracing and metrics, in the order that lets metrics see the span."""
+
+    def __init__(self, tracing: ServerTracing | None, metrics: RequestMetrics) -> None:
+        self._tracing = tracing
+        self._metrics = metrics
+
+    def before_request(self) -> None:
+        req = current_request()
+        if self._tracing is not None:
+            self._tracing.on_start(req)
+        self._metrics.on_start(req)
+
+    def after_request(self, response: Response) -> Response:
+        req = current_request()
+        if self._tracing is not None:
+            self._tracing.on_response(req, response)
+        self._metrics.on_response(req, response)
+        return response
+
+    def teardown_request(self, exc: BaseException | None) -> None:
+        req = current_request()
+        self._metrics.on_teardown(req, exc)  # may still read the span for its exemplar
+        if self._tracing is not None:
+            self._tracing.on_teardown(req, exc)
+
+    def registrations(self, app: Flask) -> list[tuple[dict[Any, list[Any]], Any]]:
+        """Each hook with the app's registry of that kind of hook."""
+        return [
+            (app.before_request_funcs, self.before_request),
+            (app.after_request_funcs, self.after_request),
+            (app.teardown_request_funcs, self.teardown_request),
+        ]
 
 
 def instrumentations() -> list[Instrumentation]:

@@ -37,9 +37,18 @@ def route_excluded(rule: str, excluded: tuple[str, ...]) -> bool:
     return any(rule == entry or rule.endswith(entry) for entry in excluded)
 
 
-def _current_request() -> Any:
-    """The real request object behind Flask's proxy (one lookup, not one per attribute)."""
-    return request._get_current_object()  # type: ignore[attr-defined]
+try:  # Flask >= 2.2 keeps the request context in a context variable
+    from flask.globals import _cv_request
+
+    def current_request() -> Any:
+        """The real request object (one context-variable read, not a proxy per attribute)."""
+        return _cv_request.get().request
+
+except ImportError:  # pragma: no cover - a Flask that moved it
+
+    def current_request() -> Any:
+        """The real request object behind Flask's proxy."""
+        return request._get_current_object()  # type: ignore[attr-defined]
 
 
 class RequestMetrics:
@@ -137,11 +146,10 @@ class RequestMetrics:
             rule.rule if rule is not None else UNMATCHED,
         )
 
-    # -- Flask hooks ----------------------------------------------------------------
+    # -- request hooks (called by Instrumentation's hooks with the request object) -----
 
-    def before_request(self) -> None:
-        """Start timing a request (``before_request`` hook, registered first)."""
-        req = _current_request()
+    def on_start(self, req: Any) -> None:
+        """Start timing a request (from the first ``before_request`` hook)."""
         method, path = self.labels_of(req)
         if self._is_excluded(path):
             return
@@ -149,19 +157,16 @@ class RequestMetrics:
         gauge.inc()
         req.environ[_STATE_KEY] = (perf_counter(), method, path, gauge)
 
-    def after_request(self, response: Response) -> Response:
-        """Record duration and count with the final status (``after_request`` hook)."""
-        req = _current_request()
+    def on_response(self, req: Any, response: Response) -> None:
+        """Record duration and count with the final status (``after_request``)."""
         state = req.environ.pop(_STATE_KEY, None)
         if state is not None:
             self._finish(req, state, response.status_code)
-        return response
 
-    def teardown_request(self, exc: BaseException | None) -> None:
-        """Count an unhandled exception; finish a request whose ``after_request`` never ran."""
+    def on_teardown(self, req: Any, exc: BaseException | None) -> None:
+        """Count an unhandled exception; finish a request whose response never came."""
         if exc is None:
             return
-        req = _current_request()
         state = req.environ.pop(_STATE_KEY, None)
         if state is not None:  # the exception propagated (debug/testing): no response
             self._finish(req, state, 500)

@@ -329,8 +329,8 @@ class ServerTracing:
 
     # -- hooks --------------------------------------------------------------------------
 
-    def before_request(self) -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
+    def on_start(self, req: Any) -> None:
+        """Open the request's server span (from the first ``before_request`` hook)."""
         environ = req.environ
         rule = req.url_rule
         if rule is not None:  # probes and scrapes make no spans (nor noise in Jaeger)
@@ -365,17 +365,17 @@ class ServerTracing:
             span.tags[attribute] = str(getattr(req, attribute, ""))
         environ[SPAN_KEY] = span
 
-    def after_request(self, response: Response) -> Response:
-        span = request._get_current_object().environ.get(SPAN_KEY)  # type: ignore[attr-defined]
+    def on_response(self, req: Any, response: Response) -> None:
+        """Tag the status (``after_request``)."""
+        span = req.environ.get(SPAN_KEY)
         if span is not None and span.context.sampled:
             span.tags[ext_tags.HTTP_STATUS_CODE] = response.status_code
             if response.status_code >= 500:
                 span.tags[ext_tags.ERROR] = True
-        return response
 
-    def teardown_request(self, exc: BaseException | None) -> None:
-        environ = request._get_current_object().environ  # type: ignore[attr-defined]
-        span = environ.pop(SPAN_KEY, None)
+    def on_teardown(self, req: Any, exc: BaseException | None) -> None:
+        """Tag an unhandled exception and finish the span (``teardown_request``)."""
+        span = req.environ.pop(SPAN_KEY, None)
         if span is None or not span.context.sampled:
             return
         if exc is not None:
