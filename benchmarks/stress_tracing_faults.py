@@ -52,7 +52,9 @@ def main() -> int:
             "MESHMETRICS_TRACE_ENDPOINT": f"http://127.0.0.1:{blackhole.getsockname()[1]}/v1/traces",
         },
     }
-    rounds = 5  # the modes' loads are interleaved so machine noise hits all alike
+    # The modes' loads are interleaved, and their order rotates from round to round, so
+    # machine noise and position in the round hit every mode alike.
+    rounds = 10
     servers = {
         name: Gunicorn(workers=1, env={**env, "MESHMETRICS_SAMPLER": "const:1"})
         for name, env in modes.items()
@@ -66,8 +68,11 @@ def main() -> int:
             load(server.base, 2_000)  # warm up: imports, caches, the tracer, a full queue
         start_rss = {name: rss_kib(pid) for name, pid in workers.items()}
         started = time.monotonic()
-        for _ in range(rounds):
-            for name, server in servers.items():
+        order = list(servers)
+        for round_index in range(rounds):
+            shift = round_index % len(order)
+            for name in order[shift:] + order[:shift]:
+                server = servers[name]
                 part = load(server.base, args.requests // rounds)
                 results[name].sent += part.sent
                 results[name].failed += part.failed
