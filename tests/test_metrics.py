@@ -213,3 +213,18 @@ def test_custom_metrics_path_and_auth_decorator(app: Flask) -> None:
     ok = client.get("/internal/metrics", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
     assert b"flask_service_info" in ok.get_data()
+
+
+def test_excluded_route_is_neither_measured_nor_counted_when_it_fails() -> None:
+    app = Flask("probe")
+
+    @app.route("/readiness")
+    def readiness() -> str:
+        raise RuntimeError("not ready")
+
+    instrument(app)
+    assert app.test_client().get("/readiness").status_code == 500
+    text = scrape(app)
+    assert value(text, "flask_http_request_total") == 0
+    assert value(text, "flask_http_request_exceptions_total") == 0
+    assert "readiness" not in text

@@ -69,10 +69,7 @@ class Instrumentation:
         self.tracing: ServerTracing | None = None
         if config.tracing != "off":
             counters = SpanCounters(self.registry)
-            self.tracing = ServerTracing(
-                functools.partial(_make_tracer, config, counters),
-                excluded_paths=(*config.excluded_paths, config.metrics_path),
-            )
+            self.tracing = ServerTracing(functools.partial(_make_tracer, config, counters))
             self.request_metrics.exemplar = self.tracing.exemplar
         view = metrics_view(self.registry, self.multiprocess)
         if config.metrics_auth is not None:
@@ -83,7 +80,8 @@ class Instrumentation:
             self.metrics_server = MetricsServer(
                 view, config.metrics_path, config.metrics_host, config.metrics_port
             )
-        self.hooks = RequestHooks(self.tracing, self.request_metrics)
+        excluded = ExcludedRoutes((*config.excluded_paths, config.metrics_path))
+        self.hooks = RequestHooks(self.tracing, self.request_metrics, excluded)
         self._apps: list[Flask] = []
         self._active = True
 
@@ -204,16 +202,43 @@ def _make_tracer(config: MeshConfig, counters: SpanCounters) -> MeshTracer:
     return MeshTracer(Sampler.parse(config.sampler), processor)
 
 
+class ExcludedRoutes:
+    """Routes neither measured nor traced (probes, the metrics endpoint), decided once each.
+
+    A route is excluded when its template equals an entry or ends with it after a ``/``.
+    """
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self._entries = entries
+        self._decided: dict[str, bool] = {}
+
+    def __call__(self, req: Any) -> bool:
+        rule = req.url_rule
+        if rule is None:  # unmatched requests are measured, under one label
+            return False
+        excluded = self._decided.get(rule.rule)
+        if excluded is None:
+            excluded = self._decided[rule.rule] = any(
+                rule.rule == entry or rule.rule.endswith(entry) for entry in self._entries
+            )
+        return excluded
+
+
 class RequestHooks:
     """The three Flask hooks of one instrumentation: each fetches the request once and
     hands it to tracing and metrics, in the order that lets metrics see the span."""
 
-    def __init__(self, tracing: ServerTracing | None, metrics: RequestMetrics) -> None:
+    def __init__(
+        self, tracing: ServerTracing | None, metrics: RequestMetrics, excluded: ExcludedRoutes
+    ) -> None:
         self._tracing = tracing
         self._metrics = metrics
+        self._excluded = excluded
 
     def before_request(self) -> None:
         req = current_request()
+        if self._excluded(req):
+            return  # nothing started, so the other hooks find nothing to finish
         if self._tracing is not None:
             self._tracing.on_start(req)
         self._metrics.on_start(req)
@@ -227,6 +252,8 @@ class RequestHooks:
 
     def teardown_request(self, exc: BaseException | None) -> None:
         req = current_request()
+        if exc is not None and self._excluded(req):
+            return  # an excluded route's exception is not counted either
         self._metrics.on_teardown(req, exc)  # may still read the span for its exemplar
         if self._tracing is not None:
             self._tracing.on_teardown(req, exc)

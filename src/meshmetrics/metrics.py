@@ -32,11 +32,6 @@ _STATE_KEY = "meshmetrics.request"
 ExemplarSource = Callable[[dict[str, Any]], dict[str, str] | None]
 
 
-def route_excluded(rule: str, excluded: tuple[str, ...]) -> bool:
-    """Whether a route template equals an excluded path or ends with it after a ``/``."""
-    return any(rule == entry or rule.endswith(entry) for entry in excluded)
-
-
 try:  # Flask >= 2.2 keeps the request context in a context variable
     from flask.globals import _cv_request
 
@@ -96,8 +91,6 @@ class RequestMetrics:
         if not multiprocess:
             # prometheus_client cannot aggregate process metrics across workers.
             ProcessCollector(registry=registry)
-        self._excluded = (*config.excluded_paths, config.metrics_path)
-        self._route_excluded: dict[str, bool] = {}
         self._gauges: dict[tuple[str, str], Any] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.exemplar: ExemplarSource | None = None
@@ -109,14 +102,6 @@ class RequestMetrics:
         return tuple(family._name for family in families)
 
     # -- label resolution (cached: the hot path does dict lookups only) -------------
-
-    def _is_excluded(self, path: str) -> bool:
-        excluded = self._route_excluded.get(path)
-        if excluded is None:
-            excluded = self._route_excluded[path] = path != UNMATCHED and route_excluded(
-                path, self._excluded
-            )
-        return excluded
 
     def _in_progress_child(self, method: str, path: str) -> Any:
         key = (method, path)
@@ -151,8 +136,6 @@ class RequestMetrics:
     def on_start(self, req: Any) -> None:
         """Start timing a request (from the first ``before_request`` hook)."""
         method, path = self.labels_of(req)
-        if self._is_excluded(path):
-            return
         gauge = self._in_progress_child(method, path)
         gauge.inc()
         req.environ[_STATE_KEY] = (perf_counter(), method, path, gauge)
@@ -170,8 +153,6 @@ class RequestMetrics:
         state = req.environ.pop(_STATE_KEY, None)
         if state is not None:  # the exception propagated (debug/testing): no response
             self._finish(req, state, 500)
-        elif self._is_excluded(self.labels_of(req)[1]):
-            return
         method, path = self.labels_of(req)
         self.exceptions.labels(method, path, "500", type(exc).__name__).inc()
 

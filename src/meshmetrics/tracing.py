@@ -23,7 +23,6 @@ from flask import Response, has_request_context, request
 from opentracing.ext import tags as ext_tags
 
 from .exporters import BatchSpanProcessor
-from .metrics import route_excluded
 from .propagation import (
     TraceContext,
     b3_headers,
@@ -282,14 +281,11 @@ class ServerTracing:
         self,
         tracer_factory: Callable[[], MeshTracer],
         traced_attributes: tuple[str, ...] = (),
-        excluded_paths: tuple[str, ...] = (),
     ):
         self._factory = tracer_factory
         self._tracer: MeshTracer | None = None
         self._lock = threading.Lock()
         self._traced_attributes = traced_attributes
-        self._excluded_paths = excluded_paths
-        self._route_excluded: dict[str, bool] = {}
 
     @property
     def tracer(self) -> MeshTracer:
@@ -333,13 +329,6 @@ class ServerTracing:
         """Open the request's server span (from the first ``before_request`` hook)."""
         environ = req.environ
         rule = req.url_rule
-        if rule is not None:  # probes and scrapes make no spans (nor noise in Jaeger)
-            excluded = self._route_excluded.get(rule.rule)
-            if excluded is None:
-                excluded = route_excluded(rule.rule, self._excluded_paths)
-                self._route_excluded[rule.rule] = excluded
-            if excluded:
-                return
         tracer = self.tracer
         context = tracer.context_for(extract(environ))
         if not context.sampled:  # only the ids, for propagation: no clock, no tags
