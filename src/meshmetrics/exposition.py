@@ -89,18 +89,24 @@ class MetricsServer:
             if self.running:
                 return True
             try:
-                self._server = make_server(self._host, self.port, self._app, threaded=True)
+                self._bind()
             except OSError as exc:
                 if retry_every is None:
                     log.warning("meshmetrics: cannot serve metrics on port %d: %s", self.port, exc)
                 else:
                     threading.Thread(target=self._retry, args=(retry_every,), daemon=True).start()
                 return False
-            self._pid = os.getpid()
-            threading.Thread(
-                target=self._server.serve_forever, name="meshmetrics-metrics-port", daemon=True
-            ).start()
-            return True
+        threading.Thread(target=self._serve, name="meshmetrics-metrics-port", daemon=True).start()
+        return True
+
+    def _bind(self) -> None:
+        self._server = make_server(self._host, self.port, self._app, threaded=True)
+        self._pid = os.getpid()
+
+    def _serve(self) -> None:
+        server = self._server
+        if server is not None:
+            server.serve_forever()
 
     def _retry(self, every: float) -> None:
         while True:
@@ -109,11 +115,10 @@ class MetricsServer:
                 if self.running:
                     return
                 try:
-                    self._server = make_server(self._host, self.port, self._app, threaded=True)
+                    self._bind()
                 except OSError:
                     continue
-                self._pid = os.getpid()
-            self._server.serve_forever()
+            self._serve()
             return
 
     def stop(self) -> None:
