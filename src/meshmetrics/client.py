@@ -15,28 +15,8 @@ import requests
 from flask import current_app, has_app_context, has_request_context, request
 from opentracing.ext import tags as ext_tags
 
-from .propagation import forwarded
+from .propagation import TRACE_HEADERS, forwarded, inbound_trace_headers
 from .tracing import SPAN_KEY, MeshSpan, MeshSpanContext, ServerTracing
-
-#: Inbound trace headers copied verbatim when the app itself does not trace.
-_INBOUND_TRACE_HEADERS = (
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "b3",
-    "traceparent",
-)
-
-
-def _inbound_trace_headers(environ: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for name in _INBOUND_TRACE_HEADERS:
-        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
-        if isinstance(value, str) and value.isascii() and value.isprintable() and len(value) < 256:
-            out[name] = value
-    return out
 
 
 def _tracing_of_current_app() -> ServerTracing | None:
@@ -54,7 +34,7 @@ def _headers_for(parent: MeshSpanContext | None, tracing: ServerTracing | None) 
         if parent is not None:
             headers.update(parent.headers())
         else:
-            headers.update(_inbound_trace_headers(environ))
+            headers.update(inbound_trace_headers(environ))
         return headers
     if parent is not None:
         return parent.headers()
@@ -100,10 +80,9 @@ class TracingSession(requests.Session):
         url_text = url.decode() if isinstance(url, bytes) else url
         span = self._start_span(method_name.upper(), url_text)
         propagated = _headers_for(span.context if span is not None else None, self._tracing)
-        trace_names = set(_INBOUND_TRACE_HEADERS)
-        merged = {k: v for k, v in propagated.items() if k not in trace_names}
+        merged = {k: v for k, v in propagated.items() if k not in TRACE_HEADERS}
         merged.update(headers or {})  # the caller's own headers win over forwarded ones
-        merged.update({k: v for k, v in propagated.items() if k in trace_names})
+        merged.update({k: v for k, v in propagated.items() if k in TRACE_HEADERS})
         try:
             response = super().request(method, url, params, data, merged, **kwargs)
         except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
@@ -27,7 +27,20 @@ FORWARDED_HEADERS = (
     "baggage",
 )
 FORWARDED_PREFIXES = ("x-datadog-",)
+#: The trace-context headers meshmetrics writes itself for the spans it opens.
+TRACE_HEADERS = frozenset(
+    {
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "b3",
+        "traceparent",
+    }
+)
 _MAX_FORWARDED_LENGTH = 4096
+_MAX_TRACE_HEADER_LENGTH = 255  # the longest valid one, b3 with 128-bit ids, is 68
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 
 
@@ -164,13 +177,27 @@ def extract(environ: Mapping[str, object]) -> TraceContext | None:
 
 def forwarded(environ: Mapping[str, object]) -> dict[str, str]:
     """The inbound headers Istio wants copied onto outbound calls, if well-formed."""
+    return _copy(
+        environ,
+        lambda name: name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES),
+        _MAX_FORWARDED_LENGTH,
+    )
+
+
+def inbound_trace_headers(environ: Mapping[str, object]) -> dict[str, str]:
+    """The inbound B3/W3C headers, if well-formed (copied verbatim when the app does not trace)."""
+    return _copy(environ, TRACE_HEADERS.__contains__, _MAX_TRACE_HEADER_LENGTH)
+
+
+def _copy(
+    environ: Mapping[str, object], wanted: Callable[[str], bool], limit: int
+) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in environ.items():
         if not key.startswith("HTTP_") or not isinstance(value, str):
             continue
         name = key[5:].lower().replace("_", "-")
-        wanted = name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES)
-        if wanted and len(value) <= _MAX_FORWARDED_LENGTH and _PRINTABLE.match(value):
+        if wanted(name) and len(value) <= limit and _PRINTABLE.match(value):
             out[name] = value
     return out
 
