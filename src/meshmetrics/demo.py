@@ -93,7 +93,6 @@ class Workload:
     """A bounded user-service workload: the course's flows plus the errors users make."""
 
     s1: str
-    steps: int
     sent: int = 0
     statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -329,7 +328,7 @@ def run_demo(
             f"spans to a Jaeger agent on {agent.endpoint}"
         )
 
-        workload = Workload(s1.base, requests_count)
+        workload = Workload(s1.base)
         started = started_at = time.monotonic()
         with click.progressbar(length=requests_count, label="workload", file=sys.stderr) as bar:
             i = 0
