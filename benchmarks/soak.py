@@ -23,7 +23,7 @@ import time
 import requests
 from loadlib import Gunicorn, load, metric, rss_kib
 
-from meshmetrics.collector import JaegerAgent
+from meshmetrics.testing.receivers import JaegerAgent
 
 RSS_BOUND_MIB = 25.0
 WARMUP = 2_000

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import Blueprint, Flask
 
+from helpers import value
 from meshmetrics import instrument
-
-from conftest import value
 
 
 def make(register_first: bool) -> tuple[Flask, Blueprint]:
@@ -34,7 +33,8 @@ def make(register_first: bool) -> tuple[Flask, Blueprint]:
 @pytest.mark.parametrize("register_first", [True, False], ids=["after-register", "before-register"])
 def test_only_blueprint_routes_measured_metrics_at_root(register_first: bool) -> None:
     app, bp = make(register_first)
-    inst = instrument(bp, service="cmpt756db")
+    # exclusion is exact: a Blueprint's probe is listed with its prefix
+    inst = instrument(bp, app=app, service="cmpt756db", excluded_paths=["/api/v1/datastore/health"])
     if not register_first:
         assert inst.apps == ()
         app.register_blueprint(bp)
@@ -76,7 +76,7 @@ def test_blueprint_on_two_apps_and_nested() -> None:
 def test_blueprint_registered_under_another_name() -> None:
     app, bp = make(register_first=False)
     app.register_blueprint(bp, name="store", url_prefix="/v2")
-    inst = instrument(bp, service="cmpt756db")
+    inst = instrument(bp, app=app, service="cmpt756db")
     app.test_client().get("/v2/read")
     assert inst.apps == (app,)
     assert (
@@ -89,7 +89,16 @@ def test_app_and_blueprint_both_instrumented_is_an_error() -> None:
     app, bp = make(register_first=True)
     instrument(app)
     with pytest.raises(RuntimeError, match="already has an instrumentation"):
+        instrument(bp, app=app)
+
+
+def test_registered_blueprint_without_its_app_is_a_clear_error() -> None:
+    _app, bp = make(register_first=True)
+    with pytest.raises(RuntimeError, match=r"instrument\(bp, app=app\)"):
         instrument(bp)
+    other = Flask("other")
+    with pytest.raises(RuntimeError, match="not on app 'other'"):
+        instrument(bp, app=other)
 
 
 def test_uninstrument_blueprint_stops_future_registrations() -> None:

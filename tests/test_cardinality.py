@@ -7,11 +7,10 @@ import string
 
 from flask import Flask
 
+from helpers import samples, series_count, serve_in_thread
 from meshmetrics import OTHER_METHOD, UNMATCHED, instrument
-from meshmetrics.check import check_url
 from meshmetrics.metrics import STANDARD_METHODS
-
-from conftest import samples, series_count, serve_in_thread
+from meshmetrics.tools.check import check_url
 
 REQUEST_COUNT = 10_000
 #: histogram: 14 buckets + +Inf, _count, _sum, _created; counter: _total, _created.

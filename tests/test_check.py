@@ -10,9 +10,8 @@ import pytest
 import yaml
 from flask import Flask, Response, request
 
+from helpers import PYTHON, Server, free_port, run_cli, serve_in_thread
 from meshmetrics import instrument
-
-from conftest import PYTHON, Server, free_port, run_cli, serve_in_thread
 
 
 @pytest.fixture
@@ -260,7 +259,7 @@ def test_pod_monitor_against_deployment(tmp_path: Path) -> None:
 
 
 def test_generated_manifests_check_clean() -> None:
-    from conftest import ROOT
+    from helpers import ROOT
 
     files = sorted(str(p) for p in (ROOT / "examples" / "cmpt756db" / "k8s").glob("*.yaml"))
     result = run_cli("check", *files, "--release", "komplete-prometheus")

@@ -8,10 +8,9 @@ import pytest
 import requests
 from flask import Flask, request
 
+from helpers import serve_in_thread
 from meshmetrics import forward_headers, instrument
-from receivers import JaegerAgent
-
-from conftest import serve_in_thread
+from meshmetrics.testing.receivers import JaegerAgent
 
 ENVOY = {
     "x-request-id": "5b1f1a0e-7b0c-9b0e-a1b2-c3d4e5f60718",

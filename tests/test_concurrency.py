@@ -11,9 +11,8 @@ import requests
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import serve_in_thread, value
 from meshmetrics import instrument
-
-from conftest import serve_in_thread, value
 
 pytestmark = pytest.mark.slow
 THREADS, PER_THREAD = 8, 1_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from meshmetrics import HostPort, HttpEndpoint, ProbabilisticSampler, RateLimitingSampler
 from meshmetrics.config import DEFAULT_BUCKETS, MeshConfig, resolve_config
 
 
@@ -76,7 +77,7 @@ def test_config_is_immutable_and_hashable() -> None:
         ("buckets", [], "non-empty"),
         ("buckets", [0.1, float("inf")], "finite"),
         ("excluded_paths", ["health"], "starting with '/'"),
-        ("excluded_paths", "/health", "list of URL paths"),
+        ("excluded_paths", 42, "list of URL paths"),
         ("metrics_auth", "not callable", "decorator"),
         ("version", "", "non-empty"),
     ],
@@ -92,11 +93,14 @@ def test_bad_values_name_option_value_and_rule(option: str, bad: object, rule: s
 
 
 def test_bad_env_value_names_the_variable() -> None:
-    with pytest.raises(ValueError, match=r"from MESHMETRICS_BUCKETS\): must be a comma-separated"):
+    with pytest.raises(
+        ValueError,
+        match=r"from MESHMETRICS_BUCKETS\): must be a non-empty, strictly increasing list",
+    ):
         resolve({"MESHMETRICS_BUCKETS": "fast,slow"})
     with pytest.raises(ValueError, match="MESHMETRICS_PORT_NAME"):
         resolve({"MESHMETRICS_PORT_NAME": "Not_A_Port_Name"})
-    with pytest.raises(ValueError, match="importable"):
+    with pytest.raises(ValueError, match=r"No module named .no_such_module_xyz"):
         resolve({"MESHMETRICS_METRICS_AUTH": "no_such_module_xyz:auth"})
 
 
@@ -130,8 +134,8 @@ def test_tracing_defaults_follow_the_other_clients_env_vars() -> None:
     )
     assert (jaeger.tracing, jaeger.trace_endpoint, jaeger.sampler) == (
         "jaeger",
-        "jaeger-agent.istio-system:6832",
-        "probabilistic:0.25",
+        HostPort("jaeger-agent.istio-system", 6832),
+        ProbabilisticSampler(0.25),
     )
     otlp = resolve(
         {
@@ -142,14 +146,14 @@ def test_tracing_defaults_follow_the_other_clients_env_vars() -> None:
     )
     assert (otlp.tracing, otlp.trace_endpoint, otlp.sampler) == (
         "otlp",
-        "http://collector:4318/v1/traces",
-        "probabilistic:0.5",
+        HttpEndpoint("http://collector:4318/v1/traces"),
+        ProbabilisticSampler(0.5),
     )
     explicit = resolve(
         {"JAEGER_AGENT_HOST": "agent", "MESHMETRICS_SAMPLER": "ratelimiting:2"}, tracing="off"
     )
-    assert (explicit.tracing, explicit.sampler) == ("off", "ratelimiting:2")
-    assert resolve(tracing="jaeger").trace_endpoint == "localhost:6831"
+    assert (explicit.tracing, explicit.sampler) == ("off", RateLimitingSampler(2))
+    assert resolve(tracing="jaeger").trace_endpoint == HostPort("localhost", 6831)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from meshmetrics.demo import EXAMPLES, load_example
-from receivers import JaegerAgent
+from helpers import ROOT, load_example, run_cli, serve_in_thread
+from meshmetrics.testing.receivers import JaegerAgent
 
-from conftest import ROOT, run_cli, serve_in_thread
-
-db_module = load_example("cmpt756db", EXAMPLES)
-s1_module = load_example("cmpt756s1", EXAMPLES)
+db_module = load_example("cmpt756db")
+s1_module = load_example("cmpt756s1")
 SECRET = "test-secret-" + "k" * 32
 
 
@@ -229,7 +227,7 @@ def test_checked_in_manifests_are_current(service: str, port: str) -> None:
     [("cmpt756db", "/api/v1/datastore/health"), ("cmpt756s1", "/api/v1/user/health")],
 )
 def test_started_like_the_course(start_server: Any, service: str, probe: str) -> None:
-    from conftest import PYTHON, free_port
+    from helpers import PYTHON, free_port
 
     port = free_port()
     server = start_server(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from helpers import value
 from meshmetrics import instrument
-
-from conftest import value
 
 
 def make_app(name: str) -> Flask:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Server, free_port, gunicorn_argv, value
+from helpers import Server, free_port, gunicorn_argv, value
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +102,30 @@ def test_multiproc_dir_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "missing"))
     with pytest.raises(RuntimeError, match="is not a directory"):
         instrument(Flask("mp"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_info_gauge_and_per_worker_process_metrics(
+    start_server: Callable[..., Server], tmp_path: Path, preload: bool
+) -> None:
+    port = free_port()
+    argv = gunicorn_argv(port, "apps.service:app", 2)
+    if preload:
+        argv.insert(-1, "--preload")
+    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        pids = set(
+            pool.map(
+                lambda _: requests.get(f"{server.base}/api/v1/items/pid", timeout=10).text,
+                range(40),
+            )
+        )
+    text = requests.get(f"{server.base}/metrics", timeout=10).text
+    assert value(text, "flask_service_info", service="items") == 1
+    memory = {
+        labels["pid"]
+        for (name, labels) in ((n, dict(lab)) for (n, lab) in __import__("helpers").samples(text))
+        if name == "process_resident_memory_bytes"
+    }
+    assert pids <= memory  # every worker that served has its own process series

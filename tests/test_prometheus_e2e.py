@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 import requests
 
-from meshmetrics.cli import build_model, load_app
-from meshmetrics.dashboard import dashboard_expressions
-from meshmetrics.localprom import LocalPrometheus, prometheus_binary, target_from_monitor
-from meshmetrics.manifests import ManifestOptions, alert_rules, build_objects
-
-from conftest import PYTHON, Server, free_port
+from helpers import PYTHON, Server, free_port
+from meshmetrics.cli.manifests import build_model, load_app
+from meshmetrics.manifests.dashboard import dashboard_expressions
+from meshmetrics.manifests.objects import ManifestOptions, alert_rules, build_objects
+from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 
 pytestmark = [
     pytest.mark.slow,

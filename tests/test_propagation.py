@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshmetrics import forward_headers, instrument
-from meshmetrics.propagation import TraceContext, b3_headers, extract, forwarded, traceparent
+from meshmetrics.tracing.propagation import (
+    TraceContext,
+    b3_headers,
+    extract,
+    forwarded,
+    traceparent,
+)
 
 TRACE = "463ac35c9f6413ad48485a3953bb6124"
 SPAN = "a2fb4a1d1a96d312"

@@ -10,10 +10,10 @@ import pytest
 import requests
 from flask import Flask
 
+from helpers import Server, free_port, gunicorn_argv, serve_in_thread, value, wait_http
 from meshmetrics import instrument
 
 from apps.protected import token_required
-from conftest import Server, free_port, gunicorn_argv, serve_in_thread, value, wait_http
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from conftest import PYTHON, Server, free_port, value
+from helpers import PYTHON, Server, free_port, value
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import yaml
 
 from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import ManifestOptions, build_objects
-from meshmetrics.model import model_from_config
+from meshmetrics.manifests.model import model_from_config
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

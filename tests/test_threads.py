@@ -1,48 +1,52 @@
-"""app.run() after instrument(): always threaded, one process."""
+"""Serving: app.run() is Flask's own (never replaced); meshmetrics checks the server at the
+first request and Instrumentation.run() refuses forking servers."""
 
 from __future__ import annotations
 
-import concurrent.futures
+import logging
 from collections.abc import Callable
 
 import pytest
 import requests
 from flask import Flask
 
+from helpers import PYTHON, Server, free_port, value
 from meshmetrics import instrument
-
-from conftest import PYTHON, Server, free_port, value
 
 
 @pytest.mark.slow
-def test_threaded_false_is_overridden_and_requests_overlap(
+def test_single_threaded_server_is_named_at_the_first_request(
     start_server: Callable[..., Server],
 ) -> None:
     port = free_port()
     server = start_server([PYTHON, "apps/service.py", str(port), "nothreads"], port)
-    url = f"{server.base}/api/v1/items/pair"
-    # The view waits on a 2-party barrier: it answers 200 only if both requests are
-    # inside it at the same time, which a single-threaded server can never do.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        statuses = [
-            f.result().status_code
-            for f in [pool.submit(requests.get, url, timeout=20) for _ in range(2)]
-        ]
-    assert statuses == [200, 200]
+    assert requests.get(f"{server.base}/api/v1/items/7", timeout=10).status_code == 200
     text = requests.get(f"{server.base}/metrics", timeout=10).text
-    assert value(text, "flask_http_request_total", path="/api/v1/items/pair", status="200") == 2
+    assert value(text, "flask_http_request_total", path="/api/v1/items/<item_id>") == 1
     _, err = server.stop()
-    assert "app.run(threaded=False) overridden with threaded=True" in err
+    assert err.count("handles one request at a time") == 1
 
 
-def test_processes_greater_than_one_is_refused() -> None:
+def test_several_processes_without_multiproc_dir_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Flask("procs")
+    app.add_url_rule("/", "index", lambda: "ok")
+    instrument(app)
+    forking = {"wsgi.multiprocess": True, "wsgi.multithread": False, "SERVER_SOFTWARE": "x"}
+    with caplog.at_level(logging.WARNING, logger="meshmetrics"):
+        app.test_client().get("/", environ_overrides=forking)
+        app.test_client().get("/", environ_overrides=forking)
+    assert [r.getMessage().count("PROMETHEUS_MULTIPROC_DIR") for r in caplog.records] == [1]
+
+
+def test_app_run_is_not_replaced_and_run_refuses_processes() -> None:
     app = Flask("procs")
     inst = instrument(app)
+    assert "run" not in vars(app)
     with pytest.raises(
-        ValueError, match=r"processes=4.*gunicorn -w 4 -c python:meshmetrics.gunicorn"
+        ValueError, match=r"processes=2.*gunicorn -w 4 -c python:meshmetrics.gunicorn"
     ):
-        app.run(processes=4)
-    with pytest.raises(ValueError, match="processes=2"):
         inst.run(processes=2)
 
 
@@ -50,6 +54,5 @@ def test_run_passes_threaded_true_to_flask(monkeypatch: pytest.MonkeyPatch) -> N
     seen: dict[str, object] = {}
     monkeypatch.setattr(Flask, "run", lambda self, *a, **kw: seen.update(kw))
     app = Flask("passes")
-    instrument(app)
-    app.run(port=1234, threaded=False)
+    instrument(app).run(port=1234, threaded=False)
     assert seen == {"port": 1234, "threaded": True}

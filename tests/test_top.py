@@ -9,10 +9,9 @@ import pytest
 import requests
 from flask import Flask, abort
 
+from helpers import free_port, run_cli, serve_in_thread
 from meshmetrics import instrument
-from meshmetrics.top import Top, snapshot
-
-from conftest import free_port, run_cli, serve_in_thread
+from meshmetrics.tools.top import Top, snapshot
 
 
 def service(name: str) -> Flask:

@@ -10,10 +10,9 @@ import pytest
 import requests
 from flask import Flask, abort
 
+from helpers import serve_in_thread, value
 from meshmetrics import instrument
-from receivers import JaegerAgent, OTLPCollector
-
-from conftest import serve_in_thread, value
+from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector
 
 
 def make_app(endpoint: str, backend: str = "jaeger", **options: Any) -> tuple[Flask, Any]:

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from receivers import JaegerAgent
-
-from conftest import PYTHON, TESTS, Server, free_port, gunicorn_argv
+from helpers import PYTHON, TESTS, Server, free_port, gunicorn_argv
+from meshmetrics.testing.receivers import JaegerAgent
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +33,7 @@ def test_forked_gunicorn_workers_report_spans(
             return session.get(f"{server.base}/api/v1/items/pid", timeout=10).text
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        pids = set(pool.map(hit, range(40)))
+        pids = set(pool.map(hit, range(200)))
     assert len(pids) >= 2, "one worker served everything: forking not exercised"
     spans = [s for s in agent.wait_for(40) if s.operation == "items.pid"]
     assert len(spans) == 40

@@ -171,7 +171,12 @@ def create_app(db_path: str | None = None, **options: Any) -> Flask:
     app = Flask("cmpt756db")
     store = Store(db_path or os.environ.get("CMPT756_DB_PATH", ":memory:"))
     bp = create_blueprint(store, os.environ.get("SVC_LOADER_TOKEN"))
-    inst: Instrumentation = instrument(bp, service="cmpt756db", **options)
+    inst: Instrumentation = instrument(
+        bp,
+        service="cmpt756db",
+        excluded_paths=(f"{PREFIX}/health", f"{PREFIX}/readiness"),
+        **options,
+    )
     app.register_blueprint(bp)
     app.config["instrumentation"] = inst
     return app

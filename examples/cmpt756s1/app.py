@@ -141,7 +141,12 @@ def create_app(db_url: str | None = None, secret: str | None = None, **options: 
     """The service; ``options`` go to ``instrument()`` (environment variables apply too)."""
     app = Flask("cmpt756s1")
     bp = Blueprint("users", __name__, url_prefix=PREFIX)
-    inst: Instrumentation = instrument(bp, service="cmpt756s1", **options)
+    inst: Instrumentation = instrument(
+        bp,
+        service="cmpt756s1",
+        excluded_paths=(f"{PREFIX}/health", f"{PREFIX}/readiness"),
+        **options,
+    )
     add_routes(
         bp,
         (db_url or os.environ.get("CMPT756_DB_URL") or DEFAULT_DB_URL).rstrip("/"),

@@ -1,21 +1,28 @@
 """The immutable configuration shared by the runtime and the manifests.
 
-Every option resolves in one order: an explicit argument, else the environment
-variable ``MESHMETRICS_<NAME>``, else the default.  Values are validated once,
-here, and a bad one raises :class:`ValueError` naming the option, the value,
-where it came from and the rule it broke.
+Every option is declared once in :data:`OPTIONS` (name, converter, default).  It
+resolves in one order: an explicit argument, else ``app.config["MESHMETRICS_<NAME>"]``,
+else the environment variable ``MESHMETRICS_<NAME>`` (for the tracing options also
+the variables Jaeger and OpenTelemetry clients read), else the default.  The
+converter turns raw input (a typed value or text) into the typed value once, here;
+a bad value raises :class:`ConfigError` naming the option, the value, where it came
+from and the rule it broke.  Nothing on the request path parses a string.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import itertools
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, NoReturn
+from typing import Any, Literal, TypedDict, cast
+from urllib.parse import urlsplit
+
+from .tracing.sampling import SAMPLER_RULE, ConstSampler, Sampler, parse_sampler
 
 ENV_PREFIX = "MESHMETRICS_"
 
@@ -47,25 +54,416 @@ DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = (
 )
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+TracingBackend = Literal["jaeger", "otlp", "off"]
+TRACING_BACKENDS: tuple[TracingBackend, ...] = ("jaeger", "otlp", "off")
+
+
+class ConfigError(ValueError):
+    """An option's value broke its rule; raised when the configuration is built.
+
+    Attributes:
+        option: the option's name (``trace_endpoint``).
+        value: the value as given.
+        source: where it came from (``argument``, ``app.config['MESHMETRICS_…']``,
+            an environment variable's name, or ``default``).
+        rule: what the value must be.
+    """
+
+    def __init__(self, option: str, value: Any, source: str, rule: str) -> None:
+        self.option, self.value, self.source, self.rule = option, value, source, rule
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        return (
+            f"meshmetrics: invalid {self.option} {self.value!r} (from {self.source}): "
+            f"must be {self.rule}"
+        )
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """A configured feature needs an optional extra that is not installed."""
+
+    def __init__(self, option: str, value: Any, source: str, extra: str, cause: str) -> None:
+        self.extra = extra
+        self.cause = cause
+        super().__init__(option, value, source, f"installed: pip install 'meshmetrics[{extra}]'")
+
+    def describe(self) -> str:
+        return (
+            f"meshmetrics: {self.option}={self.value!r} (from {self.source}) needs the "
+            f"'{self.extra}' extra: pip install 'meshmetrics[{self.extra}]' ({self.cause})"
+        )
+
+
+class _InvalidError(Exception):
+    """Raised by a converter: the value broke ``rule``."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
+
+
+# -- typed values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A UDP/TCP destination (the Jaeger agent): host name or IP, and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """An http(s) URL with a host and a valid port (the OTLP/HTTP traces URL)."""
+
+    url: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def __str__(self) -> str:
+        return self.url
+
+
+TraceEndpoint = HostPort | HttpEndpoint
+
+
+# -- converters: raw (typed or text) -> typed value, or _InvalidError(rule) ------------------
 
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
-_URL_PATH = re.compile(r"^/[^\s?#]*$")
+_URL_PATH = re.compile(r"^/[^\s?#<>]*$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 _DURATION = re.compile(
     r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
 )
 
+Context = Mapping[str, Any]
+
+
+def _text(value: Any, rule: str) -> str:
+    if not isinstance(value, str):
+        raise _InvalidError(rule)
+    return value
+
+
+def _matching(pattern: re.Pattern[str], rule: str, max_len: int = 63) -> Callable[..., str]:
+    def convert(value: Any, _: Context) -> str:
+        text = _text(value, rule)
+        if len(text) > max_len or not pattern.match(text):
+            raise _InvalidError(rule)
+        return text
+
+    return convert
+
+
+def _service(value: Any, ctx: Context) -> str:
+    return _matching(
+        _DNS1035_LABEL,
+        "a DNS-1035 label, as Kubernetes requires of Service names: at most 63 characters "
+        "of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit",
+    )(value, ctx)
+
+
+def _port_name(value: Any, _: Context) -> str:
+    rule = (
+        "an IANA service name: at most 15 characters of a-z, 0-9 and '-', with at least "
+        "one letter, no '--', not starting or ending with '-'"
+    )
+    text = _text(value, rule)
+    if not (
+        0 < len(text) <= 15
+        and _PORT_NAME.match(text)
+        and "--" not in text
+        and re.search("[a-z]", text)
+    ):
+        raise _InvalidError(rule)
+    return text
+
+
+def _path(value: Any, _: Context) -> str:
+    rule = (
+        "a URL path starting with '/' (not '/' itself), without spaces, '?', '#' or "
+        "Flask converters ('<', '>')"
+    )
+    text = _text(value, rule)
+    if text == "/" or not _URL_PATH.match(text):
+        raise _InvalidError(rule)
+    return text
+
+
+def _version(value: Any, _: Context) -> str:
+    rule = "a non-empty printable string of at most 128 characters"
+    text = _text(value, rule)
+    if not text or len(text) > 128 or not text.isprintable():
+        raise _InvalidError(rule)
+    return text
+
+
+def _prefix(value: Any, _: Context) -> str:
+    rule = "empty or a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*"
+    text = _text(value, rule)
+    if not _METRIC_PREFIX.match(text):
+        raise _InvalidError(rule)
+    return text
+
+
+def _scrape_interval(value: Any, _: Context) -> str:
+    rule = "a non-zero Prometheus duration such as 15s, 1m or 1m30s"
+    text = _text(value, rule)
+    if not text or not _DURATION.match(text) or not any(c in "123456789" for c in text):
+        raise _InvalidError(rule)
+    return text
+
+
+def _whole_number(low: int, high: int) -> Callable[..., int]:
+    rule = f"a whole number from {low} to {high}"
+
+    def convert(value: Any, _: Context) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise _InvalidError(rule) from None
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _InvalidError(rule)
+        return value
+
+    return convert
+
+
+def _metrics_port(value: Any, ctx: Context) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    try:
+        return _whole_number(1, 65535)(value, ctx)
+    except _InvalidError:
+        raise _InvalidError("a TCP port number from 1 to 65535") from None
+
+
+def _metrics_host(value: Any, _: Context) -> str:
+    rule = "an IP address or host name to bind"
+    text = _text(value, rule)
+    if not text or any(c.isspace() for c in text):
+        raise _InvalidError(rule)
+    return text
+
+
+def _buckets(value: Any, _: Context) -> tuple[float, ...]:
+    rule = "a non-empty, strictly increasing list of finite positive numbers (seconds)"
+    parts: Sequence[Any] = value.split(",") if isinstance(value, str) else value
+    try:
+        bounds = tuple(float(b) for b in parts if not (isinstance(b, str) and not b.strip()))
+    except (TypeError, ValueError):
+        raise _InvalidError(rule) from None
+    if (
+        not bounds
+        or any(not math.isfinite(b) or b <= 0 for b in bounds)
+        or any(a >= b for a, b in itertools.pairwise(bounds))
+    ):
+        raise _InvalidError(rule)
+    return bounds
+
+
+def _excluded_paths(value: Any, ctx: Context) -> tuple[str, ...]:
+    rule = "a list of URL paths, each starting with '/'"
+    parts = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    try:
+        return tuple(_path(p, ctx) for p in parts)
+    except (_InvalidError, TypeError):
+        raise _InvalidError(rule) from None
+
+
+def _tracing(value: Any, _: Context) -> TracingBackend:
+    if isinstance(value, str) and value.strip().lower() in TRACING_BACKENDS:
+        return cast(TracingBackend, value.strip().lower())
+    raise _InvalidError("one of jaeger, otlp, off")
+
+
+def _sampler(value: Any, _: Context) -> Sampler:
+    if isinstance(value, Sampler):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_sampler(value)
+        except ValueError:
+            pass
+    raise _InvalidError(SAMPLER_RULE)
+
+
+def _host(text: str) -> str | None:
+    """``text`` as a host (an IP address or a DNS name), or ``None``."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) <= 253 and _HOSTNAME.match(text) and ".." not in text:
+        return text
+    return None
+
+
+def _trace_endpoint(value: Any, ctx: Context) -> TraceEndpoint | None:
+    tracing = ctx.get("tracing", "off")
+    if isinstance(value, HostPort | HttpEndpoint):
+        endpoint: TraceEndpoint = value
+    elif value is None or value == "":
+        return None
+    elif tracing == "jaeger":
+        endpoint = _host_port(value)
+    else:
+        endpoint = _http_endpoint(value)
+    if tracing == "jaeger" and not isinstance(endpoint, HostPort):
+        raise _InvalidError("host:port of the Jaeger agent with tracing='jaeger'")
+    if tracing == "otlp" and not isinstance(endpoint, HttpEndpoint):
+        raise _InvalidError("an http(s) URL with tracing='otlp'")
+    return endpoint
+
+
+def _host_port(value: Any) -> HostPort:
+    rule = "host:port of the Jaeger agent (IPv6 in brackets: [::1]:6831), port 1 to 65535"
+    text = _text(value, rule).strip()
+    match = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)|([^:\[\]]+):([0-9]+)", text)
+    if match is None:
+        raise _InvalidError(rule)
+    raw_host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    host = _host(raw_host)
+    if host is None or not 1 <= port <= 65535 or (match.group(1) and ":" not in host):
+        raise _InvalidError(rule)
+    return HostPort(host, port)
+
+
+def _http_endpoint(value: Any) -> HttpEndpoint:
+    rule = "an http(s) URL with a host and a port from 1 to 65535 (http://collector:4318/v1/traces)"
+    text = _text(value, rule).strip()
+    if any(c.isspace() for c in text):
+        raise _InvalidError(rule)
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _InvalidError(rule) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or _host(parts.hostname) is None
+        or (port is not None and not 1 <= port <= 65535)
+        or port == 0
+    ):
+        raise _InvalidError(rule)
+    return HttpEndpoint(text)
+
+
+def _metrics_auth(value: Any, _: Context) -> ViewDecorator | None:
+    rule = "a decorator (a callable taking and returning a view), or 'package.module:decorator'"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        module_name, _sep, attr = value.partition(":")
+        if not module_name or not attr:
+            raise _InvalidError(rule)
+        try:
+            value = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise _InvalidError(f"{rule} ({type(exc).__name__}: {exc})") from None
+    if not callable(value):
+        raise _InvalidError(rule)
+    return cast(ViewDecorator, value)
+
+
+# -- the options ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its converter and default; its environment variable is derived."""
+
+    name: str
+    convert: Callable[[Any, Context], Any]
+    default: Any = None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("service", _service),
+    Option(
+        "namespace",
+        _matching(
+            _DNS1123_LABEL,
+            "a DNS-1123 label: at most 63 characters of a-z, 0-9 and '-', starting and "
+            "ending with a letter or digit",
+        ),
+        "default",
+    ),
+    Option("version", _version, "unknown"),
+    Option("metrics_path", _path, "/metrics"),
+    Option("metrics_port", _metrics_port, None),
+    Option("metrics_host", _metrics_host, "0.0.0.0"),
+    Option("port_name", _port_name, "http"),
+    Option("buckets", _buckets, DEFAULT_BUCKETS),
+    Option("prefix", _prefix, "flask"),
+    Option("excluded_paths", _excluded_paths, DEFAULT_EXCLUDED_PATHS),
+    Option(
+        "release",
+        _matching(
+            _LABEL_VALUE,
+            "a Kubernetes label value: at most 63 characters of a-z, A-Z, 0-9, '-', '_' and "
+            "'.', starting and ending with a letter or digit",
+        ),
+        "kube-prometheus-stack",
+    ),
+    Option("scrape_interval", _scrape_interval, "30s"),
+    Option("tracing", _tracing, "off"),
+    Option("sampler", _sampler, ConstSampler(True)),
+    Option("trace_endpoint", _trace_endpoint, None),
+    Option("span_queue_size", _whole_number(1, 1_000_000), 4096),
+    Option("metrics_auth", _metrics_auth, None),
+)
+OPTION_NAMES: tuple[str, ...] = tuple(option.name for option in OPTIONS)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+class InstrumentOptions(TypedDict, total=False):
+    """The keyword options of :func:`meshmetrics.instrument` (see :class:`MeshConfig`)."""
+
+    service: str
+    namespace: str
+    version: str
+    metrics_path: str
+    metrics_port: int | None
+    metrics_host: str
+    port_name: str
+    buckets: Sequence[float]
+    prefix: str
+    excluded_paths: Sequence[str]
+    release: str
+    scrape_interval: str
+    tracing: TracingBackend
+    sampler: Sampler | str
+    trace_endpoint: str | HostPort | HttpEndpoint | None
+    span_queue_size: int
+    metrics_auth: ViewDecorator | str | None
+
 
 @dataclass(frozen=True)
 class MeshConfig:
-    """Resolved settings of one instrumented service.
+    """Resolved, typed settings of one instrumented service.
 
-    Build it with :func:`resolve_config` (what :func:`meshmetrics.instrument`
-    does) to get environment variables and validation; constructing it
-    directly validates too.
+    Build it with :func:`resolve_config` (what :func:`meshmetrics.instrument` does)
+    to get ``app.config``, environment variables and defaults; constructing it
+    directly converts and validates every field too.
     """
 
     #: Kubernetes Service name (and ``app`` label) of the service.
@@ -87,8 +485,8 @@ class MeshConfig:
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     #: Prefix of the request metric names (``flask`` as in prometheus-flask-exporter).
     prefix: str = "flask"
-    #: Routes not measured: a route is excluded when its rule equals an entry or
-    #: ends with it after a ``/`` (``/health`` excludes ``/api/v1/db/health``).
+    #: Routes neither measured nor traced: a route is excluded when its template equals
+    #: an entry exactly.  The metrics endpoint is always excluded.
     excluded_paths: tuple[str, ...] = DEFAULT_EXCLUDED_PATHS
     #: Helm release of kube-prometheus-stack: the ``release`` label its Prometheus selects.
     release: str = "kube-prometheus-stack"
@@ -97,80 +495,144 @@ class MeshConfig:
     #: Trace backend: ``jaeger`` (UDP agent), ``otlp`` (OTLP/HTTP) or ``off`` (propagation
     #: only). Default: ``jaeger`` when ``JAEGER_AGENT_HOST`` is set, ``otlp`` when
     #: ``OTEL_EXPORTER_OTLP_ENDPOINT`` is, else ``off``.
-    tracing: str = "off"
-    #: Sampler for new traces, ``type:param``: ``const:1``, ``probabilistic:0.1``,
-    #: ``ratelimiting:5``. Requests that carry a decision (Envoy's) keep it.
-    #: Default from ``JAEGER_SAMPLER_TYPE``/``_PARAM`` or ``OTEL_TRACES_SAMPLER``/``_ARG``.
-    sampler: str = "const:1"
-    #: Where spans go: ``host:port`` of the Jaeger agent, or the OTLP/HTTP traces URL.
-    #: Default from ``JAEGER_AGENT_HOST``/``_PORT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
-    trace_endpoint: str = ""
+    tracing: TracingBackend = "off"
+    #: Sampler for new traces (a :class:`~meshmetrics.tracing.sampling.Sampler`, or
+    #: ``const:1``, ``probabilistic:0.1``, ``ratelimiting:5``). Requests that carry a
+    #: decision (Envoy's) keep it. Default from ``JAEGER_SAMPLER_TYPE``/``_PARAM`` or
+    #: ``OTEL_TRACES_SAMPLER``/``_ARG``, else always.
+    sampler: Sampler = field(default_factory=lambda: ConstSampler(True))
+    #: Where spans go: ``host:port`` of the Jaeger agent (a :class:`HostPort`), or the
+    #: OTLP/HTTP traces URL (an :class:`HttpEndpoint`). Default from
+    #: ``JAEGER_AGENT_HOST``/``_PORT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+    trace_endpoint: HostPort | HttpEndpoint | None = None
     #: Finished spans waiting for export; beyond it spans are dropped (and counted).
     span_queue_size: int = 4096
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        resolved: dict[str, Any] = {}
         for f in fields(self):
-            _check(f.name, getattr(self, f.name), "argument")
+            value = _convert(_BY_NAME[f.name], getattr(self, f.name), "argument", resolved)
+            resolved[f.name] = value
+            object.__setattr__(self, f.name, value)
+        if self.tracing != "off" and self.trace_endpoint is None:
+            object.__setattr__(self, "trace_endpoint", _default_endpoint(self.tracing))
+
+    def source_of(self, option: str) -> str:
+        """Where ``option``'s value came from (``argument`` unless :func:`resolve_config`)."""
+        sources: Mapping[str, str] = getattr(self, "_sources", {})
+        return sources.get(option, "argument")
 
     @property
     def metric_prefix(self) -> str:
         """The prefix as it starts a metric name (``"flask_"``, or ``""``)."""
         return f"{self.prefix}_" if self.prefix else ""
 
+    def replace(self, source: str = "argument", **changes: Any) -> MeshConfig:
+        """A copy with ``changes`` converted like any option (``ConfigError`` if bad)."""
+        _reject_unknown(changes)
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            name = option.name
+            if name in changes:
+                value = _convert(option, changes[name], source, values)
+            elif name == "trace_endpoint" and "tracing" in changes:
+                value = None  # the new backend's default
+            else:
+                value = getattr(self, name)
+            values[name] = value
+        return MeshConfig(**values)
 
-OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in fields(MeshConfig))
+
+def _default_endpoint(tracing: str) -> TraceEndpoint:
+    return (
+        HostPort("localhost", 6831)
+        if tracing == "jaeger"
+        else HttpEndpoint("http://localhost:4318/v1/traces")
+    )
 
 
 def env_name(option: str) -> str:
     """The environment variable read for ``option``."""
-    return ENV_PREFIX + option.upper()
+    return _BY_NAME[option].env
+
+
+def _convert(option: Option, value: Any, source: str, resolved: Context) -> Any:
+    try:
+        return option.convert(value, resolved)
+    except _InvalidError as exc:
+        raise ConfigError(option.name, value, source, exc.rule) from None
+
+
+def _reject_unknown(given: Mapping[str, Any]) -> None:
+    unknown = sorted(set(given) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"meshmetrics: unknown option(s) {', '.join(unknown)}; "
+            f"known options: {', '.join(OPTION_NAMES)}"
+        )
 
 
 def resolve_config(
     explicit: Mapping[str, Any],
     *,
     default_service: str,
+    app_config: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> MeshConfig:
-    """Resolve every option: explicit (not ``None``) > environment > default."""
-    unknown = sorted(set(explicit) - set(OPTION_NAMES))
-    if unknown:
-        raise TypeError(
-            f"meshmetrics: unknown option(s) {', '.join(unknown)}; "
-            f"known options: {', '.join(OPTION_NAMES)}"
-        )
+    """Resolve every option: explicit (not ``None``) > ``app_config`` > environment > default."""
+    _reject_unknown(explicit)
     env = os.environ if environ is None else environ
+    app_config = app_config or {}
     values: dict[str, Any] = {}
-    for name in OPTION_NAMES:
-        value = explicit.get(name)
-        if value is not None:
-            _check(name, value, "argument")
-        elif env_name(name) in env:
-            source = env_name(name)
-            value = _parse_env(name, env[source], source)
-            _check(name, value, source)
-        elif name == "service":
-            value = _service_from_name(default_service)
-            _check(name, value, "the application name; pass service=...")
-        elif name in _FROM_TRACING_ENV:
-            source, value = _FROM_TRACING_ENV[name](env, values.get("tracing", "off"))
-            if value is None:
-                continue
-            _check(name, value, source)
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        source, raw = _raw_value(option, explicit, app_config, env, values, default_service)
+        sources[option.name] = source
+        if source == "default":
+            value = option.default
+            if option.name == "trace_endpoint" and values["tracing"] != "off":
+                value = _default_endpoint(values["tracing"])
         else:
-            continue
-        values[name] = _normalise(name, value)
-    return MeshConfig(**values)
+            value = _convert(option, raw, source, values)
+        values[option.name] = value
+    config = MeshConfig(**values)
+    object.__setattr__(config, "_sources", sources)
+    return config
 
 
-def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str | None]:
+def _raw_value(
+    option: Option,
+    explicit: Mapping[str, Any],
+    app_config: Mapping[str, Any],
+    env: Mapping[str, str],
+    resolved: Context,
+    default_service: str,
+) -> tuple[str, Any]:
+    """Where ``option`` comes from, and its raw value there."""
+    if explicit.get(option.name) is not None:
+        return "argument", explicit[option.name]
+    if app_config.get(option.env) is not None:
+        return f"app.config[{option.env!r}]", app_config[option.env]
+    if option.env in env:
+        return option.env, env[option.env]
+    if option.name == "service":
+        return "the application name; pass service=...", _service_from_name(default_service)
+    if option.name in _FROM_TRACING_ENV:
+        found = _FROM_TRACING_ENV[option.name](env, resolved.get("tracing", "off"))
+        if found is not None:
+            return found
+    return "default", option.default
+
+
+def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
     if env.get("JAEGER_AGENT_HOST"):
         return "JAEGER_AGENT_HOST", "jaeger"
-    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return "OTEL_EXPORTER_OTLP_ENDPOINT", "otlp"
-    return "default", None
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if env.get(name):
+            return name, "otlp"
+    return None
 
 
 _OTEL_SAMPLERS = {
@@ -181,7 +643,7 @@ _OTEL_SAMPLERS = {
 }
 
 
-def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str | None]:
+def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
     if tracing != "otlp" and "JAEGER_SAMPLER_TYPE" in env:
         kind = env["JAEGER_SAMPLER_TYPE"].strip()
         return "JAEGER_SAMPLER_TYPE", f"{kind}:{env.get('JAEGER_SAMPLER_PARAM', '1').strip()}"
@@ -192,23 +654,25 @@ def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str | N
         if kind in ("traceidratio", "parentbased_traceidratio"):
             return "OTEL_TRACES_SAMPLER", f"probabilistic:{env.get('OTEL_TRACES_SAMPLER_ARG', '1')}"
         return "OTEL_TRACES_SAMPLER", kind
-    return "default", None
+    return None
 
 
-def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str | None]:
+def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
     if tracing == "jaeger":
         host = env.get("JAEGER_AGENT_HOST") or "localhost"
-        return "JAEGER_AGENT_HOST", f"{host}:{env.get('JAEGER_AGENT_PORT') or '6831'}"
+        port = env.get("JAEGER_AGENT_PORT") or "6831"
+        return "JAEGER_AGENT_HOST", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if tracing == "otlp":
         if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             return "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
-        return "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces"
-    return "default", None
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            base = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+            return "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces"
+    return None
 
 
 #: Options whose default comes from the variables other Jaeger/OpenTelemetry clients read.
-_FROM_TRACING_ENV = {
+_FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], str], tuple[str, str] | None]] = {
     "tracing": _tracing_default,
     "sampler": _sampler_default,
     "trace_endpoint": _endpoint_default,
@@ -219,177 +683,3 @@ def _service_from_name(name: str) -> str:
     """A DNS-1035 label derived from an app or Blueprint name."""
     label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
     return re.sub(r"-{2,}", "-", label)[:63].rstrip("-")
-
-
-def _normalise(name: str, value: Any) -> Any:
-    if name in ("buckets", "excluded_paths"):
-        return tuple(value)
-    return value
-
-
-def _parse_env(name: str, raw: str, source: str) -> Any:
-    if name == "buckets":
-        try:
-            return tuple(float(part) for part in raw.split(",") if part.strip())
-        except ValueError:
-            _fail(name, raw, source, "a comma-separated list of numbers, e.g. 0.01,0.1,1")
-    if name == "excluded_paths":
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if name == "metrics_auth":
-        return _import_string(name, raw, source)
-    if name in ("span_queue_size", "metrics_port"):
-        try:
-            return int(raw)
-        except ValueError:
-            _fail(name, raw, source, "a whole number")
-    return raw
-
-
-def _import_string(name: str, raw: str, source: str) -> Any:
-    module_name, _, attr = raw.partition(":")
-    if not module_name or not attr:
-        _fail(name, raw, source, "an import string 'package.module:decorator'")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        _fail(name, raw, source, f"an importable 'package.module:decorator' ({exc})")
-
-
-def _fail(name: str, value: Any, source: str, rule: str) -> NoReturn:
-    raise ValueError(f"meshmetrics: invalid {name} {value!r} (from {source}): must be {rule}")
-
-
-def _check(name: str, value: Any, source: str) -> None:
-    """Validate one option; raise ValueError naming option, value and rule."""
-    if name == "service":
-        if not isinstance(value, str) or len(value) > 63 or not _DNS1035_LABEL.match(value):
-            _fail(
-                name,
-                value,
-                source,
-                "a DNS-1035 label, as Kubernetes requires of Service "
-                "names: at most 63 characters of a-z, 0-9 and '-', starting with a letter "
-                "and ending with a letter or digit",
-            )
-    elif name == "namespace":
-        if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.match(value):
-            _fail(
-                name,
-                value,
-                source,
-                "a DNS-1123 label: at most 63 characters of a-z, 0-9 "
-                "and '-', starting and ending with a letter or digit",
-            )
-    elif name == "port_name":
-        if not (
-            isinstance(value, str)
-            and 0 < len(value) <= 15
-            and _PORT_NAME.match(value)
-            and "--" not in value
-            and re.search("[a-z]", value)
-        ):
-            _fail(
-                name,
-                value,
-                source,
-                "an IANA service name: at most 15 characters of a-z, "
-                "0-9 and '-', with at least one letter, no '--', not starting or ending "
-                "with '-'",
-            )
-    elif name == "metrics_path":
-        if not isinstance(value, str) or not _URL_PATH.match(value) or value == "/":
-            _fail(
-                name,
-                value,
-                source,
-                "a URL path starting with '/' (not '/' itself), without spaces, '?' or '#'",
-            )
-    elif name == "prefix":
-        if not isinstance(value, str) or not _METRIC_PREFIX.match(value):
-            _fail(
-                name,
-                value,
-                source,
-                "empty or a Prometheus metric name prefix matching [a-zA-Z_:][a-zA-Z0-9_:]*",
-            )
-    elif name == "version":
-        if not isinstance(value, str) or not value or len(value) > 128 or not value.isprintable():
-            _fail(name, value, source, "a non-empty printable string of at most 128 characters")
-    elif name == "release":
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            _fail(
-                name,
-                value,
-                source,
-                "a Kubernetes label value: at most 63 characters of "
-                "a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit",
-            )
-    elif name == "scrape_interval":
-        if (
-            not isinstance(value, str)
-            or not value
-            or not _DURATION.match(value)
-            or not any(c.isdigit() and c != "0" for c in value)
-        ):
-            _fail(name, value, source, "a non-zero Prometheus duration such as 15s, 1m or 1m30s")
-    elif name == "tracing":
-        if value not in ("jaeger", "otlp", "off"):
-            _fail(name, value, source, "one of jaeger, otlp, off")
-    elif name == "sampler":
-        _check_sampler(value, source)
-    elif name == "trace_endpoint":
-        if not isinstance(value, str) or any(c.isspace() for c in value):
-            _fail(name, value, source, "host:port (jaeger) or an http(s) URL (otlp)")
-    elif name == "metrics_port":
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535
-        ):
-            _fail(name, value, source, "a TCP port number from 1 to 65535")
-    elif name == "metrics_host":
-        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-            _fail(name, value, source, "an IP address or host name to bind")
-    elif name == "span_queue_size":
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
-            _fail(name, value, source, "a whole number from 1 to 1000000")
-    elif name == "buckets":
-        _check_buckets(value, source)
-    elif name == "excluded_paths":
-        if isinstance(value, str) or not all(
-            isinstance(p, str) and _URL_PATH.match(p) for p in value
-        ):
-            _fail(name, value, source, "a list of URL paths, each starting with '/'")
-    elif name == "metrics_auth" and value is not None and not callable(value):
-        _fail(name, value, source, "a decorator (a callable taking and returning a view)")
-
-
-def _check_sampler(value: Any, source: str) -> None:
-    rule = "type:param with type const (0 or 1), probabilistic (0..1) or ratelimiting (per second)"
-    if not isinstance(value, str):
-        _fail("sampler", value, source, rule)
-    kind, _, raw = value.partition(":")
-    try:
-        param = float(raw)
-    except ValueError:
-        _fail("sampler", value, source, rule)
-    valid = (
-        (kind == "const" and param in (0, 1))
-        or (kind == "probabilistic" and 0 <= param <= 1)
-        or (kind == "ratelimiting" and 0 <= param < math.inf)
-    )
-    if not valid:
-        _fail("sampler", value, source, rule)
-
-
-def _check_buckets(value: Any, source: str) -> None:
-    rule = "a non-empty, strictly increasing list of finite positive numbers (seconds)"
-    try:
-        bounds = [float(b) for b in value]
-    except (TypeError, ValueError):
-        _fail("buckets", value, source, rule)
-    if (
-        isinstance(value, str)
-        or not bounds
-        or any(not math.isfinite(b) or b <= 0 for b in bounds)
-        or any(a >= b for a, b in itertools.pairwise(bounds))
-    ):
-        _fail("buckets", value, source, rule)

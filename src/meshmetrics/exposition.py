@@ -1,31 +1,44 @@
-"""The metrics endpoint: content negotiation, gzip, and multiprocess aggregation."""
+"""What ``/metrics`` serves, through prometheus_client's own WSGI exposition.
+
+One process: this instrumentation's registry plus prometheus_client's default
+registry (the app's own ``Counter(...)`` declared the usual way, and the process,
+platform and GC collectors, once).  Several gunicorn workers
+(``PROMETHEUS_MULTIPROC_DIR``): every worker's files, summed, plus each live
+worker's process metrics with a ``pid`` label.
+"""
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request
-from prometheus_client import CollectorRegistry, values
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from flask import Flask
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from ._compat import use_mmap_values
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("meshmetrics")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory, or ``None`` when metrics live in this process only.
 
-    prometheus_client picks its value store when it is first imported; when the
-    variable was set after that (a common trap) the store is switched here, before
-    meshmetrics creates its metrics.
+    When the variable was set after prometheus_client was imported (a common trap),
+    the value store is switched here, before meshmetrics creates its metrics.
     """
     path = os.environ.get(MULTIPROC_ENV)
     if not path:
@@ -35,32 +48,103 @@ def multiprocess_dir() -> str | None:
             f"meshmetrics: {MULTIPROC_ENV}={path!r} is not a directory; create it (empty) "
             "before the workers start, or use `gunicorn -c python:meshmetrics.gunicorn`"
         )
-    if values.ValueClass.__name__ != "MmapedValue":
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    use_mmap_values()
     return path
 
 
-def metrics_view(registry: CollectorRegistry, multiprocess: bool) -> Callable[[], Response]:
-    """A Flask view serving ``registry`` (or every worker's metrics when multiprocess)."""
+class ServedRegistry:
+    """Several collectors served as one; a family already served is not served twice."""
 
-    def meshmetrics_metrics() -> Response:
-        source: Any = registry
-        if multiprocess:
-            source = CollectorRegistry()
-            MultiProcessCollector(source)  # type: ignore[no-untyped-call]
-        names = request.args.getlist("name[]")
-        if names:
-            source = source.restricted_registry(names)
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(source)
-        response = Response(body, content_type=content_type)
-        if gzip_accepted(request.headers.get("Accept-Encoding", "")):
-            response.set_data(gzip.compress(body))
-            response.headers["Content-Encoding"] = "gzip"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    def __init__(self, *sources: Collector) -> None:
+        self._sources = sources
 
-    return meshmetrics_metrics
+    def collect(self) -> Iterator[Metric]:
+        seen: set[str] = set()
+        for source in self._sources:
+            for metric in source.collect():
+                if metric.name not in seen:
+                    seen.add(metric.name)
+                    yield metric
+
+    def restricted_registry(self, names: Iterable[str]) -> _Restricted:
+        """Only the samples named (Prometheus' ``name[]`` query parameter)."""
+        return _Restricted(self, frozenset(names))
+
+
+class _Restricted:
+    def __init__(self, source: ServedRegistry, names: frozenset[str]) -> None:
+        self._source, self._names = source, names
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._source.collect():
+            samples = [s for s in metric.samples if s.name in self._names]
+            if samples:
+                restricted = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+                restricted.samples = samples
+                yield restricted
+
+
+_PID_FILE = re.compile(r"_(\d+)\.db\Z")
+
+
+class WorkerProcessCollector:
+    """``process_*`` metrics of every live process writing to the multiprocess directory,
+    each with a ``pid`` label: a dead worker's series disappear with it."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = Path(directory)
+
+    def live_pids(self) -> list[int]:
+        pids: set[int] = set()
+        for path in self._directory.glob("*.db"):
+            match = _PID_FILE.search(path.name)
+            if match is not None:
+                pids.add(int(match.group(1)))
+        return sorted(pid for pid in pids if _alive(pid))
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for pid in self.live_pids():
+            collector = ProcessCollector(pid=_pid_of(pid), registry=None)
+            for metric in collector.collect():
+                family = families.get(metric.name)
+                if family is None:
+                    family = families[metric.name] = Metric(
+                        metric.name, f"{metric.documentation} (per worker)", metric.type
+                    )
+                for sample in metric.samples:
+                    labels = {**sample.labels, "pid": str(pid)}
+                    family.add_sample(sample.name, labels, sample.value)
+        yield from families.values()
+
+
+def _pid_of(pid: int) -> Callable[[], int]:
+    return lambda: pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def served_registry(own: CollectorRegistry, multiprocess: str | None) -> ServedRegistry:
+    """What the metrics endpoint of an instrumentation serves."""
+    if multiprocess is not None:
+        files = CollectorRegistry()
+        MultiProcessCollector(files, path=multiprocess)  # type: ignore[no-untyped-call]
+        return ServedRegistry(files, WorkerProcessCollector(multiprocess))
+    return ServedRegistry(own, REGISTRY)
+
+
+def exposition_app(registry: ServedRegistry) -> WSGIApp:
+    """prometheus_client's WSGI exposition (negotiation, gzip, ``name[]``) of ``registry``."""
+    app: WSGIApp = make_wsgi_app(registry)
+    return app
 
 
 class MetricsServer:
@@ -71,9 +155,9 @@ class MetricsServer:
     every worker serves the same aggregate).
     """
 
-    def __init__(self, view: Callable[[], Response], path: str, host: str, port: int) -> None:
-        self._app = Flask("meshmetrics-metrics")
-        self._app.add_url_rule(path, "meshmetrics_metrics", view, methods=["GET"])
+    def __init__(self, view: Callable[[], Any], path: str, host: str, port: int) -> None:
+        self.app = Flask("meshmetrics-metrics", static_folder=None)
+        self.app.add_url_rule(path, "meshmetrics_metrics", view, methods=["GET"])
         self._host, self.port = host, port
         self._server: BaseWSGIServer | None = None
         self._pid = 0
@@ -100,7 +184,10 @@ class MetricsServer:
         return True
 
     def _bind(self) -> None:
-        self._server = make_server(self._host, self.port, self._app, threaded=True)
+        try:
+            self._server = make_server(self._host, self.port, self.app, threaded=True)
+        except SystemExit as exc:  # werkzeug exits the process when the port is taken
+            raise OSError(f"port {self.port} on {self._host} is in use") from exc
         self._pid = os.getpid()
 
     def _serve(self) -> None:

@@ -9,8 +9,10 @@ or import its hooks from your own ``gunicorn.conf.py``::
     from meshmetrics.gunicorn import child_exit, on_starting, post_worker_init  # noqa: F401
 
 It points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory unless it is set
-already, empties that directory when the master starts (stale files from a
-previous run would be summed in), and tells prometheus_client when a worker
+already, removes the files of processes that are gone when the master starts
+(stale files from a previous run would be summed in; files of live processes stay:
+the master's own under ``--preload``, another master's sharing the directory), and
+tells prometheus_client when a worker
 exits so its live gauges (in-progress requests) drop out.  Counters and
 histograms of a dead worker stay in the sums: nothing counted is lost.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from .exposition import MULTIPROC_ENV, multiprocess_dir
+from .exposition import _PID_FILE, MULTIPROC_ENV, WorkerProcessCollector, multiprocess_dir
 
 if not os.environ.get(MULTIPROC_ENV):
     os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="meshmetrics-multiproc-")
@@ -37,9 +39,12 @@ threads = 4
 
 
 def on_starting(server: Any) -> None:
-    """Empty the multiprocess directory before any worker starts."""
-    for stale in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
-        stale.unlink()
+    """Remove the files of dead processes before any worker starts."""
+    live = set(WorkerProcessCollector(os.environ[MULTIPROC_ENV]).live_pids())
+    for path in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
+        match = _PID_FILE.search(path.name)
+        if match is None or int(match.group(1)) not in live:
+            path.unlink(missing_ok=True)
 
 
 def post_worker_init(worker: Any) -> None:

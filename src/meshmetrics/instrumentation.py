@@ -1,38 +1,47 @@
-"""``instrument()``: attach metrics to a Flask app or Blueprint, and undo it."""
+"""``instrument()`` and :class:`MeshMetrics`: attach metrics (and tracing) to a Flask app or
+Blueprint through Flask's public API, and undo it.
+
+Attaching wraps ``app.wsgi_app`` (:mod:`.middleware`), connects Flask's request
+signals for that app, routes the metrics endpoint with ``add_url_rule`` and, for a
+Blueprint not registered yet, uses ``Blueprint.record``.  An instrumentation lives
+as long as its app (or Blueprint): the process-wide lists hold it weakly, so an app
+factory's apps are garbage-collected with their instrumentation, whose export thread
+then ends.
+"""
 
 from __future__ import annotations
 
-import functools
-import gc
+import logging
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask, Response, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from . import runner
-from .client import TracingSession
-from .config import MeshConfig, resolve_config
-from .exporters import (
-    BatchSpanProcessor,
-    Exporter,
-    JaegerUDPExporter,
-    OTLPHTTPExporter,
-    SpanCounters,
+from .config import InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
+from .exposition import (
+    MetricsServer,
+    ServedRegistry,
+    exposition_app,
+    multiprocess_dir,
+    served_registry,
 )
-from .exposition import MetricsServer, metrics_view, multiprocess_dir
-from .metrics import RequestMetrics, current_request
-from .tracing import MeshTracer, Sampler, ServerTracing
+from .metrics import RequestMetrics
+from .middleware import AppObserver, RequestCore
+from .tracing.client import TracingSession
+from .tracing.server import ServerTracing
 
 EXTENSION_KEY = "meshmetrics"
 METRICS_ENDPOINT = "meshmetrics_metrics"
+log = logging.getLogger("meshmetrics")
 
 _lock = threading.Lock()
-_by_target: weakref.WeakKeyDictionary[Flask | Blueprint, Instrumentation] = (
+_live: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+_by_blueprint: weakref.WeakKeyDictionary[Blueprint, weakref.ReferenceType[Instrumentation]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -44,10 +53,12 @@ class Instrumentation:
         config: the resolved, immutable :class:`~meshmetrics.config.MeshConfig`.
         registry: the registry holding this instrumentation's series (one per
             instrumentation, so apps in one process never collide).
+        served: what the metrics endpoint serves: ``registry`` plus prometheus_client's
+            default registry (one process), or every worker's files (gunicorn).
         metrics: a prometheus-flask-exporter ``PrometheusMetrics`` on that registry,
             for its decorators (``counter``, ``histogram``, ``gauge``, ``summary``,
             ``info``, ``do_not_track``, ``exclude_all_metrics``).
-        request_metrics: the request metric families and their hooks.
+        request_metrics: the request metric families.
         tracing: the Flask-OpenTracing-compatible server tracing (``.tracer``,
             ``.get_span()``, ``.trace()``), or ``None`` when tracing is ``off``.
     """
@@ -55,9 +66,10 @@ class Instrumentation:
     def __init__(self, target: Flask | Blueprint, config: MeshConfig) -> None:
         self.target = target
         self.config = config
-        self.multiprocess = multiprocess_dir() is not None
+        self.multiprocess_dir = multiprocess_dir()
+        self.multiprocess = self.multiprocess_dir is not None
         self.registry = CollectorRegistry(auto_describe=True)
-        self.request_metrics = RequestMetrics(config, self.registry, multiprocess=self.multiprocess)
+        self.request_metrics = RequestMetrics(config, self.registry)
         self.metrics = PrometheusMetrics(
             app=None,
             path=None,
@@ -68,33 +80,39 @@ class Instrumentation:
         )
         self.tracing: ServerTracing | None = None
         if config.tracing != "off":
-            counters = SpanCounters(self.registry)
-            self.tracing = ServerTracing(functools.partial(_make_tracer, config, counters))
-            self.request_metrics.exemplar = self.tracing.exemplar
-        view = metrics_view(self.registry, self.multiprocess)
+            from .tracing.backends import server_tracing  # the exporter's extra, checked here
+
+            self.tracing = server_tracing(config, self.registry)
+            weakref.finalize(self, _stop_processor, self.tracing)
+        self.served: ServedRegistry = served_registry(self.registry, self.multiprocess_dir)
+        self._exposition = exposition_app(self.served)
+        view = self._serve_metrics
         if config.metrics_auth is not None:
-            view = functools.wraps(view)(config.metrics_auth(view))
+            view = config.metrics_auth(view)
         self._view = view
         self.metrics_server: MetricsServer | None = None
         if config.metrics_port is not None:
             self.metrics_server = MetricsServer(
-                view, config.metrics_path, config.metrics_host, config.metrics_port
+                _metrics_port_view(self),
+                config.metrics_path,
+                config.metrics_host,
+                config.metrics_port,
             )
-        excluded = ExcludedRoutes((*config.excluded_paths, config.metrics_path))
-        self.hooks = RequestHooks(self.tracing, self.request_metrics, excluded)
-        self._apps: list[Flask] = []
+        self.core = RequestCore(
+            self.request_metrics,
+            self.tracing,
+            frozenset((*config.excluded_paths, config.metrics_path)),
+        )
+        self._apps: list[tuple[Flask, AppObserver]] = []
         self._active = True
+
+    # -- what users call ---------------------------------------------------------------
 
     def start_metrics_server(self, retry_every: float | None = None) -> bool:
         """Serve the metrics on ``metrics_port`` from this process (idempotent)."""
         if self.metrics_server is None:
             return False
         return self.metrics_server.start(retry_every)
-
-    def _ensure_metrics_server(self) -> None:
-        server = self.metrics_server
-        if server is not None and not server.running:
-            server.start()
 
     def session(self) -> TracingSession:
         """A ``requests.Session`` whose calls carry the trace and Istio's headers."""
@@ -103,26 +121,47 @@ class Instrumentation:
     @property
     def apps(self) -> tuple[Flask, ...]:
         """The apps this instrumentation is attached to (a Blueprint's: once registered)."""
-        return tuple(self._apps)
+        return tuple(app for app, _ in self._apps)
 
     @property
     def app(self) -> Flask:
-        """The (single) attached app; raises if the Blueprint is not registered yet."""
+        """The (first) attached app; raises if the Blueprint is not registered yet."""
         if not self._apps:
             raise RuntimeError(
                 f"meshmetrics: Blueprint {self.target.name!r} is not registered on an app yet"
             )
-        return self._apps[0]
+        return self._apps[0][0]
+
+    @property
+    def registries(self) -> tuple[CollectorRegistry, ...]:
+        """The registries whose families this service exports (for the manifests)."""
+        from prometheus_client import REGISTRY
+
+        return (self.registry,) if self.multiprocess else (self.registry, REGISTRY)
 
     def run(self, *args: Any, **options: Any) -> None:
-        """Serve the app like ``app.run()``, always threaded (see :mod:`meshmetrics.runner`)."""
+        """Serve the app like ``app.run()``, refusing ``processes>1`` (see :mod:`.runner`)."""
         runner.run(self.app, *args, **options)
+
+    # -- the metrics endpoint ------------------------------------------------------------
+
+    def _serve_metrics(self) -> Response:
+        environ = request.environ
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            environ = {**environ, "REQUEST_METHOD": "GET"}
+        response = Response.from_app(self._exposition, environ, buffered=True)
+        assert isinstance(response, Response)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     # -- attaching ------------------------------------------------------------------
 
     def _attach(self, app: Flask, blueprint_name: str | None) -> None:
-        if app in self._apps:
-            return
+        for attached, observer in self._apps:
+            if attached is app:
+                if blueprint_name is not None and observer.scope is not None:
+                    observer.scope = observer.scope | {blueprint_name}
+                return
         owner = app.extensions.get(EXTENSION_KEY)
         if owner is not None and owner is not self:
             raise RuntimeError(
@@ -137,144 +176,113 @@ class Instrumentation:
                 f"{existing!r} on app {app.name!r} (another exporter?); remove it or pass "
                 "metrics_path=..."
             )
-        # Inserted first, so an app's own hooks cannot skip them.
-        for funcs, hook in self.hooks.registrations(app):
-            funcs.setdefault(blueprint_name, []).insert(0, hook)
-        if self.metrics_server is not None:
-            # metrics on their own port: started by app.run(), gunicorn's worker hook, or
-            # failing those the first request
-            app.before_request_funcs.setdefault(None, []).insert(0, self._ensure_metrics_server)
-        elif existing is None:
+        if self.metrics_server is None and existing is None:
             app.add_url_rule(
-                self.config.metrics_path, METRICS_ENDPOINT, self._view, methods=["GET"]
+                self.config.metrics_path, METRICS_ENDPOINT, _metrics_endpoint, methods=["GET"]
             )
-        else:
-            app.view_functions[METRICS_ENDPOINT] = self._view
+        scope = None if blueprint_name is None else frozenset({blueprint_name})
+        observer = AppObserver(app, app.wsgi_app, self.core, scope, self._first_request)
+        app.wsgi_app = observer  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = self
-        app.run = functools.partial(runner.run, app)  # type: ignore[method-assign]
-        self._apps.append(app)
+        self._apps.append((app, observer))
         runner.warn_if_reloader(self.config.metrics_path)
+        if self.metrics_server is not None and runner.running_under_reloader():
+            self.metrics_server.start()
+
+    def _first_request(self, environ: dict[str, Any]) -> None:
+        """Once per process, at its first request: start the metrics port, check the server."""
+        if self.metrics_server is not None and not self.metrics_server.running:
+            self.metrics_server.start()
+        if self.multiprocess:
+            return
+        if environ.get("wsgi.multiprocess"):
+            log.warning(
+                "meshmetrics: this WSGI server runs several processes but %s is not set: each "
+                "process counts alone and every scrape sees one of them; use "
+                "`gunicorn -c python:meshmetrics.gunicorn`",
+                "PROMETHEUS_MULTIPROC_DIR",
+            )
+        elif environ.get("wsgi.multithread") is False and environ.get("SERVER_SOFTWARE"):
+            log.warning(
+                "meshmetrics: this WSGI server handles one request at a time: a slow request "
+                "delays every other one and Prometheus' scrape; serve with threads "
+                "(app.run's default, or gunicorn's gthread workers)"
+            )
 
     def _on_register(self, state: BlueprintSetupState) -> None:
         if self._active:
-            self._attach(cast(Flask, state.app), state.name)
+            name = f"{state.name_prefix}.{state.name}".lstrip(".")
+            self._attach(cast(Flask, state.app), name)
 
     # -- detaching ------------------------------------------------------------------
 
     def uninstrument(self) -> None:
-        """Remove hooks, the metrics view and the ``app.run`` override; idempotent."""
-        for app in self._apps:
-            for funcs, hook in self.hooks.registrations(app):
-                for registered in funcs.values():
-                    while hook in registered:
-                        registered.remove(hook)
-            app.view_functions[METRICS_ENDPOINT] = _not_found
-            for registered in app.before_request_funcs.values():
-                while self._ensure_metrics_server in registered:
-                    registered.remove(self._ensure_metrics_server)
+        """Stop measuring and tracing; leave no thread, socket or signal receiver behind.
+
+        The metrics route answers 404 afterwards; ``app.wsgi_app`` gets its previous
+        value back (or, when another middleware wrapped it since, passes through).
+        """
+        for app, observer in self._apps:
+            observer.detach(app)
+            if app.wsgi_app is observer:
+                app.wsgi_app = observer.wsgi_app  # type: ignore[method-assign, assignment]
             if app.extensions.get(EXTENSION_KEY) is self:
                 del app.extensions[EXTENSION_KEY]
-            app.__dict__.pop("run", None)
         self._apps.clear()
         self._active = False
         if self.metrics_server is not None:
             self.metrics_server.stop()
-        if isinstance(self.target, Blueprint):
-            deferred = self.target.deferred_functions
-            while self._on_register in deferred:
-                deferred.remove(self._on_register)
+        if self.tracing is not None:
+            self.tracing.tracer.shutdown()
         with _lock:
-            if _by_target.get(self.target) is self:
-                del _by_target[self.target]
+            _live.discard(self)
+            if isinstance(self.target, Blueprint):
+                ref = _by_blueprint.get(self.target)
+                if ref is not None and ref() is self:
+                    del _by_blueprint[self.target]
 
 
-def _make_tracer(config: MeshConfig, counters: SpanCounters) -> MeshTracer:
-    """The tracer of one instrumentation, built in the serving process on first use."""
-    exporter: Exporter
-    tags = {"namespace": config.namespace, "version": config.version}
-    if config.tracing == "jaeger":
-        host, _, port = config.trace_endpoint.rpartition(":")
-        exporter = JaegerUDPExporter(config.service, host or "localhost", int(port or 6831), tags)
-    else:
-        resource = {"service.namespace": config.namespace, "service.version": config.version}
-        exporter = OTLPHTTPExporter(config.service, config.trace_endpoint, resource)
-    processor = BatchSpanProcessor(exporter, counters, queue_size=config.span_queue_size)
-    return MeshTracer(Sampler.parse(config.sampler), processor)
+def _stop_processor(tracing: ServerTracing) -> None:
+    """When an instrumentation is garbage-collected: its export thread drains and ends."""
+    processor = tracing.tracer.processor
+    stop = getattr(processor, "stop", None)
+    if stop is not None:
+        stop()
 
 
-class ExcludedRoutes:
-    """Routes neither measured nor traced (probes, the metrics endpoint), decided once each.
-
-    A route is excluded when its template equals an entry or ends with it after a ``/``.
-    """
-
-    def __init__(self, entries: tuple[str, ...]) -> None:
-        self._entries = entries
-        self._decided: dict[str, bool] = {}
-
-    def __call__(self, req: Any) -> bool:
-        rule = req.url_rule
-        if rule is None:  # unmatched requests are measured, under one label
-            return False
-        excluded = self._decided.get(rule.rule)
-        if excluded is None:
-            excluded = self._decided[rule.rule] = any(
-                rule.rule == entry or rule.rule.endswith(entry) for entry in self._entries
-            )
-        return excluded
+def _metrics_endpoint() -> Response:
+    """The metrics route of every instrumented app: serves the app's current instrumentation."""
+    inst = current_app.extensions.get(EXTENSION_KEY)
+    rule = request.url_rule
+    if (
+        not isinstance(inst, Instrumentation)
+        or inst.metrics_server is not None
+        or rule is None
+        or rule.rule != inst.config.metrics_path
+    ):
+        abort(404)
+    response: Response = inst._view()
+    return response
 
 
-class RequestHooks:
-    """The three Flask hooks of one instrumentation: each fetches the request once and
-    hands it to tracing and metrics, in the order that lets metrics see the span."""
+def _metrics_port_view(inst: Instrumentation) -> Any:
+    """The view of the separate metrics port (an app of its own, under the same auth)."""
+    ref = weakref.ref(inst)
 
-    def __init__(
-        self, tracing: ServerTracing | None, metrics: RequestMetrics, excluded: ExcludedRoutes
-    ) -> None:
-        self._tracing = tracing
-        self._metrics = metrics
-        self._excluded = excluded
-
-    def before_request(self) -> None:
-        req = current_request()
-        if self._excluded(req):
-            return  # nothing started, so the other hooks find nothing to finish
-        if self._tracing is not None:
-            self._tracing.on_start(req)
-        self._metrics.on_start(req)
-
-    def after_request(self, response: Response) -> Response:
-        req = current_request()
-        if self._tracing is not None:
-            self._tracing.on_response(req, response)
-        self._metrics.on_response(req, response)
+    def meshmetrics_metrics() -> Response:
+        target = ref()
+        if target is None or not target._active:
+            abort(404)
+        response: Response = target._view()
         return response
 
-    def teardown_request(self, exc: BaseException | None) -> None:
-        req = current_request()
-        if exc is not None and self._excluded(req):
-            return  # an excluded route's exception is not counted either
-        self._metrics.on_teardown(req, exc)  # may still read the span for its exemplar
-        if self._tracing is not None:
-            self._tracing.on_teardown(req, exc)
-
-    def registrations(self, app: Flask) -> list[tuple[dict[Any, list[Any]], Any]]:
-        """Each hook with the app's registry of that kind of hook."""
-        return [
-            (app.before_request_funcs, self.before_request),
-            (app.after_request_funcs, self.after_request),
-            (app.teardown_request_funcs, self.teardown_request),
-        ]
+    return meshmetrics_metrics
 
 
 def instrumentations() -> list[Instrumentation]:
     """Every live instrumentation of this process."""
     with _lock:
-        return list(_by_target.values())
-
-
-def _not_found() -> tuple[str, int]:
-    return "Not Found\n", 404
+        return list(_live)
 
 
 def _rule_at(app: Flask, path: str) -> str | None:
@@ -284,69 +292,126 @@ def _rule_at(app: Flask, path: str) -> str | None:
     return None
 
 
-def _apps_holding(blueprint: Blueprint) -> Iterator[tuple[Flask, str]]:
-    """Apps a Blueprint is already registered on, with the name it was registered as.
+def instrument(
+    target: Flask | Blueprint,
+    *,
+    app: Flask | None = None,
+    **options: Unpack[InstrumentOptions],
+) -> Instrumentation:
+    """Instrument a Flask app or Blueprint with Prometheus metrics (and tracing).
 
-    A Blueprint keeps no reference to its apps; ``app.blueprints`` refers to it, so
-    the garbage collector's referrer graph finds them (``blueprints`` dict ->
-    the app's ``__dict__`` -> the app).
-    """
-    for holder in gc.get_referrers(blueprint):
-        if not isinstance(holder, dict):
-            continue
-        for attrs in gc.get_referrers(holder):
-            owners = (
-                [attrs]
-                if isinstance(attrs, Flask)
-                else (gc.get_referrers(attrs) if isinstance(attrs, dict) else [])
-            )
-            for owner in owners:
-                if isinstance(owner, Flask) and owner.blueprints is holder:
-                    for name, registered in holder.items():
-                        if registered is blueprint:
-                            yield owner, name
+    Every option may also come from ``app.config["MESHMETRICS_<OPTION>"]`` or the
+    environment variable ``MESHMETRICS_<OPTION>``: explicit arguments win over
+    ``app.config``, which wins over the environment, which wins over defaults (see
+    :class:`~meshmetrics.config.MeshConfig`).  A bad value raises
+    :class:`~meshmetrics.config.ConfigError` here, never on a request.
 
+    For a Blueprint every request routed to it is measured (whichever part of the app
+    answered) and the metrics endpoint is served at the app root.  Instrument it
+    before ``register_blueprint``, or pass the app it is already registered on
+    (``instrument(bp, app=app)``).
 
-def instrument(target: Flask | Blueprint, **options: Any) -> Instrumentation:
-    """Instrument a Flask app or Blueprint with Prometheus metrics.
-
-    Every option may also come from ``MESHMETRICS_<OPTION>``; explicit arguments
-    win over the environment, which wins over defaults (see
-    :class:`~meshmetrics.config.MeshConfig` for the options).
-
-    For a Blueprint only its routes are measured and the metrics endpoint is
-    served at the app root; it works before or after ``register_blueprint``.
-
-    Instrumenting the same target again with the same resolved options returns
-    the existing :class:`Instrumentation`; with different options it raises
+    Instrumenting the same target again with the same resolved options returns the
+    existing :class:`Instrumentation`; with different options it raises
     ``RuntimeError`` (call :meth:`Instrumentation.uninstrument` first).
     """
     if not isinstance(target, Flask | Blueprint):
         raise TypeError(
             f"meshmetrics: instrument() takes a Flask app or Blueprint, not {type(target).__name__}"
         )
-    config = resolve_config(options, default_service=target.name)
-    with _lock:
-        existing = _by_target.get(target)
-        if existing is not None:
-            if existing.config == config and existing.config.metrics_auth is config.metrics_auth:
-                return existing
-            raise RuntimeError(
-                f"meshmetrics: {target.name!r} is already instrumented with different "
-                "options; call .uninstrument() on the existing Instrumentation first"
-            )
-        inst = Instrumentation(target, config)
-        _by_target[target] = inst
+    if isinstance(target, Flask) and app is not None and app is not target:
+        raise TypeError("meshmetrics: app= is for a Blueprint; pass the app itself as target")
+    config_app = target if isinstance(target, Flask) else app
+    config = resolve_config(
+        options,
+        default_service=target.name,
+        app_config=config_app.config if config_app is not None else None,
+    )
+    existing = _existing(target)
+    if existing is not None:
+        if existing.config == config and existing.config.metrics_auth is config.metrics_auth:
+            return existing
+        raise RuntimeError(
+            f"meshmetrics: {target.name!r} is already instrumented with different "
+            "options; call .uninstrument() on the existing Instrumentation first"
+        )
+    inst = Instrumentation(target, config)
     try:
         if isinstance(target, Flask):
             inst._attach(target, None)
         else:
-            for app, name in list(_apps_holding(target)):
-                inst._attach(app, name)
-            # Blueprint.record() refuses once registered; later registrations still
-            # run every deferred function, so append to the list it reads.
-            target.deferred_functions.append(inst._on_register)
+            _attach_blueprint(inst, target, app)
     except BaseException:
         inst.uninstrument()
         raise
+    with _lock:
+        _live.add(inst)
+        if isinstance(target, Blueprint):
+            _by_blueprint[target] = weakref.ref(inst)
     return inst
+
+
+def _existing(target: Flask | Blueprint) -> Instrumentation | None:
+    if isinstance(target, Flask):
+        inst = target.extensions.get(EXTENSION_KEY)
+        return inst if isinstance(inst, Instrumentation) and inst.target is target else None
+    with _lock:
+        ref = _by_blueprint.get(target)
+    return ref() if ref is not None else None
+
+
+def _attach_blueprint(inst: Instrumentation, blueprint: Blueprint, app: Flask | None) -> None:
+    try:
+        blueprint.record(inst._on_register)
+        registered = False
+    except AssertionError:  # Flask refuses record() once the Blueprint is registered
+        registered = True
+    if app is not None:
+        names = [name for name, bp in app.blueprints.items() if bp is blueprint]
+        if registered and not names:
+            raise RuntimeError(
+                f"meshmetrics: Blueprint {blueprint.name!r} is registered, but not on app "
+                f"{app.name!r}; pass the app it is registered on"
+            )
+        for name in names:
+            inst._attach(app, name)
+    elif registered:
+        raise RuntimeError(
+            f"meshmetrics: Blueprint {blueprint.name!r} is already registered on an app, "
+            "which a Blueprint does not know: call instrument(bp, app=app), or instrument "
+            "it before register_blueprint()"
+        )
+
+
+class MeshMetrics:
+    """The Flask extension pattern, for app factories::
+
+        mesh = MeshMetrics(namespace="shop")      # module level, no app yet
+
+        def create_app():
+            app = Flask(__name__)
+            mesh.init_app(app)                    # reads app.config["MESHMETRICS_*"] too
+            return app
+
+    Options are checked by name here and converted by :meth:`init_app` (explicit >
+    ``app.config`` > environment > default), once per app.
+    """
+
+    def __init__(self, app: Flask | None = None, **options: Unpack[InstrumentOptions]) -> None:
+        _reject_unknown(options)
+        self._options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Instrumentation:
+        """Instrument ``app`` with this extension's options."""
+        return instrument(app, **self._options)
+
+    @staticmethod
+    def instrumentation(app: Flask | None = None) -> Instrumentation:
+        """The instrumentation of ``app`` (default: the current app)."""
+        target: Flask = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        inst = target.extensions.get(EXTENSION_KEY)
+        if not isinstance(inst, Instrumentation):
+            raise RuntimeError(f"meshmetrics: app {target.name!r} is not instrumented")
+        return inst

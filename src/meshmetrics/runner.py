@@ -1,4 +1,4 @@
-"""How an instrumented app is served by ``app.run()``: always threaded, one process.
+"""How an instrumented app is served by ``Instrumentation.run()``: threaded, one process.
 
 A single-threaded development server serialises every request behind a slow
 one (scrapes included), and ``processes=N`` forks N copies whose counters never
@@ -41,7 +41,11 @@ def warn_if_reloader(metrics_path: str) -> None:
 
 
 def run(app: Flask, *args: Any, **options: Any) -> None:
-    """``Flask.run`` for an instrumented app: forces ``threaded=True``, refuses processes>1."""
+    """``app.run`` for an instrumented app: forces ``threaded=True``, refuses processes>1.
+
+    Plain ``app.run()`` works too (Flask's default is threaded); meshmetrics warns at
+    the first request when a server runs one thread or several processes.
+    """
     processes = options.get("processes", 1) or 1
     if processes > 1:
         raise ValueError(
@@ -55,10 +59,4 @@ def run(app: Flask, *args: Any, **options: Any) -> None:
             "request cannot block the others or the Prometheus scrape"
         )
     options["threaded"] = True
-    debug = options.get("debug", args[2] if len(args) > 2 else None)
-    reloader = options.get("use_reloader", bool(debug if debug is not None else app.debug))
-    if not reloader or running_under_reloader():  # this process serves (not a reloader parent)
-        inst = app.extensions.get("meshmetrics")
-        if inst is not None and inst.metrics_server is not None:
-            inst.start_metrics_server()
-    Flask.run(app, *args, **options)
+    app.run(*args, **options)

@@ -35,7 +35,10 @@ def create_app(blueprint: bool = False) -> Flask:
         return str(os.getpid())
 
     app.register_blueprint(bp)
-    instrument(bp if blueprint else app, service="items")
+    if blueprint:
+        instrument(bp, app=app, service="items")
+    else:
+        instrument(app, service="items")
     return app
 
 

@@ -1,183 +1,22 @@
-"""Span export off the request path: a bounded queue, a background thread, two wire formats.
+"""Wire formats for finished spans: Jaeger's agent protocol and OTLP/HTTP.
 
-Nothing here can fail a request: a full queue drops the span, a dead or missing
-collector fails the batch; both are counted in ``meshmetrics_spans_dropped_total``.
-The queue is bounded, so memory is too.  After ``fork()`` (gunicorn workers, the
-reloader) the child gets a fresh queue and thread; at interpreter exit the queue
-is flushed.
+Each exporter imports its optional dependency when it is built, which happens in
+:func:`meshmetrics.instrument`: a missing extra is a configuration error there,
+never a failed request.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
 import socket
-import threading
-import time
 import urllib.request
-import weakref
-from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
-
-from prometheus_client import CollectorRegistry, Counter
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .tracing import MeshSpan
-
-log = logging.getLogger("meshmetrics")
-
-#: Longest pause of exports after failures (seconds); spans meanwhile count as export errors.
-MAX_BACKOFF = 10.0
+    from ..config import HostPort, HttpEndpoint
+    from .spans import MeshSpan
 
 #: Largest datagram the Jaeger agent reads (its default max packet size).
 MAX_UDP_PACKET = 65000
-
-
-class Exporter(Protocol):
-    """Sends finished spans; returns how many were too large to ever send."""
-
-    def export(self, spans: list[MeshSpan]) -> int: ...
-
-    def close(self) -> None: ...
-
-
-class SpanCounters:
-    """The exporter's own counters, in the instrumentation's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.exported = Counter(
-            "meshmetrics_spans_exported_total",
-            "Spans handed to the trace backend",
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "meshmetrics_spans_dropped_total",
-            "Spans lost before reaching the trace backend",
-            ("reason",),
-            registry=registry,
-        )
-        self.queue_full = self.dropped.labels("queue_full")
-        self.too_large = self.dropped.labels("too_large")
-        self.export_error = self.dropped.labels("export_error")
-
-
-class BatchSpanProcessor:
-    """Queues finished spans and exports them in batches from a daemon thread."""
-
-    def __init__(
-        self,
-        exporter: Exporter,
-        counters: SpanCounters,
-        *,
-        queue_size: int = 4096,
-        batch_size: int = 100,
-        interval: float = 0.5,
-    ) -> None:
-        self._exporter = exporter
-        self._counters = counters
-        self._queue_size = queue_size
-        self._batch_size = batch_size
-        self._interval = interval
-        self._reset()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
-        atexit.register(_call, ref, "shutdown")
-
-    def _reset(self) -> None:
-        self._queue: deque[MeshSpan] = deque()
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._warned = False
-        self._backoff = 0.0
-        self._backoff_until = 0.0
-
-    def on_end(self, span: MeshSpan) -> None:
-        """Called by a finished, sampled span: never blocks, never raises."""
-        queue = self._queue
-        if len(queue) >= self._queue_size:
-            self._counters.queue_full.inc()
-            return
-        queue.append(span)
-        if self._thread is None:
-            self._start()
-        if len(queue) >= self._batch_size:
-            self._wake.set()
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(
-                    target=self._run, name="meshmetrics-span-export", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            self._drain()
-
-    def _drain(self) -> None:
-        queue = self._queue
-        while queue:
-            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
-            if time.monotonic() < self._backoff_until:
-                # the backend just failed: drop without encoding, so a dead collector
-                # costs the service no CPU (counted like any failed export)
-                self._counters.export_error.inc(len(batch))
-                continue
-            try:
-                too_large = self._exporter.export(batch)
-            except Exception as exc:
-                self._counters.export_error.inc(len(batch))
-                self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF)
-                self._backoff_until = time.monotonic() + self._backoff
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "meshmetrics: span export failed (%s: %s); retrying with back-off, "
-                        "failures are counted in "
-                        'meshmetrics_spans_dropped_total{reason="export_error"}',
-                        type(exc).__name__,
-                        exc,
-                    )
-                continue
-            self._backoff = 0.0
-            self._counters.too_large.inc(too_large)
-            self._counters.exported.inc(len(batch) - too_large)
-        self._idle.set()
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Export what is queued now; True when the queue emptied within ``timeout``."""
-        if self._thread is None:
-            self._drain()
-            return not self._queue
-        deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
-            self._idle.clear()
-            self._wake.set()
-            self._idle.wait(0.05)
-        return not self._queue
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Flush, stop the thread and close the exporter (idempotent)."""
-        if self._stopped:
-            return
-        self.flush(timeout)
-        self._stopped = True
-        self._wake.set()
-        self._exporter.close()
-
-
-def _call(ref: weakref.ReferenceType[BatchSpanProcessor], method: str) -> None:
-    target = ref()
-    if target is not None:
-        getattr(target, method)()
-
 
 # -- Jaeger agent: compact Thrift over UDP ----------------------------------------------
 
@@ -185,12 +24,13 @@ def _call(ref: weakref.ReferenceType[BatchSpanProcessor], method: str) -> None:
 class JaegerUDPExporter:
     """``emitBatch`` to a Jaeger agent, split so each datagram fits ``MAX_UDP_PACKET``."""
 
-    def __init__(self, service: str, host: str, port: int, process_tags: dict[str, str]) -> None:
+    def __init__(self, service: str, endpoint: HostPort, process_tags: dict[str, str]) -> None:
         from jaeger_client.thrift_gen.jaeger import ttypes as jaeger_types
 
         ttypes: Any = jaeger_types  # generated, untyped
         self._ttypes = ttypes
-        self._address = (host, port)
+        self._endpoint = endpoint
+        self._address: Any = None
         self._process = ttypes.Process(
             serviceName=service,
             tags=[
@@ -226,8 +66,16 @@ class JaegerUDPExporter:
 
     def export(self, spans: list[MeshSpan]) -> int:
         if self._socket is None:
-            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._connect()
         return self._send([self._to_thrift(span) for span in spans])
+
+    def _connect(self) -> None:
+        """Resolve the agent (IPv4 or IPv6) on the export thread, never on a request."""
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self._endpoint.host, self._endpoint.port, type=socket.SOCK_DGRAM
+        )[0]
+        self._socket = socket.socket(family, kind, proto)
+        self._address = address
 
     def _send(self, thrift_spans: list[Any]) -> int:
         payload = self._encode(thrift_spans)
@@ -317,14 +165,20 @@ def _signed(value: int) -> int:
 class OTLPHTTPExporter:
     """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (what Jaeger >= 1.35 accepts)."""
 
-    def __init__(self, service: str, endpoint: str, resource: dict[str, str], timeout: float = 5.0):
+    def __init__(
+        self,
+        service: str,
+        endpoint: HttpEndpoint,
+        resource: dict[str, str],
+        timeout: float = 5.0,
+    ) -> None:
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
         from opentelemetry.proto.common.v1 import common_pb2
         from opentelemetry.proto.resource.v1 import resource_pb2
         from opentelemetry.proto.trace.v1 import trace_pb2
 
         self._pb = (trace_service_pb2, common_pb2, trace_pb2)
-        self._url = endpoint
+        self._url = endpoint.url
         self._timeout = timeout
         attributes = {"service.name": service, **resource}
         self._resource = resource_pb2.Resource(

@@ -1,4 +1,6 @@
-"""``python -m meshmetrics demo``: the two example services, observed, on this machine.
+"""The demo: the two example services, observed, on this machine.
+
+Run it from a checkout: ``python examples/demo.py [--prometheus] [--keep-running]``.
 
 Starts ``cmpt756db`` and ``cmpt756s1`` on free 127.0.0.1 ports with tracing to an
 in-process Jaeger agent, drives a bounded workload through s1 (including 4xx and a
@@ -28,16 +30,17 @@ import requests
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from .collector import JaegerAgent, Span
-from .dashboard import dashboard_expressions
-from .instrumentation import Instrumentation
-from .manifests import DEFAULT_KINDS, ManifestOptions, build_objects, to_yaml
-from .model import model_from_registry
-from .top import Scrape, rows, scrape
+from meshmetrics import Instrumentation
+from meshmetrics.manifests import DEFAULT_KINDS, ManifestOptions, build_objects, to_yaml
+from meshmetrics.manifests.dashboard import dashboard_expressions
+from meshmetrics.manifests.model import model_from_registry
+from meshmetrics.manifests.validate import OPERATOR_VERSION, validate_text
+from meshmetrics.testing.receivers import JaegerAgent, Span
+from meshmetrics.tools.top import Scrape, rows, scrape
 
 NAMESPACE = "cmpt756e4"
 RELEASE = "komplete-prometheus"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parent
 #: Finer than the default (which starts at 5 ms): on loopback most requests take 1-5 ms.
 DEMO_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -212,7 +215,7 @@ def write_manifests(services: dict[str, Service], out: Path) -> tuple[list[Path]
     texts = []
     for name, service in services.items():
         inst = service.instrumentation
-        model = model_from_registry(inst.config, inst.registry, inst.request_metrics)
+        model = model_from_registry(inst.config, inst.registries, inst.request_metrics)
         for filename, obj in build_objects(model, DEFAULT_KINDS, ManifestOptions()).items():
             path = out / name / filename
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,32 +227,23 @@ def write_manifests(services: dict[str, Service], out: Path) -> tuple[list[Path]
 
 
 def validate(text: str) -> str:
-    """Validate with the shared prometheus-operator/Grafana validator when it is beside us."""
-    tools = Path(__file__).resolve().parents[3] / "shared" / "tools"
-    if (tools / "k8s_validate.py").is_file():
-        sys.path.insert(0, str(tools))
-        try:
-            from k8s_validate import Validator
-
-            errors = Validator(strict=True).validate_text(text)
-        finally:
-            sys.path.remove(str(tools))
-        if errors:
-            return "INVALID: " + "; ".join(errors[:3])
-        return "valid (prometheus-operator v0.93 CRDs and Grafana's dashboard schema, strict)"
-    import yaml
-
-    docs = [d for d in yaml.safe_load_all(text) if d]
-    return (
-        f"{len(docs)} objects parsed back (validator in ../shared not found: schema check skipped)"
-    )
+    """Validate strictly with the schemas meshmetrics ships (``meshmetrics check`` does too)."""
+    errors = validate_text(text)
+    if errors:
+        return "INVALID: " + "; ".join(errors[:3])
+    schemas = f"prometheus-operator {OPERATOR_VERSION} CRDs and Grafana's dashboard schema"
+    return f"valid ({schemas}, strict)"
 
 
 # -- Prometheus ---------------------------------------------------------------------------
 
 
 def run_prometheus(services: dict[str, Service], workload: Workload, echo: Any) -> None:
-    from .localprom import LocalPrometheus, prometheus_binary, target_from_monitor
+    from meshmetrics.testing.prometheus import (
+        LocalPrometheus,
+        prometheus_binary,
+        target_from_monitor,
+    )
 
     if prometheus_binary() is None:
         echo("\n--prometheus: no prometheus binary (apt-get install -y prometheus); skipped")
@@ -257,7 +251,7 @@ def run_prometheus(services: dict[str, Service], workload: Workload, echo: Any) 
     targets, expressions = [], []
     for name, service in services.items():
         inst = service.instrumentation
-        model = model_from_registry(inst.config, inst.registry, inst.request_metrics, istio=False)
+        model = model_from_registry(inst.config, inst.registries, inst.request_metrics, istio=False)
         objects = build_objects(model, ["servicemonitor", "dashboard"])
         targets.append(
             target_from_monitor(
@@ -400,7 +394,7 @@ def run_demo(
     show_default=False,
     help="The examples directory of a checkout.",
 )
-def demo_command(
+def main(
     requests_count: int, out: Path, keep_running: bool, prometheus: bool, examples: Path
 ) -> None:
     """Run cmpt756db and cmpt756s1, drive traffic, show metrics, a trace and manifests."""
@@ -408,3 +402,7 @@ def demo_command(
         run_demo(requests_count, out, keep_running, prometheus, examples)
     except KeyboardInterrupt:
         click.echo("\nstopped; everything the demo started is shut down", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,8 @@ from flask import current_app, has_app_context, has_request_context, request
 from opentracing.ext import tags as ext_tags
 
 from .propagation import TRACE_HEADERS, forwarded, inbound_trace_headers
-from .tracing import SPAN_KEY, MeshSpan, MeshSpanContext, ServerTracing
+from .server import SPAN_KEY, ServerTracing
+from .spans import MeshSpan, MeshSpanContext
 
 
 def _tracing_of_current_app() -> ServerTracing | None:

@@ -1,40 +1,33 @@
-"""Command line: ``python -m meshmetrics …`` and ``flask meshmetrics …``.
-
-Errors in what the user asked for exit 2 with one line naming the problem;
-``manifests --check`` exits 1 when files on disk differ from what would be generated.
-"""
+"""``meshmetrics manifests`` and ``flask meshmetrics manifests``: a service's cluster objects."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import ScriptInfo, with_appcontext
 
-from .config import MeshConfig, resolve_config
-from .demo import demo_command
-from .instrumentation import EXTENSION_KEY, Instrumentation
-from .manifests import DEFAULT_KINDS, KINDS, ManifestOptions, build_objects, to_multi_yaml, to_yaml
-from .model import ServiceModel, model_from_config, model_from_registry
-
-
-class UsageProblem(click.ClickException):
-    """Bad input: reported on one line (``Error: …``), exit status 2."""
-
-    exit_code = 2
-
-
-def _fail(message: str) -> NoReturn:
-    raise UsageProblem(message)
+from ..config import ConfigError, MeshConfig, resolve_config
+from ..instrumentation import EXTENSION_KEY, Instrumentation
+from ..manifests import (
+    DEFAULT_KINDS,
+    KINDS,
+    ManifestOptions,
+    ServiceModel,
+    build_objects,
+    model_from_config,
+    model_from_registry,
+    to_multi_yaml,
+    to_yaml,
+)
+from ._errors import fail, fail_config
 
 
 def load_app(import_path: str) -> Flask:
@@ -42,15 +35,15 @@ def load_app(import_path: str) -> Flask:
     try:
         return ScriptInfo(app_import_path=import_path).load_app()
     except click.ClickException as exc:
-        _fail(f"cannot load app {import_path!r}: {exc.format_message()}")
+        fail(f"cannot load app {import_path!r}: {exc.format_message()}")
     except Exception as exc:  # an import error inside the user's module
-        _fail(f"cannot load app {import_path!r}: {type(exc).__name__}: {exc}")
+        fail(f"cannot load app {import_path!r}: {type(exc).__name__}: {exc}")
 
 
 def instrumentation_of(app: Flask) -> Instrumentation:
     inst = app.extensions.get(EXTENSION_KEY)
     if not isinstance(inst, Instrumentation):
-        _fail(
+        fail(
             f"app {app.name!r} has no meshmetrics instrumentation: call "
             "meshmetrics.instrument(app) (or on its Blueprint, registered) when it is created"
         )
@@ -63,26 +56,28 @@ def build_model(
     """The service model from an app's instrumentation, or from options alone."""
     kind = "PodMonitor" if podmonitor else "ServiceMonitor"
     given = {key: value for key, value in overrides.items() if value is not None}
+    flags = {"metrics_path": "--path", "scrape_interval": "--interval"}
     try:
         if app is None:
             if "service" not in given:
-                _fail("--service is required without --app")
+                fail("--service is required without --app")
             config = resolve_config(given, default_service=given["service"])
             return model_from_config(config, monitor_kind=kind, istio=istio)
         inst = instrumentation_of(app)
         for fixed in ("prefix", "metrics_path"):
             if fixed in given and given[fixed] != getattr(inst.config, fixed):
-                flag = "--path" if fixed == "metrics_path" else "--prefix"
-                _fail(
+                flag = flags.get(fixed, "--prefix")
+                fail(
                     f"{flag} conflicts with the app's {fixed} {getattr(inst.config, fixed)!r}: "
                     "the manifests must match what the app exports; change it in instrument()"
                 )
-        config = dataclasses.replace(inst.config, **given)
-    except (ValueError, TypeError) as exc:
-        _fail(str(exc).removeprefix("meshmetrics: "))
+        config = inst.config.replace(source="the command line", **given)
+    except ConfigError as exc:
+        opt = exc.option
+        fail_config(exc, flags.get(opt, "--" + opt.replace("_", "-")))
     return model_from_registry(
         config,
-        inst.registry,
+        inst.registries,
         inst.request_metrics,
         monitor_kind=kind,
         istio=istio,
@@ -91,6 +86,8 @@ def build_model(
 
 def write_atomically(directory: Path, files: dict[str, str]) -> None:
     """Write every file or none: each goes to a temp file first, then is renamed."""
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         staged: list[tuple[str, Path]] = []
@@ -98,11 +95,12 @@ def write_atomically(directory: Path, files: dict[str, str]) -> None:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
+            os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
             staged.append((tmp, directory / name))
     except OSError as exc:
         for tmp, _ in locals().get("staged", []):
             Path(tmp).unlink(missing_ok=True)
-        _fail(f"cannot write to {directory}: {exc.strerror or exc}")
+        fail(f"cannot write to {directory}: {exc.strerror or exc}")
     for tmp, target in staged:
         os.replace(tmp, target)
 
@@ -136,7 +134,7 @@ def _kinds(values: Sequence[str]) -> tuple[str, ...]:
         for kind in value.split(","):
             kind = kind.strip().lower()
             if kind not in KINDS:
-                _fail(f"unknown --kind {kind!r}; choose from {', '.join(KINDS)}")
+                fail(f"unknown --kind {kind!r}; choose from {', '.join(KINDS)}")
             kinds.append(kind)
     return tuple(kinds)
 
@@ -144,7 +142,7 @@ def _kinds(values: Sequence[str]) -> tuple[str, ...]:
 def _label(value: str) -> tuple[str, str]:
     key, sep, label_value = value.partition("=")
     if not sep or not key:
-        _fail(f"--dashboard-label {value!r} must be KEY=VALUE, e.g. grafana_dashboard=1")
+        fail(f"--dashboard-label {value!r} must be KEY=VALUE, e.g. grafana_dashboard=1")
     return key, label_value
 
 
@@ -227,7 +225,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
     label_key, label_value = _label(opts.pop("dashboard_label"))
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
-        _fail("--out and --check exclude each other")
+        fail("--out and --check exclude each other")
     options = ManifestOptions(
         monitor_namespace=opts.pop("monitor_namespace"),
         dashboard_namespace=opts.pop("dashboard_namespace"),
@@ -243,14 +241,14 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         if value is not None:
             try:
                 MeshConfig(service="x", namespace=value)
-            except ValueError as exc:
-                _fail(str(exc).removeprefix("meshmetrics: ").replace("namespace", name, 1))
+            except ConfigError as exc:
+                fail_config(exc, "--" + name.replace("_", "-"))
     istio = opts.pop("istio")
     model = build_model(app, opts, podmonitor="podmonitor" in kinds, istio=istio)
     try:
         objects = build_objects(model, kinds, options)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if out is None and check is None:
         click.echo(to_multi_yaml(objects.values()), nl=False)
         return
@@ -271,13 +269,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
     click.echo(f"{check}: {len(files)} file(s) up to date", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="meshmetrics")
-def main() -> None:
-    """meshmetrics: metrics, tracing and monitoring manifests for Flask services."""
-
-
-@main.command("manifests")
+@click.command("manifests")
 @click.option(
     "--app",
     "app_path",
@@ -291,138 +283,9 @@ def manifests_command(app_path: str | None, **opts: Any) -> None:
     run_manifests(load_app(app_path) if app_path else None, **opts)
 
 
-main.add_command(demo_command)
-
-
-@main.command("check")
-@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
-@click.option("--release", help="The Helm release Prometheus selects monitors by.")
-@click.option(
-    "--header",
-    "headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="Header for the metrics request (e.g. Authorization).",
-)
-@click.option(
-    "--max-series",
-    type=click.IntRange(1),
-    default=2000,
-    show_default=True,
-    help="Warn above this many series in one metric.",
-)
-@click.option(
-    "--max-label-values",
-    type=click.IntRange(1),
-    default=100,
-    show_default=True,
-    help="Warn above this many values of one label.",
-)
-def check_command(
-    targets: tuple[str, ...],
-    release: str | None,
-    headers: tuple[str, ...],
-    max_series: int,
-    max_label_values: int,
-) -> None:
-    """Find why Prometheus does not see a service: TARGET is a /metrics URL, a service base
-    URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML)."""
-    from .check import ERROR, check_manifests, check_url, load_manifests
-
-    parsed_headers = {}
-    for header in headers:
-        key, sep, value = header.partition(":")
-        if not sep or not key.strip():
-            _fail(f"--header {header!r} must be 'Name: value'")
-        parsed_headers[key.strip()] = value.strip()
-    urls = [t for t in targets if t.startswith(("http://", "https://"))]
-    files = [Path(t) for t in targets if t not in urls]
-    for path in files:
-        if not path.is_file():
-            _fail(f"{path} is neither an http(s) URL nor a file")
-    findings = []
-    for url in urls:
-        findings += check_url(
-            url, headers=parsed_headers, max_series=max_series, max_label_values=max_label_values
-        )
-    if files:
-        try:
-            objects = load_manifests(files)
-        except Exception as exc:
-            _fail(f"cannot read the manifests: {exc}")
-        findings += check_manifests(objects, release)
-    for finding in findings:
-        click.echo(finding.line())
-    errors = sum(f.severity == ERROR for f in findings)
-    click.echo(f"{errors} error(s), {sum(f.severity == 'WARN' for f in findings)} warning(s)")
-    if errors:
-        sys.exit(1)
-
-
-flask_group = AppGroup("meshmetrics", help="meshmetrics commands for the app given by --app.")
-
-
-@flask_group.command("manifests")
+@click.command("manifests")
 @manifest_options
+@with_appcontext
 def flask_manifests_command(**opts: Any) -> None:
     """Emit the monitoring manifests of this app."""
     run_manifests(current_app._get_current_object(), **opts)  # type: ignore[attr-defined]
-
-
-@main.command("top")
-@click.argument("urls", nargs=-1, required=True, metavar="URL...")
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.2, 3600),
-    default=2.0,
-    show_default=True,
-    help="Seconds between scrapes.",
-)
-@click.option("--once", is_flag=True, help="Print one snapshot (two scrapes apart) and exit.")
-def top_command(urls: tuple[str, ...], interval: float, once: bool) -> None:
-    """Live per-route rate, 5xx ratio, p50/p95/p99 and in-flight of services (their /metrics)."""
-    try:
-        from rich.console import Console
-        from rich.live import Live
-    except ImportError:
-        _fail("meshmetrics top needs rich: pip install 'meshmetrics[top]'")
-    from .top import Top, render, snapshot
-
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            _fail(f"{url!r} is not an http(s) URL")
-    if once:
-        table, down = snapshot(list(urls), interval)
-        Console(width=160).print(render(table, down))
-        return
-    top = Top(list(urls))
-    top.poll()
-    try:
-        with Live(render([], top.down), refresh_per_second=4) as live:
-            while True:
-                time.sleep(interval)
-                live.update(render(top.poll(), top.down))
-    except KeyboardInterrupt:
-        pass
-
-
-flask_group.add_command(check_command)
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m meshmetrics``: usage errors are one line, exit 2."""
-    try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
-        return 2
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    return 0

@@ -1,28 +1,20 @@
-"""OpenTracing spans for every request, cheap when not sampled, correct under concurrency.
+"""The tracer: OpenTracing spans that are cheap when not sampled and correct under concurrency.
 
 ``MeshTracer`` implements the OpenTracing API (so ``tracer.start_active_span``
-and friends work as with jaeger-client) with a sampler that follows the
-caller's decision (Envoy's) and exporters that run off the request path.
-``ServerTracing`` is the Flask-OpenTracing-compatible object: ``.tracer``,
-``.get_span()``, ``.trace()``; its per-request state lives in the WSGI environ,
-so overlapping requests never see each other's span.
+and friends work as with jaeger-client) with a :class:`~.sampling.Sampler` that
+follows the caller's decision (Envoy's) and a span processor that exports off the
+request path.  Nothing here knows Flask: the Flask face is :mod:`.server`.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
-import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import opentracing
-from flask import Response, has_request_context, request
-from opentracing.ext import tags as ext_tags
 
-from .exporters import BatchSpanProcessor
 from .propagation import (
     TraceContext,
     b3_headers,
@@ -31,39 +23,17 @@ from .propagation import (
     new_trace_id,
     traceparent,
 )
-
-SPAN_KEY = "meshmetrics.span"
-UNMATCHED_OPERATION = "unmatched"
+from .sampling import Sampler
 
 
-# -- sampling -------------------------------------------------------------------------
+class SpanProcessor(Protocol):
+    """Receives every finished, sampled span (:mod:`.processor` has the implementations)."""
 
+    def on_end(self, span: MeshSpan) -> None: ...
 
-class Sampler:
-    """Decides for new traces: ``const`` (0/1), ``probabilistic`` (p), ``ratelimiting`` (per s)."""
+    def flush(self, timeout: float = 5.0) -> bool: ...
 
-    def __init__(self, kind: str, param: float) -> None:
-        self.kind, self.param = kind, param
-        self._tokens = param
-        self._last = time.monotonic()
-
-    @classmethod
-    def parse(cls, spec: str) -> Sampler:
-        kind, _, raw = spec.partition(":")
-        return cls(kind, float(raw))
-
-    def sample(self, trace_id: int) -> bool:
-        if self.kind == "const":
-            return self.param >= 1
-        if self.kind == "probabilistic":
-            return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.param * 2**64
-        now = time.monotonic()  # ratelimiting: a token bucket refilled at param per second
-        self._tokens = min(self.param, self._tokens + (now - self._last) * self.param)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
+    def shutdown(self, timeout: float = 5.0) -> None: ...
 
 
 # -- the active span -------------------------------------------------------------------
@@ -100,9 +70,14 @@ class _RequestScope(opentracing.Scope):  # type: ignore[misc]
 class ScopeManager(opentracing.ScopeManager):  # type: ignore[misc]
     """The active span per thread and per asyncio task, in a context variable.
 
-    With nothing activated, the current request's server span is active: it is kept
-    in the request's environ rather than activated, which keeps unsampled requests cheap.
+    With nothing activated, ``fallback()`` names the active span: the Flask face passes
+    the current request's server span, which is kept in the request's environ rather
+    than activated (that keeps unsampled requests cheap).
     """
+
+    def __init__(self, fallback: Callable[[], MeshSpan | None] = lambda: None) -> None:
+        super().__init__()
+        self._fallback = fallback
 
     def activate(self, span: MeshSpan, finish_on_close: bool) -> _Scope:
         return _Scope(self, span, finish_on_close)
@@ -112,7 +87,7 @@ class ScopeManager(opentracing.ScopeManager):  # type: ignore[misc]
         scope = _ACTIVE.get()
         if scope is not None:
             return scope
-        span = current_span()
+        span = self._fallback()
         return _RequestScope(self, span) if span is not None else None
 
 
@@ -191,8 +166,13 @@ class MeshSpan(opentracing.Span):  # type: ignore[misc]
 class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
     """An OpenTracing tracer with B3/W3C propagation and a pluggable span processor."""
 
-    def __init__(self, sampler: Sampler, processor: BatchSpanProcessor | None) -> None:
-        super().__init__(scope_manager=ScopeManager())
+    def __init__(
+        self,
+        sampler: Sampler,
+        processor: SpanProcessor | None,
+        scope_manager: ScopeManager | None = None,
+    ) -> None:
+        super().__init__(scope_manager=scope_manager or ScopeManager())
         self.sampler = sampler
         self.processor = processor
 
@@ -270,137 +250,7 @@ class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
         if self.processor is not None:
             self.processor.flush()
 
-
-# -- per-request server spans ----------------------------------------------------------
-
-
-class ServerTracing:
-    """Server spans of an app or Blueprint; the API of ``flask_opentracing.FlaskTracing``."""
-
-    def __init__(
-        self,
-        tracer_factory: Callable[[], MeshTracer],
-        traced_attributes: tuple[str, ...] = (),
-    ):
-        self._factory = tracer_factory
-        self._tracer: MeshTracer | None = None
-        self._lock = threading.Lock()
-        self._traced_attributes = traced_attributes
-
-    @property
-    def tracer(self) -> MeshTracer:
-        """The tracer, created on first use in the serving process (after any fork)."""
-        tracer = self._tracer
-        if tracer is None:
-            with self._lock:  # concurrent first requests must share one tracer
-                if self._tracer is None:
-                    self._tracer = self._factory()
-                tracer = self._tracer
-        return tracer
-
-    def get_span(self, req: Any = None) -> MeshSpan | None:
-        """The server span of ``req`` (default: the current request), or ``None``."""
-        if req is None:
-            return current_span()
-        span: MeshSpan | None = req.environ.get(SPAN_KEY)
-        return span
-
-    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Tag the current server span with these request attributes (as Flask-OpenTracing)."""
-
-        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(view)
-            def traced(*args: Any, **kwargs: Any) -> Any:
-                span = self.get_span()
-                if span is not None:
-                    for attribute in attributes:
-                        value = getattr(request, attribute, None)
-                        if value is not None:
-                            span.set_tag(attribute, str(value))
-                return view(*args, **kwargs)
-
-            return traced
-
-        return decorator
-
-    # -- hooks --------------------------------------------------------------------------
-
-    def on_start(self, req: Any) -> None:
-        """Open the request's server span (from the first ``before_request`` hook)."""
-        environ = req.environ
-        rule = req.url_rule
-        tracer = self.tracer
-        context = tracer.context_for(extract(environ))
-        if not context.sampled:  # only the ids, for propagation: no clock, no tags
-            span = MeshSpan(tracer, context, UNMATCHED_OPERATION, None, 0.0)
-            environ[SPAN_KEY] = span
-            return
-        span = MeshSpan(
-            tracer, context, rule.endpoint if rule is not None else UNMATCHED_OPERATION, None, None
-        )
-        span.tags.update(
-            {
-                ext_tags.COMPONENT: "flask",
-                ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_SERVER,
-                ext_tags.HTTP_METHOD: req.method,
-                ext_tags.HTTP_URL: _url(environ),
-                "http.route": rule.rule if rule is not None else UNMATCHED_OPERATION,
-            }
-        )
-        request_id = environ.get("HTTP_X_REQUEST_ID")
-        if request_id:
-            span.tags["guid:x-request-id"] = request_id
-        for attribute in self._traced_attributes:
-            span.tags[attribute] = str(getattr(req, attribute, ""))
-        environ[SPAN_KEY] = span
-
-    def on_response(self, req: Any, response: Response) -> None:
-        """Tag the status (``after_request``)."""
-        span = req.environ.get(SPAN_KEY)
-        if span is not None and span.context.sampled:
-            span.tags[ext_tags.HTTP_STATUS_CODE] = response.status_code
-            if response.status_code >= 500:
-                span.tags[ext_tags.ERROR] = True
-
-    def on_teardown(self, req: Any, exc: BaseException | None) -> None:
-        """Tag an unhandled exception and finish the span (``teardown_request``)."""
-        span = req.environ.pop(SPAN_KEY, None)
-        if span is None or not span.context.sampled:
-            return
-        if exc is not None:
-            span.tags[ext_tags.ERROR] = True
-            span.tags.setdefault(ext_tags.HTTP_STATUS_CODE, 500)
-            span.log_kv(
-                {
-                    "event": "error",
-                    "error.kind": type(exc).__name__,
-                    "error.object": repr(exc)[:1024],
-                    "message": str(exc)[:1024],
-                    "stack": "".join(traceback.format_exception(exc))[-4096:],
-                }
-            )
-        span.finish()
-
-    def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None:
-        """The trace id of a sampled request, for its latency histogram observation."""
-        span = environ.get(SPAN_KEY)
-        if span is None or not span.context.sampled:
-            return None
-        return {"trace_id": span.trace_id_hex}
-
-
-def _url(environ: Mapping[str, Any]) -> str:
-    """The request URL as the client sent it (werkzeug's ``request.url`` costs ~10x more)."""
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    query = environ.get("QUERY_STRING")
-    path = f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
-    url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
-    return f"{url}?{query}" if query else url
-
-
-def current_span() -> MeshSpan | None:
-    """The server span of the request being handled, if tracing is on."""
-    if not has_request_context():
-        return None
-    span: MeshSpan | None = request.environ.get(SPAN_KEY)
-    return span
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush, then stop the processor's thread and close its exporter."""
+        if self.processor is not None:
+            self.processor.shutdown(timeout)

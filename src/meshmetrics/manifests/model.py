@@ -7,8 +7,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .config import MeshConfig
-from .metrics import RequestMetrics
+from .._compat import collectors, documentation, family_name, family_type, label_names
+from ..config import MeshConfig
+from ..metrics import RequestMetrics
 from .promql import Queries
 
 #: Families that are not the app's own: process metrics get their own panels, the others
@@ -53,36 +54,34 @@ class ServiceModel:
         )
 
 
-def registered_families(registry: CollectorRegistry) -> list[MetricFamily]:
-    """Every family in ``registry``, with label names even before the first sample."""
+def registered_families(*registries: CollectorRegistry) -> list[MetricFamily]:
+    """Every family in ``registries``, with label names even before the first sample."""
     families: dict[str, MetricFamily] = {}
-    collectors: list[Any] = list(registry._collector_to_names)
-    for collector in collectors:
-        name, kind = getattr(collector, "_name", None), getattr(collector, "_type", None)
-        if isinstance(name, str) and isinstance(kind, str):
-            families[name] = MetricFamily(
-                name,
-                kind,
-                tuple(getattr(collector, "_labelnames", ())),
-                str(getattr(collector, "_documentation", "")),
+    for collector in [c for registry in registries for c in collectors(registry)]:
+        kind = family_type(collector)
+        if kind is not None and isinstance(getattr(collector, "_name", None), str):
+            name = family_name(collector)
+            families.setdefault(
+                name, MetricFamily(name, kind, label_names(collector), documentation(collector))
             )
             continue
         for metric in collector.collect():
             labels = sorted({key for s in metric.samples for key in s.labels})
-            families[metric.name] = MetricFamily(
-                metric.name, metric.type, tuple(labels), metric.documentation
+            families.setdefault(
+                metric.name,
+                MetricFamily(metric.name, metric.type, tuple(labels), metric.documentation),
             )
     return [families[name] for name in sorted(families)]
 
 
 def model_from_registry(
     config: MeshConfig,
-    registry: CollectorRegistry,
+    registries: tuple[CollectorRegistry, ...],
     request_metrics: RequestMetrics,
     **options: Any,
 ) -> ServiceModel:
-    """Split a registry into meshmetrics' own families, platform ones and the app's."""
-    families = registered_families(registry)
+    """Split registries into meshmetrics' own families, platform ones and the app's."""
+    families = registered_families(*registries)
     own = set(request_metrics.family_names)
     custom = tuple(
         f for f in families if f.name not in own and not f.name.startswith(_PLATFORM_PREFIXES)
@@ -93,6 +92,9 @@ def model_from_registry(
 
 def model_from_config(config: MeshConfig, **options: Any) -> ServiceModel:
     """The model of a service known only by its options (no app imported)."""
+    from prometheus_client.process_collector import ProcessCollector
+
     registry = CollectorRegistry(auto_describe=True)
-    request_metrics = RequestMetrics(config, registry, multiprocess=False)
-    return model_from_registry(config, registry, request_metrics, **options)
+    request_metrics = RequestMetrics(config, registry)
+    ProcessCollector(registry=registry)  # what a single-process app serves beside its own
+    return model_from_registry(config, (registry,), request_metrics, **options)

@@ -1,0 +1,77 @@
+"""Every detail of a dependency that is not its public API, in one place.
+
+Each function names the detail it relies on; ``tests/test_compat.py`` has a test per
+detail that fails loudly when the dependency changes shape, so an upgrade breaks
+here, with a clear message, and not somewhere on the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, values
+
+try:  # Flask >= 2.2 keeps the request context in a context variable
+    from flask.globals import _cv_request
+
+    def current_request() -> Any:
+        """The real request object (one context-variable read, not a proxy per attribute)."""
+        return _cv_request.get().request
+
+except ImportError:  # pragma: no cover - a Flask that moved it
+    from flask import request as _request_proxy
+
+    def current_request() -> Any:
+        """The real request object behind Flask's proxy."""
+        return _request_proxy._get_current_object()  # type: ignore[attr-defined]
+
+
+#: Request attributes prometheus-flask-exporter's ``@do_not_track`` and
+#: ``@exclude_all_metrics`` set on ``flask.request``.
+PFE_REQUEST_FLAGS = ("prom_do_not_track", "prom_exclude_all")
+
+
+def excluded_by_pfe(req: Any) -> bool:
+    """True when a prometheus-flask-exporter decorator excluded this request."""
+    attrs = req.__dict__
+    return PFE_REQUEST_FLAGS[0] in attrs or PFE_REQUEST_FLAGS[1] in attrs
+
+
+def family_name(metric: Any) -> str:
+    """The family name of a prometheus_client metric object (``_name``)."""
+    name: str = metric._name
+    return name
+
+
+def family_type(metric: Any) -> str | None:
+    """The type of a prometheus_client metric object (``_type``), or ``None``."""
+    kind = getattr(metric, "_type", None)
+    return kind if isinstance(kind, str) else None
+
+
+def label_names(metric: Any) -> tuple[str, ...]:
+    """The label names of a prometheus_client metric object (``_labelnames``)."""
+    return tuple(getattr(metric, "_labelnames", ()))
+
+
+def documentation(metric: Any) -> str:
+    """The help text of a prometheus_client metric object (``_documentation``)."""
+    return str(getattr(metric, "_documentation", ""))
+
+
+def collectors(registry: CollectorRegistry) -> Iterable[Any]:
+    """The collectors registered in ``registry`` (``_collector_to_names``)."""
+    with registry._lock:
+        return list(registry._collector_to_names)
+
+
+def use_mmap_values() -> None:
+    """Switch prometheus_client to its multiprocess value store.
+
+    prometheus_client picks ``values.ValueClass`` when first imported; when
+    ``PROMETHEUS_MULTIPROC_DIR`` was set after that import, metrics created later
+    would still live in process memory only.
+    """
+    if values.ValueClass.__name__ != "MmapedValue":
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]

@@ -1,0 +1,87 @@
+"""``meshmetrics check``: why Prometheus does not see a service."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._errors import fail, needs_extra
+
+
+@click.command("check")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
+@click.option("--release", help="The Helm release Prometheus selects monitors by.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Header for the metrics request (e.g. Authorization).",
+)
+@click.option(
+    "--max-series",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="Warn above this many series in one metric.",
+)
+@click.option(
+    "--max-label-values",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Warn above this many values of one label.",
+)
+def check_command(
+    targets: tuple[str, ...],
+    release: str | None,
+    headers: tuple[str, ...],
+    max_series: int,
+    max_label_values: int,
+) -> None:
+    """Find why Prometheus does not see a service: TARGET is a /metrics URL, a service base
+    URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML),
+    which are also validated strictly against the prometheus-operator CRDs and Grafana's
+    dashboard schema that meshmetrics ships."""
+    from ..tools.check import ERROR, Finding, check_manifests, check_url, load_manifests
+
+    parsed_headers = {}
+    for header in headers:
+        key, sep, value = header.partition(":")
+        if not sep or not key.strip():
+            fail(f"--header {header!r} must be 'Name: value'")
+        parsed_headers[key.strip()] = value.strip()
+    urls = [t for t in targets if t.startswith(("http://", "https://"))]
+    files = [Path(t) for t in targets if t not in urls]
+    for path in files:
+        if not path.is_file():
+            fail(f"{path} is neither an http(s) URL nor a file")
+    findings = []
+    for url in urls:
+        findings += check_url(
+            url, headers=parsed_headers, max_series=max_series, max_label_values=max_label_values
+        )
+    if files:
+        try:
+            from ..manifests.validate import validate_text
+        except ImportError as exc:
+            needs_extra("check FILE", exc)
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read {path}: {exc}")
+            findings += [Finding(ERROR, str(path), problem) for problem in validate_text(text)]
+        try:
+            objects = load_manifests(files)
+        except Exception as exc:
+            fail(f"cannot read the manifests: {exc}")
+        findings += check_manifests(objects, release)
+    for finding in findings:
+        click.echo(finding.line())
+    errors = sum(f.severity == ERROR for f in findings)
+    click.echo(f"{errors} error(s), {sum(f.severity == 'WARN' for f in findings)} warning(s)")
+    if errors:
+        sys.exit(1)

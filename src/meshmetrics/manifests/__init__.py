@@ -1,0 +1,31 @@
+"""Cluster objects generated from the same configuration the app runs with.
+
+:mod:`.model` (what the service exports), :mod:`.promql` (its queries),
+:mod:`.dashboard` (Grafana), :mod:`.objects` (ServiceMonitor/PodMonitor, Service,
+dashboard ConfigMap, PrometheusRule, as YAML) and :mod:`.validate` (strict offline
+validation with the shipped schemas).  Needs the ``manifests`` extra; the request
+path never imports this package.
+"""
+
+from .model import MetricFamily, ServiceModel, model_from_config, model_from_registry
+from .objects import (
+    DEFAULT_KINDS,
+    KINDS,
+    ManifestOptions,
+    build_objects,
+    to_multi_yaml,
+    to_yaml,
+)
+
+__all__ = [
+    "DEFAULT_KINDS",
+    "KINDS",
+    "ManifestOptions",
+    "MetricFamily",
+    "ServiceModel",
+    "build_objects",
+    "model_from_config",
+    "model_from_registry",
+    "to_multi_yaml",
+    "to_yaml",
+]

@@ -1,0 +1,43 @@
+"""Test support, a deliberate public module as ``flask.testing`` and ``click.testing`` are.
+
+- :class:`InMemorySpanExporter` and :func:`capture_spans`: span assertions in-process,
+  synchronously (no backend, no waiting out a timeout).
+- :class:`JaegerAgent`, :class:`OTLPCollector`: real receivers on 127.0.0.1 that decode
+  what a tracer sends over UDP (Jaeger's agent protocol) or OTLP/HTTP (needs the
+  ``jaeger``/``otlp`` extras).
+- :class:`LocalPrometheus`: Debian's ``prometheus`` on 127.0.0.1 scraping given targets
+  (needs the ``manifests`` extra for YAML).
+
+Nothing here is imported by ``import meshmetrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .memory import InMemorySpanExporter, capture_spans
+
+__all__ = [
+    "InMemorySpanExporter",
+    "JaegerAgent",
+    "LocalPrometheus",
+    "OTLPCollector",
+    "Span",
+    "capture_spans",
+]
+
+_LAZY = {
+    "JaegerAgent": ".receivers",
+    "OTLPCollector": ".receivers",
+    "Span": ".receivers",
+    "LocalPrometheus": ".prometheus",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)

@@ -1,0 +1,47 @@
+"""From the configuration to a tracer: the backend's exporter, the batch processor.
+
+Built in :func:`meshmetrics.instrument`, so a backend whose extra is missing is a
+:class:`~meshmetrics.config.MissingExtraError` at configuration time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from ..config import HostPort, HttpEndpoint, MeshConfig, MissingExtraError
+from .processor import BatchSpanProcessor, Exporter, SpanCounters
+from .server import ServerTracing, current_span
+from .spans import MeshTracer, ScopeManager
+
+#: The extra that brings each backend's wire format.
+EXTRAS = {"jaeger": "jaeger", "otlp": "otlp"}
+
+
+def exporter_for(config: MeshConfig) -> Exporter:
+    """The exporter of ``config.tracing`` (``jaeger`` or ``otlp``)."""
+    endpoint = config.trace_endpoint
+    try:
+        if config.tracing == "jaeger":
+            from .exporters import JaegerUDPExporter
+
+            assert isinstance(endpoint, HostPort)
+            tags = {"namespace": config.namespace, "version": config.version}
+            return JaegerUDPExporter(config.service, endpoint, tags)
+        from .exporters import OTLPHTTPExporter
+
+        assert isinstance(endpoint, HttpEndpoint)
+        resource = {"service.namespace": config.namespace, "service.version": config.version}
+        return OTLPHTTPExporter(config.service, endpoint, resource)
+    except ImportError as exc:
+        raise MissingExtraError(
+            "tracing", config.tracing, config.source_of("tracing"), EXTRAS[config.tracing], str(exc)
+        ) from exc
+
+
+def server_tracing(config: MeshConfig, registry: CollectorRegistry) -> ServerTracing:
+    """The Flask face of a tracer exporting to ``config``'s backend in batches."""
+    processor = BatchSpanProcessor(
+        exporter_for(config), SpanCounters(registry), queue_size=config.span_queue_size
+    )
+    tracer = MeshTracer(config.sampler, processor, ScopeManager(current_span))
+    return ServerTracing(tracer)

@@ -1,0 +1,232 @@
+"""Span processors: what happens to a finished, sampled span.
+
+:class:`BatchSpanProcessor` exports off the request path: a bounded queue and a
+background thread.  Nothing here can fail a request: a full queue drops the span,
+a dead or missing collector fails the batch; both are counted in
+``meshmetrics_spans_dropped_total``.  After ``fork()`` (gunicorn workers, the
+reloader) the child gets a fresh queue and thread; at interpreter exit the queue is
+flushed; the thread holds only a weak reference, so a processor nobody uses any more
+(its app was garbage-collected) stops its thread.
+
+:class:`SimpleSpanProcessor` exports synchronously, on the thread that finished the
+span: for tests (with :class:`meshmetrics.testing.InMemorySpanExporter`) and
+debugging, never for production.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+if TYPE_CHECKING:
+    from .spans import MeshSpan
+
+log = logging.getLogger("meshmetrics")
+
+#: Longest pause of exports after failures (seconds); spans meanwhile count as export errors.
+MAX_BACKOFF = 10.0
+
+
+class Exporter(Protocol):
+    """Sends finished spans; returns how many were too large to ever send."""
+
+    def export(self, spans: list[MeshSpan]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SpanCounters:
+    """The exporter's own counters, in the instrumentation's registry."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.exported = Counter(
+            "meshmetrics_spans_exported_total",
+            "Spans handed to the trace backend",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "meshmetrics_spans_dropped_total",
+            "Spans lost before reaching the trace backend",
+            ("reason",),
+            registry=registry,
+        )
+        self.queue_full = self.dropped.labels("queue_full")
+        self.too_large = self.dropped.labels("too_large")
+        self.export_error = self.dropped.labels("export_error")
+
+
+class SimpleSpanProcessor:
+    """Exports each span as it finishes, on the finishing thread (tests, debugging)."""
+
+    def __init__(self, exporter: Exporter, counters: SpanCounters | None = None) -> None:
+        self._exporter = exporter
+        self._counters = counters or SpanCounters(None)
+
+    def on_end(self, span: MeshSpan) -> None:
+        try:
+            too_large = self._exporter.export([span])
+        except Exception:
+            self._counters.export_error.inc()
+            return
+        self._counters.too_large.inc(too_large)
+        self._counters.exported.inc(1 - too_large)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self._exporter.close()
+
+
+class BatchSpanProcessor:
+    """Queues finished spans and exports them in batches from a daemon thread."""
+
+    def __init__(
+        self,
+        exporter: Exporter,
+        counters: SpanCounters,
+        *,
+        queue_size: int = 4096,
+        batch_size: int = 100,
+        interval: float = 0.5,
+    ) -> None:
+        self._exporter = exporter
+        self._counters = counters
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._interval = interval
+        self._reset()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
+        atexit.register(_call, ref, "shutdown")
+
+    def _reset(self) -> None:
+        self._queue: deque[MeshSpan] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._warned = False
+        self._backoff = 0.0
+        self._backoff_until = 0.0
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The export thread of this process, once a span started it."""
+        return self._thread
+
+    def on_end(self, span: MeshSpan) -> None:
+        """Called by a finished, sampled span: never blocks, never raises."""
+        queue = self._queue
+        if len(queue) >= self._queue_size or self._stopped:
+            self._counters.queue_full.inc()
+            return
+        queue.append(span)
+        if self._thread is None:
+            self._start()
+        if len(queue) >= self._batch_size:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(
+                    target=_export_loop,
+                    args=(weakref.ref(self), self._wake, self._interval),
+                    name="meshmetrics-span-export",
+                    daemon=True,
+                )
+                self._thread.start()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+            if time.monotonic() < self._backoff_until:
+                # the backend just failed: drop without encoding, so a dead collector
+                # costs the service no CPU (counted like any failed export)
+                self._counters.export_error.inc(len(batch))
+                continue
+            try:
+                too_large = self._exporter.export(batch)
+            except Exception as exc:
+                self._failed(exc, len(batch))
+                continue
+            self._backoff = 0.0
+            self._counters.too_large.inc(too_large)
+            self._counters.exported.inc(len(batch) - too_large)
+        self._idle.set()
+
+    def _failed(self, exc: Exception, spans: int) -> None:
+        self._counters.export_error.inc(spans)
+        self._backoff = min(max(self._backoff * 2, 0.5), MAX_BACKOFF)
+        self._backoff_until = time.monotonic() + self._backoff
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "meshmetrics: span export failed (%s: %s); retrying with back-off, failures "
+                'are counted in meshmetrics_spans_dropped_total{reason="export_error"}',
+                type(exc).__name__,
+                exc,
+            )
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Export what is queued now; True when the queue emptied within ``timeout``."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._drain()
+            return not self._queue
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            self._idle.clear()
+            self._wake.set()
+            self._idle.wait(0.05)
+        return not self._queue
+
+    def stop(self) -> None:
+        """Ask the thread to export what is queued and end, without waiting for it."""
+        self._stopped = True
+        self._wake.set()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush, stop the thread, wait for it to end, close the exporter (idempotent)."""
+        if self._stopped and self._thread is None:
+            return
+        self.flush(timeout)
+        self.stop()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+        self._exporter.close()
+
+
+def _export_loop(
+    ref: weakref.ReferenceType[BatchSpanProcessor], wake: threading.Event, interval: float
+) -> None:
+    """The export thread: holds the processor only while draining, so it can be collected."""
+    while True:
+        wake.wait(interval)
+        wake.clear()
+        processor = ref()
+        if processor is None:
+            return
+        processor._drain()
+        if processor._stopped:
+            return
+        del processor
+
+
+def _call(ref: weakref.ReferenceType[BatchSpanProcessor], method: str) -> None:
+    target = ref()
+    if target is not None:
+        getattr(target, method)()

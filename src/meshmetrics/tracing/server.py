@@ -1,0 +1,142 @@
+"""The Flask face of the tracer: one server span per request, Flask-OpenTracing's API.
+
+:class:`ServerTracing` has ``flask_opentracing.FlaskTracing``'s ``.tracer``,
+``.get_span()`` and ``.trace()``.  The request-path core calls :meth:`~ServerTracing.start`
+once the request is routed and :meth:`~ServerTracing.finish` when the response is
+complete; the span lives in the request's WSGI environ, so overlapping requests never
+see each other's span.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import has_request_context, request
+from opentracing.ext import tags as ext_tags
+
+from .propagation import extract
+from .spans import MeshSpan, MeshTracer
+
+SPAN_KEY = "meshmetrics.span"
+UNMATCHED_OPERATION = "unmatched"
+
+
+def current_span() -> MeshSpan | None:
+    """The server span of the request being handled, if tracing is on."""
+    if not has_request_context():
+        return None
+    span: MeshSpan | None = request.environ.get(SPAN_KEY)
+    return span
+
+
+class ServerTracing:
+    """Server spans of an app or Blueprint; the API of ``flask_opentracing.FlaskTracing``."""
+
+    def __init__(self, tracer: MeshTracer, traced_attributes: tuple[str, ...] = ()) -> None:
+        self.tracer = tracer
+        self._traced_attributes = traced_attributes
+
+    def get_span(self, req: Any = None) -> MeshSpan | None:
+        """The server span of ``req`` (default: the current request), or ``None``."""
+        if req is None:
+            return current_span()
+        span: MeshSpan | None = req.environ.get(SPAN_KEY)
+        return span
+
+    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Tag the current server span with these request attributes (as Flask-OpenTracing)."""
+
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def traced(*args: Any, **kwargs: Any) -> Any:
+                span = self.get_span()
+                if span is not None:
+                    for attribute in attributes:
+                        value = getattr(request, attribute, None)
+                        if value is not None:
+                            span.set_tag(attribute, str(value))
+                return view(*args, **kwargs)
+
+            return traced
+
+        return decorator
+
+    # -- called by the request-path core --------------------------------------------------
+
+    def start(self, req: Any, route: str, started_wall: float) -> None:
+        """Open the request's server span, dated from when the WSGI call began."""
+        environ = req.environ
+        tracer = self.tracer
+        context = tracer.context_for(extract(environ))
+        if not context.sampled:  # only the ids, for propagation: no clock, no tags
+            environ[SPAN_KEY] = MeshSpan(tracer, context, UNMATCHED_OPERATION, None, 0.0)
+            return
+        rule = req.url_rule
+        span = MeshSpan(
+            tracer,
+            context,
+            rule.endpoint if rule is not None else UNMATCHED_OPERATION,
+            None,
+            started_wall,
+        )
+        span.tags.update(
+            {
+                ext_tags.COMPONENT: "flask",
+                ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_SERVER,
+                ext_tags.HTTP_METHOD: req.method,
+                ext_tags.HTTP_URL: _url(environ),
+                "http.route": route,
+            }
+        )
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        if request_id:
+            span.tags["guid:x-request-id"] = request_id
+        for attribute in self._traced_attributes:
+            span.tags[attribute] = str(getattr(req, attribute, ""))
+        environ[SPAN_KEY] = span
+
+    def finish(self, environ: Mapping[str, Any], status: int, exc: BaseException | None) -> None:
+        """Tag the status sent and any exception, then finish the span."""
+        span = environ.get(SPAN_KEY)
+        if span is None or not span.context.sampled or span.finished:
+            return
+        span.tags[ext_tags.HTTP_STATUS_CODE] = status
+        if status >= 500:
+            span.tags[ext_tags.ERROR] = True
+        if exc is not None:
+            span.tags[ext_tags.ERROR] = True
+            span.log_kv(
+                {
+                    "event": "error",
+                    "error.kind": type(exc).__name__,
+                    "error.object": repr(exc)[:1024],
+                    "message": str(exc)[:1024],
+                    "stack": "".join(traceback.format_exception(exc))[-4096:],
+                }
+            )
+        span.finish()
+
+    def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None:
+        """The trace id of a sampled request, for its latency histogram observation."""
+        span = environ.get(SPAN_KEY)
+        if span is None or not span.context.sampled:
+            return None
+        return {"trace_id": span.trace_id_hex}
+
+
+def wall_clock_of(started: float) -> float:
+    """The wall-clock time of a ``perf_counter()`` reading taken a moment ago."""
+    return time.time() - (time.perf_counter() - started)
+
+
+def _url(environ: Mapping[str, Any]) -> str:
+    """The request URL as the client sent it (werkzeug's ``request.url`` costs ~10x more)."""
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    query = environ.get("QUERY_STRING")
+    path = f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+    url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
+    return f"{url}?{query}" if query else url

@@ -1,0 +1,115 @@
+"""The package's shape: the request path imports no tooling, no import cycle, Flask's
+public API only (private details only in ``_compat``), nothing outside the repository."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from helpers import PYTHON, ROOT
+from meshmetrics.config import InstrumentOptions, MeshConfig
+
+PACKAGE = ROOT / "src" / "meshmetrics"
+THIS = Path(__file__).resolve()
+TOOLING = ("meshmetrics.manifests", "meshmetrics.cli", "meshmetrics.tools", "meshmetrics.testing")
+OPTIONAL = ("yaml", "grafana_foundation_sdk", "jsonschema", "rich", "jaeger_client", "thrift")
+
+
+def test_import_meshmetrics_loads_the_request_path_only() -> None:
+    code = "import sys, meshmetrics; print('\\n'.join(sorted(sys.modules)))"
+    loaded = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [m for m in loaded if m.startswith(TOOLING)] == []
+    assert [m for m in loaded if m.split(".")[0] in OPTIONAL] == []
+    assert "meshmetrics.instrumentation" in loaded
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules of the package imported at module level (not inside functions)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+                break
+            if isinstance(sub, ast.ImportFrom) and sub.level:
+                base = package.split(".")
+                base = base[: len(base) - sub.level + 1]
+                if sub.module:
+                    found.add(".".join([*base, *sub.module.split(".")]))
+                else:  # from . import runner
+                    found.update(".".join([*base, alias.name]) for alias in sub.names)
+            elif isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("meshmetrics"):
+                found.add(sub.module or "")
+    return found
+
+
+def test_no_import_cycle() -> None:
+    graph = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+    graph = {m: {t for t in targets if t in graph and t != m} for m, targets in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = 1
+        for target in graph[module]:
+            assert state.get(target) != 1, f"import cycle: {' -> '.join([*stack, target])}"
+            if target not in state:
+                visit(target, [*stack, target])
+        state[module] = 2
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_core_modules_never_import_tooling() -> None:
+    core = [p for p in PACKAGE.glob("*.py") if p.name != "__main__.py"]
+    core += (PACKAGE / "tracing").glob("*.py")
+    for path in core:
+        tooling = [t for t in _imports(path) if t.startswith(TOOLING)]
+        assert tooling == [], f"{path.name} imports {tooling}"
+
+
+def test_flask_and_prometheus_client_internals_only_in_compat() -> None:
+    forbidden = (
+        "import gc",
+        "before_request_funcs",
+        "after_request_funcs",
+        "teardown_request_funcs",
+        "deferred_functions",
+        "view_functions[",
+        "_got_registered_once",
+        "_collector_to_names",
+        "ValueClass",
+        "_cv_request",
+        "prom_do_not_track",
+    )
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_compat.py":
+            continue
+        text = path.read_text()
+        assert [f for f in forbidden if f in text] == [], path
+
+
+def test_nothing_refers_outside_the_repository() -> None:
+    for folder in ("src", "tests", "examples", "docs", "benchmarks", ".ci"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".py", ".md", ".sh", "") and path != THIS:
+                assert "../shared" not in path.read_text(errors="replace"), path
+                assert '"shared" / "tools"' not in path.read_text(errors="replace"), path
+
+
+def test_typed_options_match_the_config_fields() -> None:
+    assert set(typing.get_type_hints(InstrumentOptions)) == {f.name for f in fields(MeshConfig)}
