@@ -16,8 +16,10 @@ app = Flask("plain")
 app.add_url_rule("/hello", "hello", lambda: "hi")
 instrument(app)
 PY
-"$venv/bin/flask" --app plainapp routes | grep -q meshmetrics_metrics
-"$venv/bin/meshmetrics" --help | grep -q manifests
+routes=$("$venv/bin/flask" --app plainapp routes)  # (no pipe into grep -q: SIGPIPE)
+grep -q meshmetrics_metrics <<<"$routes"
+usage=$("$venv/bin/meshmetrics" --help)
+grep -q manifests <<<"$usage"
 "$venv/bin/python" -m meshmetrics --help >/dev/null
 set +e
 out=$("$venv/bin/python" -m meshmetrics manifests --service x 2>&1); rc=$?
