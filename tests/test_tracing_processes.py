@@ -28,17 +28,19 @@ def test_forked_gunicorn_workers_report_spans(
     }
     server = start_server(argv, port, env=env)
 
+    requests_sent = 200  # enough that a busy machine still spreads them over both workers
+
     def hit(_: int) -> str:
         with requests.Session() as session:  # a new connection: any worker may answer
             return session.get(f"{server.base}/api/v1/items/pid", timeout=10).text
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        pids = set(pool.map(hit, range(200)))
+        pids = set(pool.map(hit, range(requests_sent)))
     assert len(pids) >= 2, "one worker served everything: forking not exercised"
-    spans = [s for s in agent.wait_for(40) if s.operation == "items.pid"]
-    assert len(spans) == 40
-    assert len({s.span_id for s in spans}) == 40, "a forked worker repeated its parent's ids"
-    assert len({s.trace_id for s in spans}) == 40
+    spans = [s for s in agent.wait_for(requests_sent) if s.operation == "items.pid"]
+    assert len(spans) == requests_sent
+    assert len({s.span_id for s in spans}) == requests_sent, "a worker repeated its parent's ids"
+    assert len({s.trace_id for s in spans}) == requests_sent
     server.stop()
 
 
