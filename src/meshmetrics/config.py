@@ -73,9 +73,10 @@ class ConfigError(ValueError):
         self.option, self.value, self.source, self.rule = option, value, source, rule
         super().__init__(self.describe())
 
-    def describe(self) -> str:
+    def describe(self, name: str | None = None) -> str:
+        """The message, naming the option as ``name`` (a CLI flag) when given."""
         return (
-            f"meshmetrics: invalid {self.option} {self.value!r} (from {self.source}): "
+            f"meshmetrics: invalid {name or self.option} {self.value!r} (from {self.source}): "
             f"must be {self.rule}"
         )
 
@@ -88,9 +89,9 @@ class MissingExtraError(ConfigError, ImportError):
         self.cause = cause
         super().__init__(option, value, source, f"installed: pip install 'meshmetrics[{extra}]'")
 
-    def describe(self) -> str:
+    def describe(self, name: str | None = None) -> str:
         return (
-            f"meshmetrics: {self.option}={self.value!r} (from {self.source}) needs the "
+            f"meshmetrics: {name or self.option}={self.value!r} (from {self.source}) needs the "
             f"'{self.extra}' extra: pip install 'meshmetrics[{self.extra}]' ({self.cause})"
         )
 
@@ -357,7 +358,6 @@ def _http_endpoint(value: Any) -> HttpEndpoint:
         or not parts.hostname
         or _host(parts.hostname) is None
         or (port is not None and not 1 <= port <= 65535)
-        or port == 0
     ):
         raise _InvalidError(rule)
     return HttpEndpoint(text)
@@ -590,13 +590,8 @@ def resolve_config(
     for option in OPTIONS:
         source, raw = _raw_value(option, explicit, app_config, env, values, default_service)
         sources[option.name] = source
-        if source == "default":
-            value = option.default
-            if option.name == "trace_endpoint" and values["tracing"] != "off":
-                value = _default_endpoint(values["tracing"])
-        else:
-            value = _convert(option, raw, source, values)
-        values[option.name] = value
+        # a default converts to itself; MeshConfig fills in the backend's default endpoint
+        values[option.name] = _convert(option, raw, source, values)
     config = MeshConfig(**values)
     object.__setattr__(config, "_sources", sources)
     return config

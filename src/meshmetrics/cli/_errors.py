@@ -28,9 +28,8 @@ def fail(message: str) -> NoReturn:
 
 
 def fail_config(error: ConfigError, flag: str | None = None) -> NoReturn:
-    """A configuration error as one line, from its fields (not its message text)."""
-    name = flag or error.option
-    fail(f"invalid {name} {error.value!r} (from {error.source}): must be {error.rule}")
+    """A configuration error as one line, the option named by its flag."""
+    fail(error.describe(flag).removeprefix("meshmetrics: "))
 
 
 def extra_hint(command: str, error: ImportError) -> str | None:

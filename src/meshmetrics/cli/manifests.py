@@ -56,7 +56,6 @@ def build_model(
     """The service model from an app's instrumentation, or from options alone."""
     kind = "PodMonitor" if podmonitor else "ServiceMonitor"
     given = {key: value for key, value in overrides.items() if value is not None}
-    flags = {"metrics_path": "--path", "scrape_interval": "--interval"}
     try:
         if app is None:
             if "service" not in given:
@@ -66,15 +65,14 @@ def build_model(
         inst = instrumentation_of(app)
         for fixed in ("prefix", "metrics_path"):
             if fixed in given and given[fixed] != getattr(inst.config, fixed):
-                flag = flags.get(fixed, "--prefix")
+                flag = _flag(fixed)
                 fail(
                     f"{flag} conflicts with the app's {fixed} {getattr(inst.config, fixed)!r}: "
                     "the manifests must match what the app exports; change it in instrument()"
                 )
         config = inst.config.replace(source="the command line", **given)
     except ConfigError as exc:
-        opt = exc.option
-        fail_config(exc, flags.get(opt, "--" + opt.replace("_", "-")))
+        fail_config(exc, _flag(exc.option))
     return model_from_registry(
         config,
         inst.registries,
@@ -82,6 +80,15 @@ def build_model(
         monitor_kind=kind,
         istio=istio,
     )
+
+
+#: Options whose command-line flag is not ``--`` + the option's name.
+_FLAGS = {"metrics_path": "--path", "scrape_interval": "--interval"}
+
+
+def _flag(option: str) -> str:
+    """The command-line flag of an option."""
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 def write_atomically(directory: Path, files: dict[str, str]) -> None:
@@ -242,7 +249,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
             try:
                 MeshConfig(service="x", namespace=value)
             except ConfigError as exc:
-                fail_config(exc, "--" + name.replace("_", "-"))
+                fail_config(exc, _flag(name))
     istio = opts.pop("istio")
     model = build_model(app, opts, podmonitor="podmonitor" in kinds, istio=istio)
     try:
