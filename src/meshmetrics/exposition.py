@@ -87,24 +87,31 @@ class _Restricted:
 _PID_FILE = re.compile(r"_(\d+)\.db\Z")
 
 
+def files_by_pid(directory: str | Path) -> dict[int | None, list[Path]]:
+    """The multiprocess directory's value files, by the pid that wrote them (``None``:
+    a file whose name carries no pid)."""
+    found: dict[int | None, list[Path]] = {}
+    for path in Path(directory).glob("*.db"):
+        match = _PID_FILE.search(path.name)
+        found.setdefault(int(match.group(1)) if match else None, []).append(path)
+    return found
+
+
+def live_pids(directory: str | Path) -> list[int]:
+    """The processes with files in the multiprocess directory that are still running."""
+    return sorted(pid for pid in files_by_pid(directory) if pid is not None and _alive(pid))
+
+
 class WorkerProcessCollector:
     """``process_*`` metrics of every live process writing to the multiprocess directory,
     each with a ``pid`` label: a dead worker's series disappear with it."""
 
     def __init__(self, directory: str) -> None:
-        self._directory = Path(directory)
-
-    def live_pids(self) -> list[int]:
-        pids: set[int] = set()
-        for path in self._directory.glob("*.db"):
-            match = _PID_FILE.search(path.name)
-            if match is not None:
-                pids.add(int(match.group(1)))
-        return sorted(pid for pid in pids if _alive(pid))
+        self._directory = directory
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
-        for pid in self.live_pids():
+        for pid in live_pids(self._directory):
             collector = ProcessCollector(pid=_pid_of(pid), registry=None)
             for metric in collector.collect():
                 family = families.get(metric.name)

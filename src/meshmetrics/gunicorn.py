@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from .exposition import _PID_FILE, MULTIPROC_ENV, WorkerProcessCollector, multiprocess_dir
+from .exposition import MULTIPROC_ENV, files_by_pid, live_pids, multiprocess_dir
 
 if not os.environ.get(MULTIPROC_ENV):
     os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="meshmetrics-multiproc-")
@@ -40,11 +40,12 @@ threads = 4
 
 def on_starting(server: Any) -> None:
     """Remove the files of dead processes before any worker starts."""
-    live = set(WorkerProcessCollector(os.environ[MULTIPROC_ENV]).live_pids())
-    for path in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
-        match = _PID_FILE.search(path.name)
-        if match is None or int(match.group(1)) not in live:
-            path.unlink(missing_ok=True)
+    directory = os.environ[MULTIPROC_ENV]
+    live = set(live_pids(directory))
+    for pid, paths in files_by_pid(directory).items():
+        if pid not in live:
+            for path in paths:
+                path.unlink(missing_ok=True)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Unpack, cast
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
 from flask.blueprints import BlueprintSetupState
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from . import runner
@@ -67,7 +67,6 @@ class Instrumentation:
         self.target = target
         self.config = config
         self.multiprocess_dir = multiprocess_dir()
-        self.multiprocess = self.multiprocess_dir is not None
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_metrics = RequestMetrics(config, self.registry)
         self.metrics = PrometheusMetrics(
@@ -133,10 +132,13 @@ class Instrumentation:
         return self._apps[0][0]
 
     @property
+    def multiprocess(self) -> bool:
+        """Whether metrics are summed over worker processes (``PROMETHEUS_MULTIPROC_DIR``)."""
+        return self.multiprocess_dir is not None
+
+    @property
     def registries(self) -> tuple[CollectorRegistry, ...]:
         """The registries whose families this service exports (for the manifests)."""
-        from prometheus_client import REGISTRY
-
         return (self.registry,) if self.multiprocess else (self.registry, REGISTRY)
 
     def run(self, *args: Any, **options: Any) -> None:

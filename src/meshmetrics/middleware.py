@@ -28,12 +28,11 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
 from ._compat import current_request, excluded_by_pfe
+from .exposition import WSGIApp
 from .metrics import CLIENT_CLOSED, UNMATCHED, RequestMetrics, method_label
 from .tracing.server import ServerTracing, wall_clock_of
 
 log = logging.getLogger("meshmetrics")
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class RequestState:
@@ -175,12 +174,21 @@ class AppObserver:
         try:
             body = self.wsgi_app(environ, observed_start_response)
         except BaseException as exc:
-            self.core.finish(state, environ, 500, exc, whole_app=self.scope is None)
+            self._finish(state, environ, 500, exc)
             raise
         if state.streamed and not state.skip:
             return ObservedBody(body, self, state, environ)
-        self.core.finish(state, environ, state.status or 500, None, whole_app=self.scope is None)
+        self._finish(state, environ, state.status or 500, None)
         return body
+
+    def _finish(
+        self,
+        state: RequestState,
+        environ: dict[str, Any],
+        status: int,
+        exc: BaseException | None,
+    ) -> None:
+        self.core.finish(state, environ, status, exc, whole_app=self.scope is None)
 
     def body_done(
         self,
@@ -191,7 +199,7 @@ class AppObserver:
     ) -> None:
         """A streamed body ended: sent whole, failed, or abandoned by the client."""
         status = state.status if complete or error is not None else CLIENT_CLOSED
-        self.core.finish(state, environ, status, error, whole_app=self.scope is None)
+        self._finish(state, environ, status, error)
 
     # -- Flask signals ----------------------------------------------------------------
 
