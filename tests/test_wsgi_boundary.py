@@ -95,6 +95,8 @@ def test_blueprint_counts_requests_answered_by_app_hooks() -> None:
     def require_token() -> None:
         from flask import request
 
+        if request.headers.get("X-Token") == "crash":
+            raise RuntimeError("auth backend down")
         if request.path.startswith("/api") and request.headers.get("X-Token") != "t":
             abort(401)
 
@@ -104,8 +106,13 @@ def test_blueprint_counts_requests_answered_by_app_hooks() -> None:
     client.get("/api/items", headers={"X-Token": "t"})
     client.post("/api/items", headers={"X-Token": "t"})  # 405 on its route
     client.get("/public")
+    client.get("/api/items", headers={"X-Token": "crash"})  # an app hook raised: 500
+    client.get("/public", headers={"X-Token": "crash"})  # not the Blueprint's
     text = scrape(app)
     assert value(text, "flask_http_request_total", path="/api/items", status="401") == 1
+    labels = {"path": "/api/items", "status": "500", "exception": "RuntimeError"}
+    assert value(text, "flask_http_request_exceptions_total", **labels) == 1
+    assert value(text, "flask_http_request_exceptions_total") == 1
     assert value(text, "flask_http_request_total", path="/api/items", status="200") == 1
     assert value(text, "flask_http_request_total", path="/api/items", status="405") == 1
     assert value(text, "flask_http_request_total", path="/public") == 0

@@ -161,8 +161,8 @@ class Instrumentation:
     def _attach(self, app: Flask, blueprint_name: str | None) -> None:
         for attached, observer in self._apps:
             if attached is app:
-                if blueprint_name is not None and observer.scope is not None:
-                    observer.scope = observer.scope | {blueprint_name}
+                if blueprint_name is not None:
+                    observer.extend_scope(blueprint_name)
                 return
         owner = app.extensions.get(EXTENSION_KEY)
         if owner is not None and owner is not self:

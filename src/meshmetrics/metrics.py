@@ -93,15 +93,13 @@ class RequestMetrics:
             child = self._gauges[key] = self.in_progress.labels(method, path)
         return child
 
-    def _request_children(self, method: str, path: str, status: int) -> tuple[Any, Any]:
-        key = (method, path, status)
-        pair = self._children.get(key)
-        if pair is None:
-            code = str(status)
-            pair = self._children[key] = (
-                self.duration.labels(method, path, code),
-                self.requests.labels(method, path, code),
-            )
+    def _request_children(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+        method, path, status = key
+        code = str(status)
+        pair = self._children[key] = (
+            self.duration.labels(method, path, code),
+            self.requests.labels(method, path, code),
+        )
         return pair
 
     def record(
@@ -114,7 +112,9 @@ class RequestMetrics:
         exception: str | None,
     ) -> None:
         """Count one finished request (and its exception, if it raised one)."""
-        histogram, counter = self._request_children(method, path, status)
+        key = (method, path, status)
+        pair = self._children.get(key) or self._request_children(key)
+        histogram, counter = pair
         histogram.observe(seconds, exemplar)
         counter.inc()
         if exception is not None:

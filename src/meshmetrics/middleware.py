@@ -1,14 +1,15 @@
 """The request path: every request measured at the WSGI boundary of the app.
 
 :class:`AppObserver` wraps ``app.wsgi_app`` (Flask's documented place for WSGI
-middleware).  The clock starts when the app is called.  Flask's public signals name
-the route (``request_started``, sent before any ``before_request`` hook, so a request
-an app hook answers is counted too), the response (``request_finished``) and an
-exception (``got_request_exception``, which Flask-RESTX and others send for the
-exceptions they handle themselves).  The request is complete when the app returns,
-or, for a response whose body is a generator (streaming), when the server has sent
-the last chunk or closed the body because the client went away (status
-:data:`~.metrics.CLIENT_CLOSED`).
+middleware).  The clock starts when the app is called.  Flask's public hooks name the
+route (a ``before_request`` function starts the in-progress gauge and the server span;
+a request that an earlier ``before_request`` function answered starts in
+``after_request`` or ``got_request_exception``, so it is counted too) and the response
+(``after_request``); its ``got_request_exception`` signal names an exception
+(Flask-RESTX and others send it for the exceptions they handle themselves).  The
+request is complete when the app returns, or, for a response whose body is a
+generator (streaming), when the server has sent the last chunk or closed the body
+because the client went away (status :data:`~.metrics.CLIENT_CLOSED`).
 The status recorded is the one the server sends: 500 when an exception escapes the
 app (a failing ``teardown_request`` included).
 """
@@ -23,14 +24,21 @@ from time import perf_counter
 from types import GeneratorType
 from typing import Any
 
-from flask import Flask, got_request_exception, request_finished, request_started
+from flask import Flask, current_app, got_request_exception
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
 from ._compat import current_request, excluded_by_pfe
 from .exposition import WSGIApp
-from .metrics import CLIENT_CLOSED, UNMATCHED, RequestMetrics, method_label
-from .tracing.server import ServerTracing, wall_clock_of
+from .metrics import (
+    CLIENT_CLOSED,
+    OTHER_METHOD,
+    STANDARD_METHODS,
+    UNMATCHED,
+    RequestMetrics,
+    method_label,
+)
+from .tracing.server import ServerTracing
 
 log = logging.getLogger("meshmetrics")
 
@@ -39,20 +47,21 @@ class RequestState:
     """One request's measurement, kept in its WSGI environ."""
 
     __slots__ = (
+        "done",
         "exception",
-        "finished",
         "gauge",
         "method",
+        "observer",
         "path",
         "req",
-        "skip",
         "started",
         "status",
         "streamed",
     )
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, observer: AppObserver) -> None:
         self.started = started
+        self.observer = observer
         self.status = 0
         self.method: str | None = None
         self.path: str | None = None
@@ -60,8 +69,8 @@ class RequestState:
         self.req: Any = None
         self.exception: BaseException | None = None
         self.streamed = False
-        self.skip = False
-        self.finished = False
+        #: nothing (more) to record: finished, or not measured here
+        self.done = False
 
 
 class RequestCore:
@@ -78,13 +87,15 @@ class RequestCore:
         self.excluded = excluded
 
     def start(self, state: RequestState, req: Any, path: str) -> None:
-        method = method_label(req.method)
+        method = req.method
+        if method not in STANDARD_METHODS:
+            method = OTHER_METHOD
         state.method, state.path, state.req = method, path, req
         gauge = self.metrics.in_progress_child(method, path)
         gauge.inc()
         state.gauge = gauge
         if self.tracing is not None:
-            self.tracing.start(req, path, wall_clock_of(state.started))
+            self.tracing.start(req, path, state.started)
 
     def finish(
         self,
@@ -92,25 +103,21 @@ class RequestCore:
         environ: dict[str, Any],
         status: int,
         exc: BaseException | None,
-        *,
-        whole_app: bool,
     ) -> None:
-        if state.finished or state.skip:
-            return
-        state.finished = True
+        """Record a request whose route is known (``state.path``)."""
+        state.done = True
+        # out of the environ, which Flask's request keeps in a reference cycle: the
+        # state is freed at once, not by the cyclic garbage collector
+        environ.pop(STATE_KEY, None)
         if state.gauge is not None:
             state.gauge.dec()
         method, path = state.method, state.path
-        if path is None:  # Flask never routed it (an app-level WSGI layer answered)
-            if not whole_app:
-                return
-            method, path = method_label(environ.get("REQUEST_METHOD", "")), UNMATCHED
         exc = state.exception or exc
         tracing = self.tracing
         if state.req is None or not excluded_by_pfe(state.req):
             self.metrics.record(
                 method or "",
-                path,
+                path or UNMATCHED,
                 status,
                 perf_counter() - state.started,
                 tracing.exemplar(environ) if tracing is not None else None,
@@ -139,22 +146,18 @@ class AppObserver:
         self.wsgi_app = wsgi_app
         self.core = core
         self.scope = scope
+        #: each route's ``path`` label, or ``None`` when it is not measured here
+        self._routes: dict[int, str | None] = {}
         self.active = True
-        self._key = f"meshmetrics.request.{id(self)}"
         self._on_first_request: Callable[[dict[str, Any]], None] | None = on_first_request
         self._first_hook = on_first_request
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forked(ref))
-        request_started.connect(self._on_started, app)
-        request_finished.connect(self._on_finished, app)
-        got_request_exception.connect(self._on_exception, app)
+        install_hooks(app)
 
     def detach(self, app: Flask) -> None:
         """Stop measuring (the wrapper stays in place, passing requests through)."""
         self.active = False
-        request_started.disconnect(self._on_started, app)
-        request_finished.disconnect(self._on_finished, app)
-        got_request_exception.disconnect(self._on_exception, app)
 
     # -- WSGI -----------------------------------------------------------------------
 
@@ -164,8 +167,8 @@ class AppObserver:
         if self._on_first_request is not None:
             hook, self._on_first_request = self._on_first_request, None
             hook(environ)
-        state = RequestState(perf_counter())
-        environ[self._key] = state
+        state = RequestState(perf_counter(), self)
+        environ[STATE_KEY] = state
 
         def observed_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             state.status = int(status[:3])
@@ -176,7 +179,7 @@ class AppObserver:
         except BaseException as exc:
             self._finish(state, environ, 500, exc)
             raise
-        if state.streamed and not state.skip:
+        if state.streamed and not state.done:
             return ObservedBody(body, self, state, environ)
         self._finish(state, environ, state.status or 500, None)
         return body
@@ -188,7 +191,22 @@ class AppObserver:
         status: int,
         exc: BaseException | None,
     ) -> None:
-        self.core.finish(state, environ, status, exc, whole_app=self.scope is None)
+        if state.done:
+            return
+        if state.path is None:  # none of the hooks ran
+            self._route_late(state, environ)
+            if state.done:
+                return
+        self.core.finish(state, environ, status, exc)
+
+    def _route_late(self, state: RequestState, environ: dict[str, Any]) -> None:
+        """A request Flask never routed for us (no hook ran: a WSGI layer answered, or
+        the request context could not be built): the whole app counts it unmatched."""
+        if self.scope is None:
+            state.method = method_label(environ.get("REQUEST_METHOD", ""))
+            state.path = UNMATCHED
+        else:
+            state.done = True
 
     def body_done(
         self,
@@ -201,39 +219,94 @@ class AppObserver:
         status = state.status if complete or error is not None else CLIENT_CLOSED
         self._finish(state, environ, status, error)
 
-    # -- Flask signals ----------------------------------------------------------------
+    # -- called by the Flask hooks below ---------------------------------------------------
 
-    def _on_started(self, sender: Flask, **_: Any) -> None:
-        req = current_request()
-        state: RequestState | None = req.environ.get(self._key)
-        if state is None:
-            return  # not served through this wrapper (another app's, a test context)
-        rule = req.url_rule or _rule_of_405(sender, req)
-        if self.scope is not None and (rule is None or not self._in_scope(rule)):
-            state.skip = True
+    def routed(self, state: RequestState, req: Any) -> None:
+        """The request is routed: it starts, unless it is not measured here."""
+        if state.path is not None or state.done:
             return
-        path = rule.rule if rule is not None else UNMATCHED
-        if path in self.core.excluded:
-            state.skip = True
+        rule = req.url_rule
+        # decided once per route (rules are not hashable; a url_map keeps its rules)
+        path = self._routes.get(id(rule), _UNDECIDED) if rule is not None else _UNDECIDED
+        if path is _UNDECIDED:
+            path = self._route_of(req)
+            if rule is not None:
+                self._routes[id(rule)] = path
+        if path is None:
+            state.done = True
             return
         self.core.start(state, req, path)
+
+    def _route_of(self, req: Any) -> str | None:
+        """The ``path`` label of a request, or ``None`` when it is not measured here."""
+        rule = req.url_rule or _rule_of_405(req)
+        if self.scope is not None and (rule is None or not self._in_scope(rule)):
+            return None
+        path = rule.rule if rule is not None else UNMATCHED
+        return None if path in self.core.excluded else path
+
+    def extend_scope(self, blueprint_name: str) -> None:
+        """Also measure the requests of the Blueprint registered under this name."""
+        if self.scope is not None:
+            self.scope = self.scope | {blueprint_name}
+            self._routes.clear()
 
     def _in_scope(self, rule: Rule) -> bool:
         endpoint = str(rule.endpoint)
         return any(endpoint.startswith(name + ".") for name in self.scope or ())
 
-    def _on_finished(self, sender: Flask, response: Any, **_: Any) -> None:
-        state: RequestState | None = current_request().environ.get(self._key)
-        if state is not None:
-            # a generator body (Response(gen()), stream_with_context) is produced while
-            # the server sends it; anything else is complete when the app returns
-            state.streamed = isinstance(response.response, GeneratorType)
-            if not state.status:
-                state.status = response.status_code
 
-    def _on_exception(self, sender: Flask, exception: BaseException, **_: Any) -> None:
-        state: RequestState | None = current_request().environ.get(self._key)
-        if state is not None and state.exception is None:
+_UNDECIDED: Any = object()
+
+
+# -- Flask's hooks, installed once per app; each finds its request's observer -----------
+
+#: Where a request's :class:`RequestState` lives in its WSGI environ.
+STATE_KEY = "meshmetrics.request"
+_HOOKS_KEY = "meshmetrics.hooks"
+
+
+def install_hooks(app: Flask) -> None:
+    """Flask's public hooks on ``app``, once: an instrumentation attached later (after
+    ``uninstrument()``, even after the app served requests) reuses them.  A request that
+    no active wrapper serves has no state, and the hooks return at once."""
+    if app.extensions.get(_HOOKS_KEY):
+        return
+    app.before_request(_on_routed)
+    app.after_request(_on_response)
+    got_request_exception.connect(_on_exception, app)
+    app.extensions[_HOOKS_KEY] = True
+
+
+def _on_routed() -> None:
+    """An app ``before_request`` function: the request is routed and starts here.  One
+    that an earlier function answered starts in ``after_request`` or, if it raised, in
+    ``got_request_exception`` (Flask runs both inside the request)."""
+    req = current_request()
+    state: RequestState | None = req.environ.get(STATE_KEY)
+    if state is not None:
+        state.observer.routed(state, req)
+
+
+def _on_response(response: Any) -> Any:
+    """``after_request``: note whether the body is produced while it is sent."""
+    req = current_request()
+    state: RequestState | None = req.environ.get(STATE_KEY)
+    if state is not None:
+        state.observer.routed(state, req)  # no-op unless an earlier hook answered
+        # a generator body (Response(gen()), stream_with_context) is produced while
+        # the server sends it; anything else is complete when the app returns
+        state.streamed = isinstance(response.response, GeneratorType)
+    return response
+
+
+def _on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
+    """Flask's ``got_request_exception`` signal (sent only when something raised)."""
+    req = current_request()
+    state: RequestState | None = req.environ.get(STATE_KEY)
+    if state is not None:
+        state.observer.routed(state, req)  # no-op unless an earlier hook raised
+        if state.exception is None:
             state.exception = exception
 
 
@@ -243,12 +316,12 @@ def _forked(ref: weakref.ReferenceType[AppObserver]) -> None:
         observer._on_first_request = observer._first_hook
 
 
-def _rule_of_405(app: Flask, req: Any) -> Rule | None:
+def _rule_of_405(req: Any) -> Rule | None:
     """The route a 405 (method not allowed) request hit, so it is counted on that route."""
     error = req.routing_exception
     if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
         return None
-    adapter = app.create_url_adapter(req)
+    adapter = current_app.create_url_adapter(req)
     if adapter is None:
         return None
     try:

@@ -67,8 +67,9 @@ class ServerTracing:
 
     # -- called by the request-path core --------------------------------------------------
 
-    def start(self, req: Any, route: str, started_wall: float) -> None:
-        """Open the request's server span, dated from when the WSGI call began."""
+    def start(self, req: Any, route: str, started: float) -> None:
+        """Open the request's server span, dated from when the WSGI call began
+        (``started``, a ``perf_counter()`` reading)."""
         environ = req.environ
         tracer = self.tracer
         context = tracer.context_for(extract(environ))
@@ -81,7 +82,7 @@ class ServerTracing:
             context,
             rule.endpoint if rule is not None else UNMATCHED_OPERATION,
             None,
-            started_wall,
+            wall_clock_of(started),
         )
         span.tags.update(
             {
@@ -99,9 +100,12 @@ class ServerTracing:
             span.tags[attribute] = str(getattr(req, attribute, ""))
         environ[SPAN_KEY] = span
 
-    def finish(self, environ: Mapping[str, Any], status: int, exc: BaseException | None) -> None:
-        """Tag the status sent and any exception, then finish the span."""
-        span = environ.get(SPAN_KEY)
+    def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None:
+        """Tag the status sent and any exception, then finish the span.
+
+        The span leaves the environ (which Flask's request keeps in a reference cycle), so
+        it is freed at once rather than by the cyclic garbage collector."""
+        span = environ.pop(SPAN_KEY, None)
         if span is None or not span.context.sampled or span.finished:
             return
         span.tags[ext_tags.HTTP_STATUS_CODE] = status

@@ -1,0 +1,59 @@
+"""One test per private detail of a dependency that ``meshmetrics._compat`` relies on: an
+upgrade that changes one fails here, by name, not on the request path."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from prometheus_client import CollectorRegistry, Counter, values
+from prometheus_flask_exporter import PrometheusMetrics
+
+from meshmetrics import _compat
+
+
+def test_current_request_is_the_real_request_object() -> None:
+    app = Flask("compat")
+    with app.test_request_context("/x"):
+        assert _compat.current_request() is request._get_current_object()  # type: ignore[attr-defined]
+
+
+def test_prometheus_flask_exporter_request_flags() -> None:
+    app = Flask("pfe")
+    metrics = PrometheusMetrics(app=None, path=None, registry=CollectorRegistry())
+    seen: list[bool] = []
+
+    @app.get("/untracked")
+    @metrics.do_not_track()
+    def untracked() -> str:
+        seen.append(_compat.excluded_by_pfe(_compat.current_request()))
+        return "ok"
+
+    @app.get("/excluded")
+    @metrics.exclude_all_metrics()
+    def excluded() -> str:
+        seen.append(_compat.excluded_by_pfe(_compat.current_request()))
+        return "ok"
+
+    @app.get("/tracked")
+    def tracked() -> str:
+        seen.append(_compat.excluded_by_pfe(_compat.current_request()))
+        return "ok"
+
+    client = app.test_client()
+    for path in ("/untracked", "/excluded", "/tracked"):
+        client.get(path)
+    assert seen == [True, True, False]
+
+
+def test_metric_object_attributes() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("orders_total", "Orders placed", ["kind"], registry=registry)
+    assert _compat.family_name(counter) == "orders"
+    assert _compat.family_type(counter) == "counter"
+    assert _compat.label_names(counter) == ("kind",)
+    assert _compat.documentation(counter) == "Orders placed"
+    assert list(_compat.collectors(registry)) == [counter]
+
+
+def test_value_class_switch_exists() -> None:
+    assert hasattr(values, "ValueClass")
+    assert callable(values.get_value_class)
