@@ -15,8 +15,9 @@ def start_server() -> Iterator[Callable[..., Server]]:
     """Start a :class:`Server`; every server started is stopped at teardown."""
     servers: list[Server] = []
 
-    def start(argv: list[str], port: int, env: dict[str, str] | None = None) -> Server:
-        server = Server(argv, port, env)
+    def start(argv: list[str], env: dict[str, str] | None = None) -> Server:
+        """``argv`` makes the server bind port 0 of 127.0.0.1; ``server.port`` is the port."""
+        server = Server(argv, env)
         servers.append(server)
         return server
 

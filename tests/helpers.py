@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import requests
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+
+from meshmetrics.cli import run
+from meshmetrics.testing import capture_spans
+from meshmetrics.testing.receivers import Span
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -64,12 +72,16 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[str] | Non
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-class Server:
-    """A server process on 127.0.0.1, stopped (with its children) at teardown."""
+#: How werkzeug ("Running on …") and gunicorn ("Listening at: …") report the address.
+_LISTENING = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
-    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None) -> None:
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
+
+class Server:
+    """A server process told to bind port 0 on 127.0.0.1; the port it got is read from
+    what it reports (no free-port race).  Its output is read as it comes (a full pipe
+    never blocks it) and returned by :meth:`stop`; it is stopped with its children."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONPATH": str(TESTS), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             argv,
@@ -80,36 +92,79 @@ class Server:
             text=True,
             start_new_session=True,
         )
+        self._output: dict[str, list[str]] = {"out": [], "err": []}
+        self._readers = [
+            threading.Thread(target=self._read, args=(pipe, name), daemon=True)
+            for pipe, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err"))
+        ]
+        for reader in self._readers:
+            reader.start()
         try:
+            self.port = self._reported_port()
+            self.base = f"http://127.0.0.1:{self.port}"
             wait_http(self.base + "/", proc=self.proc)
         except BaseException:
             self.stop()
             raise
 
+    def _read(self, pipe: Any, name: str) -> None:
+        for line in pipe:
+            self._output[name].append(line)
+
+    def _reported_port(self, timeout: float = 20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in [*self._output["err"], *self._output["out"]]:
+                match = _LISTENING.search(line)
+                if match is not None:
+                    return int(match.group(1))
+            if self.proc.poll() is not None:
+                time.sleep(0.1)  # let the readers take the last lines
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+            time.sleep(0.02)
+        raise TimeoutError(f"no listening address reported within {timeout}s: {self.output()}")
+
+    def output(self) -> tuple[str, str]:
+        return "".join(self._output["out"]), "".join(self._output["err"])
+
     def stop(self) -> tuple[str, str]:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
         try:
-            out, err = self.proc.communicate(timeout=15)
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
-            out, err = self.proc.communicate()
-        return out, err
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return self.output()
 
 
 PYTHON = sys.executable
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m meshmetrics ARGS`` in a subprocess (tests/ on the import path)."""
-    return subprocess.run(
-        [PYTHON, "-m", "meshmetrics", *args],
-        cwd=cwd or TESTS,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-    )
+    """meshmetrics' command line in-process, through ``click.testing.CliRunner`` (its
+    ``isolation()``), with exactly what ``python -m meshmetrics ARGS`` runs
+    (:func:`meshmetrics.cli.run`), from ``cwd`` (default: tests/)."""
+    previous, path = os.getcwd(), list(sys.path)
+    os.chdir(cwd or TESTS)
+    try:
+        with CliRunner().isolation() as (out, err, _):
+            try:
+                code = run(list(args))
+            except SystemExit as exc:  # a command's sys.exit(1)
+                code = exc.code if isinstance(exc.code, int) else 1
+            stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        os.chdir(previous)
+        # `--app some/app.py` imports it as module "app": each example is a program of its
+        # own, so forget it (and the folder flask put on sys.path) as a new process would
+        sys.path[:] = path
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "")).startswith(str(ROOT / "examples")):
+                del sys.modules[name]
+    return subprocess.CompletedProcess(list(args), code, stdout, stderr)
 
 
 def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
@@ -119,7 +174,8 @@ def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True)  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll interval: shutdown() returns within 50 ms, not the default 0.5 s
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
 
     def stop() -> None:
@@ -129,8 +185,8 @@ def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{server.server_port}", stop
 
 
-def gunicorn_argv(port: int, app: str, workers: int = 2) -> list[str]:
-    """A real gunicorn with meshmetrics' config module, on 127.0.0.1."""
+def gunicorn_argv(app: str, workers: int = 2) -> list[str]:
+    """A real gunicorn with meshmetrics' config module, on a free port of 127.0.0.1."""
     return [
         PYTHON,
         "-m",
@@ -140,7 +196,7 @@ def gunicorn_argv(port: int, app: str, workers: int = 2) -> list[str]:
         "-c",
         "python:meshmetrics.gunicorn",
         "-b",
-        f"127.0.0.1:{port}",
+        "127.0.0.1:0",
         app,
     ]
 
@@ -154,3 +210,31 @@ def load_example(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: A tracing backend for span-semantics tests: capture_spans() replaces its exporter.
+IN_MEMORY = {"tracing": "otlp", "trace_endpoint": "http://127.0.0.1:9/v1/traces"}
+
+
+def captured_spans(instrumentation: Any) -> Callable[[], list[Span]]:
+    """From now on ``instrumentation``'s spans are kept in memory, synchronously; the
+    returned function lists them (in the receivers' decoded form) at once."""
+    exporter = capture_spans(instrumentation)
+    service = instrumentation.config.service
+
+    def spans() -> list[Span]:
+        return [
+            Span(
+                service,
+                s.context.trace_id,
+                s.context.span_id,
+                s.context.parent_id or 0,
+                s.operation_name,
+                dict(s.tags),
+                [dict(fields) for _, fields in s.logs],
+                s.start_time,
+            )
+            for s in exporter.spans
+        ]
+
+    return spans

@@ -54,8 +54,7 @@ def test_healthy_service_is_clean(serve: Callable[[Flask], str]) -> None:
 
 @pytest.mark.slow
 def test_reloader_404_is_explained(start_server: Callable[..., Server]) -> None:
-    port = free_port()
-    server = start_server([PYTHON, "apps/pfe_debug.py", str(port)], port)
+    server = start_server([PYTHON, "apps/pfe_debug.py", "0"])
     result = run_cli("check", f"{server.base}/metrics")
     assert result.returncode == 1
     assert "404 while the app answers" in result.stdout

@@ -8,7 +8,7 @@ import pytest
 import requests
 from flask import Flask, request
 
-from helpers import serve_in_thread
+from helpers import IN_MEMORY, captured_spans, serve_in_thread
 from meshmetrics import forward_headers, instrument
 from meshmetrics.testing.receivers import JaegerAgent
 
@@ -23,9 +23,10 @@ ENVOY = {
 }
 
 
-def two_services(endpoint: str | None) -> tuple[Flask, Flask, Any, list[dict[str, str]]]:
-    tracing = "jaeger" if endpoint else "off"
-    options: dict[str, Any] = {"tracing": tracing}
+def two_services(
+    endpoint: str | None, **tracing: Any
+) -> tuple[Flask, Flask, Any, list[dict[str, str]]]:
+    options: dict[str, Any] = tracing or {"tracing": "jaeger" if endpoint else "off"}
     if endpoint:
         options["trace_endpoint"] = endpoint
     seen: list[dict[str, str]] = []
@@ -103,8 +104,8 @@ def test_tracing_off_forwards_inbound_headers_verbatim() -> None:
         assert headers[name] == ENVOY[name]
 
 
-def test_caller_headers_win_but_not_over_trace_headers(agent: JaegerAgent) -> None:
-    s1, db, _, seen = two_services(agent.endpoint)
+def test_caller_headers_win_but_not_over_trace_headers() -> None:
+    s1, db, _, seen = two_services(None, **IN_MEMORY)
     db_base, stop_db = serve_in_thread(db)
     try:
 
@@ -126,9 +127,10 @@ def test_caller_headers_win_but_not_over_trace_headers(agent: JaegerAgent) -> No
     assert headers["x-b3-traceid"] == ENVOY["x-b3-traceid"]
 
 
-def test_forward_headers_inside_and_outside_a_request(agent: JaegerAgent) -> None:
+def test_forward_headers_inside_and_outside_a_request() -> None:
     app = Flask("fw")
-    inst = instrument(app, tracing="jaeger", trace_endpoint=agent.endpoint)
+    inst = instrument(app, **IN_MEMORY)
+    finished = captured_spans(inst)
     captured: dict[str, str] = {}
 
     @app.route("/x")
@@ -140,7 +142,7 @@ def test_forward_headers_inside_and_outside_a_request(agent: JaegerAgent) -> Non
     assert captured["x-request-id"] == ENVOY["x-request-id"]
     assert captured["x-b3-traceid"] == ENVOY["x-b3-traceid"]
     assert captured["x-b3-parentspanid"] == ENVOY["x-b3-spanid"]  # our server span's parent
-    (server,) = agent.wait_for(1)
+    (server,) = finished()
     assert captured["x-b3-spanid"] == f"{server.span_id:016x}"
     outside = forward_headers(inst.tracing)
     assert outside["x-b3-traceid"] != ENVOY["x-b3-traceid"]
@@ -151,13 +153,14 @@ def test_forward_headers_inside_and_outside_a_request(agent: JaegerAgent) -> Non
     assert forward_headers() == {}  # no app, no tracing: nothing to add
 
 
-def test_session_marks_failed_calls(agent: JaegerAgent) -> None:
+def test_session_marks_failed_calls() -> None:
     app = Flask("fails")
-    inst = instrument(app, tracing="jaeger", trace_endpoint=agent.endpoint)
+    inst = instrument(app, **IN_MEMORY)
+    finished = captured_spans(inst)
     session = inst.session()
     with pytest.raises(requests.ConnectionError):
         session.get("http://127.0.0.1:9/unreachable", timeout=2)
-    (span,) = agent.wait_for(1)
+    (span,) = finished()
     assert span.operation == "HTTP GET"
     assert span.tags["error"] is True
     assert span.parent_id == 0  # outside a request: a new trace

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Server, free_port, gunicorn_argv, value
+from helpers import Server, gunicorn_argv, value
 
 pytestmark = pytest.mark.slow
 
@@ -18,12 +18,11 @@ pytestmark = pytest.mark.slow
 def test_summed_count_is_exact_across_workers(
     start_server: Callable[..., Server], tmp_path: Path, workers: int
 ) -> None:
-    port = free_port()
-    argv = gunicorn_argv(port, "apps.service:app", workers)
+    argv = gunicorn_argv("apps.service:app", workers)
     # A file left by an earlier run would be summed in (here: would break parsing);
     # the master must empty the directory before the workers start.
     (tmp_path / "counter_999999.db").write_bytes(b"stale")
-    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     assert not (tmp_path / "counter_999999.db").exists()
     total = 400
 
@@ -57,9 +56,8 @@ def test_killed_worker_loses_no_counted_request(
     import signal
     import time
 
-    port = free_port()
-    argv = gunicorn_argv(port, "apps.service:app", workers)
-    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    argv = gunicorn_argv("apps.service:app", workers)
+    server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     url = f"{server.base}/api/v1/items/pid"
 
     def hit(_: int) -> str:
@@ -109,11 +107,10 @@ def test_multiproc_dir_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 def test_info_gauge_and_per_worker_process_metrics(
     start_server: Callable[..., Server], tmp_path: Path, preload: bool
 ) -> None:
-    port = free_port()
-    argv = gunicorn_argv(port, "apps.service:app", 2)
+    argv = gunicorn_argv("apps.service:app", 2)
     if preload:
         argv.insert(-1, "--preload")
-    server = start_server(argv, port, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         pids = set(
             pool.map(

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from helpers import PYTHON, Server, free_port
+from helpers import PYTHON, Server
 from meshmetrics.cli.manifests import build_model, load_app
 from meshmetrics.manifests.dashboard import dashboard_expressions
 from meshmetrics.manifests.objects import ManifestOptions, alert_rules, build_objects
@@ -94,9 +94,8 @@ def drive_traffic(base: str) -> None:
 def test_every_dashboard_and_rule_expression_returns_data(
     start_server: Callable[..., Server], envoy: str
 ) -> None:
-    port = free_port()
-    app_code = f"from apps.shop import app; app.run(host='127.0.0.1', port={port})"
-    server = start_server([PYTHON, "-c", app_code], port)
+    app_code = "from apps.shop import app; app.run(host='127.0.0.1', port=0)"
+    server = start_server([PYTHON, "-c", app_code])
 
     model = build_model(load_app("apps.shop"), {}, podmonitor=False, istio=True)
     options = ManifestOptions(error_ratio=0.01, latency_p95=0.0001)
@@ -104,7 +103,7 @@ def test_every_dashboard_and_rule_expression_returns_data(
     monitor = objects["shop-servicemonitor.yaml"]
     dashboard = json.loads(next(iter(objects["shop-dashboard.yaml"]["data"].values())))
     groups = objects["shop-rules.yaml"]["spec"]["groups"]
-    target = target_from_monitor(monitor, f"127.0.0.1:{port}", pod="shop-7d9f-abcde")
+    target = target_from_monitor(monitor, f"127.0.0.1:{server.port}", pod="shop-7d9f-abcde")
     assert target.labels == {
         "job": "shop",
         "namespace": "shop-ns",

@@ -84,14 +84,14 @@ def test_bad_metrics_port_is_rejected() -> None:
 def test_gunicorn_workers_share_one_metrics_port(
     start_server: Callable[..., Server], tmp_path: Path
 ) -> None:
-    port, metrics_port = free_port(), free_port()
-    argv = gunicorn_argv(port, "apps.protected:app", 2)
+    metrics_port = free_port()  # the app is configured with it: a number is needed
+    argv = gunicorn_argv("apps.protected:app", 2)
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "MESHMETRICS_METRICS_PORT": str(metrics_port),
         "METRICS_TOKEN": "s3cret",
     }
-    server = start_server(argv, port, env=env)
+    server = start_server(argv, env=env)
     metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     wait_http(metrics, timeout=15)  # served before any request: gunicorn's worker hook
 

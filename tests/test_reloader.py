@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from helpers import PYTHON, Server, free_port, value
+from helpers import PYTHON, Server, value
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +24,7 @@ def exercise(server: Server, prefix: str = "/api/v1/items") -> str:
 
 @pytest.mark.parametrize("mode", ["debug", "blueprint-debug"])
 def test_app_run_debug_keeps_metrics(start_server: Callable[..., Server], mode: str) -> None:
-    port = free_port()
-    server = start_server([PYTHON, "apps/service.py", str(port), mode], port)
+    server = start_server([PYTHON, "apps/service.py", "0", mode])
     text = exercise(server)
     assert value(text, "flask_http_request_total", path="/api/v1/items/<item_id>") == 3
     _, err = server.stop()
@@ -34,9 +33,8 @@ def test_app_run_debug_keeps_metrics(start_server: Callable[..., Server], mode: 
 
 
 def test_flask_cli_run_debug_keeps_metrics(start_server: Callable[..., Server]) -> None:
-    port = free_port()
-    argv = [PYTHON, "-m", "flask", "--app", "apps.service", "run", "--debug", "--port", str(port)]
-    server = start_server(argv, port)
+    argv = [PYTHON, "-m", "flask", "--app", "apps.service", "run", "--debug", "--port", "0"]
+    server = start_server(argv)
     text = exercise(server)
     assert value(text, "flask_http_request_total", status="200") == 3
     _, err = server.stop()

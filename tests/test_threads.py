@@ -10,7 +10,7 @@ import pytest
 import requests
 from flask import Flask
 
-from helpers import PYTHON, Server, free_port, value
+from helpers import PYTHON, Server, value
 from meshmetrics import instrument
 
 
@@ -18,8 +18,7 @@ from meshmetrics import instrument
 def test_single_threaded_server_is_named_at_the_first_request(
     start_server: Callable[..., Server],
 ) -> None:
-    port = free_port()
-    server = start_server([PYTHON, "apps/service.py", str(port), "nothreads"], port)
+    server = start_server([PYTHON, "apps/service.py", "0", "nothreads"])
     assert requests.get(f"{server.base}/api/v1/items/7", timeout=10).status_code == 200
     text = requests.get(f"{server.base}/metrics", timeout=10).text
     assert value(text, "flask_http_request_total", path="/api/v1/items/<item_id>") == 1

@@ -10,7 +10,7 @@ import pytest
 import requests
 from flask import Flask, abort
 
-from helpers import serve_in_thread, value
+from helpers import IN_MEMORY, captured_spans, serve_in_thread, value
 from meshmetrics import instrument
 from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector
 
@@ -18,6 +18,18 @@ from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector
 def make_app(endpoint: str, backend: str = "jaeger", **options: Any) -> tuple[Flask, Any]:
     app = Flask("traced")
     inst = instrument(app, service="traced", tracing=backend, trace_endpoint=endpoint, **options)
+    return app_with_views(app, inst)
+
+
+def in_memory_app(**options: Any) -> tuple[Flask, Any, Any]:
+    """An app whose spans are kept in memory as they finish: ``spans()`` lists them."""
+    app = Flask("traced")
+    inst = instrument(app, service="traced", **{**IN_MEMORY, **options})
+    spans = captured_spans(inst)
+    return (*app_with_views(app, inst), spans)
+
+
+def app_with_views(app: Flask, inst: Any) -> tuple[Flask, Any]:
     tracing = inst.tracing
     barrier = threading.Barrier(16, timeout=10)
 
@@ -48,8 +60,8 @@ def make_app(endpoint: str, backend: str = "jaeger", **options: Any) -> tuple[Fl
     return app, inst
 
 
-def test_16_concurrent_requests_give_16_root_spans(agent: JaegerAgent) -> None:
-    app, inst = make_app(agent.endpoint)
+def test_16_concurrent_requests_give_16_root_spans() -> None:
+    app, inst, finished = in_memory_app()
     base, stop = serve_in_thread(app)
     try:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -59,7 +71,7 @@ def test_16_concurrent_requests_give_16_root_spans(agent: JaegerAgent) -> None:
                 )
             )
         assert statuses == [200] * 16
-        spans = agent.wait_for(16)
+        spans = finished()
         assert len(spans) == 16
         assert all(s.parent_id == 0 for s in spans), (
             "a leaked scope became another request's parent"
@@ -69,7 +81,7 @@ def test_16_concurrent_requests_give_16_root_spans(agent: JaegerAgent) -> None:
         # nothing leaked: later requests on the same server threads are roots too
         for _ in range(8):
             requests.get(f"{base}/items/1", timeout=10)
-        later = agent.wait_for(24)[16:]
+        later = finished()[16:]
         assert len(later) == 8
         assert all(s.parent_id == 0 for s in later)
         assert inst.tracing.tracer.active_span is None
@@ -77,15 +89,15 @@ def test_16_concurrent_requests_give_16_root_spans(agent: JaegerAgent) -> None:
         stop()
 
 
-def test_tags_errors_and_request_id(agent: JaegerAgent) -> None:
-    app, _ = make_app(agent.endpoint)
+def test_tags_errors_and_request_id() -> None:
+    app, _, finished = in_memory_app()
     client = app.test_client()
     client.get("/items/7", headers={"x-request-id": "req-abc-123"})
     app.testing = False
     assert client.get("/items/boom").status_code == 500
     assert client.get("/items/unavailable").status_code == 503
     client.get("/does/not/exist")
-    spans = {s.tags.get("http.url", "").rsplit("/", 1)[-1]: s for s in agent.wait_for(4)}
+    spans = {s.tags.get("http.url", "").rsplit("/", 1)[-1]: s for s in finished()}
     ok = spans["7"]
     assert ok.operation == "item"
     assert ok.tags["component"] == "flask"
@@ -106,14 +118,15 @@ def test_tags_errors_and_request_id(agent: JaegerAgent) -> None:
     assert spans["exist"].operation == "unmatched"
 
 
-def test_flask_opentracing_api(agent: JaegerAgent) -> None:
-    app, inst = make_app(agent.endpoint)
+def test_flask_opentracing_api() -> None:
+    app, inst, finished = in_memory_app()
     client = app.test_client()
     plain = client.get("/plain")
     assert plain.status_code == 200
     assert plain.get_data(as_text=True) == "a plain string"
     client.get("/child")
-    spans = agent.wait_for(3)
+    spans = finished()
+    assert len(spans) == 3
     by_name = {s.operation: s for s in spans}
     assert by_name["plain"].tags["path"] == "/plain"
     assert by_name["plain"].tags["method"] == "GET"
@@ -190,13 +203,11 @@ def test_flask_opentracing_api(agent: JaegerAgent) -> None:
     ],
 )
 def test_envoy_style_inbound_context(
-    agent: JaegerAgent, headers: dict[str, str], exported: bool, parent: int | None
+    headers: dict[str, str], exported: bool, parent: int | None
 ) -> None:
-    app, _ = make_app(agent.endpoint)
+    app, _, finished = in_memory_app()
     assert app.test_client().get("/items/1", headers=headers).status_code == 200
-    app.test_client().get("/items/marker")  # always sampled (const:1): tells us the queue drained
-    spans = agent.wait_for(2 if exported else 1)
-    mine = [s for s in spans if s.tags["http.url"].endswith("/items/1")]
+    mine = finished()
     if not exported:
         assert mine == []
         return
@@ -209,8 +220,8 @@ def test_envoy_style_inbound_context(
     assert span.trace_id == int(expected_trace, 16)
 
 
-def test_exemplar_carries_the_trace_id(agent: JaegerAgent) -> None:
-    app, _ = make_app(agent.endpoint)
+def test_exemplar_carries_the_trace_id() -> None:
+    app, _, _ = in_memory_app()
     client = app.test_client()
     client.get(
         "/items/1",
@@ -228,10 +239,11 @@ def test_exemplar_carries_the_trace_id(agent: JaegerAgent) -> None:
 
 
 def test_otlp_backend_and_counters(collector: OTLPCollector) -> None:
-    app, _ = make_app(collector.endpoint, backend="otlp")
+    app, inst = make_app(collector.endpoint, backend="otlp")
     client = app.test_client()
     for i in range(5):
         client.get(f"/items/{i}")
+    inst.tracing.tracer.close()  # the batch is counted once its export returned
     spans = collector.wait_for(5)
     assert len(spans) == 5
     assert {s.service for s in spans} == {"traced"}
@@ -295,16 +307,15 @@ def test_span_larger_than_a_datagram_is_counted(agent: JaegerAgent) -> None:
     assert value(text, "meshmetrics_spans_exported_total") == 3
 
 
-def test_sampler_off_exports_nothing(agent: JaegerAgent) -> None:
-    app, inst = make_app(agent.endpoint, sampler="const:0")
+def test_sampler_off_exports_nothing() -> None:
+    app, _, finished = in_memory_app(sampler="const:0")
     client = app.test_client()
     for i in range(10):
         client.get(f"/items/{i}")
-    inst.tracing.tracer.close()
-    assert agent.wait_for(1, timeout=1) == []
+    assert finished() == []
     # an upstream decision still wins over the local sampler
     client.get("/items/x", headers={"b3": "463ac35c9f6413ad-a2fb4a1d1a96d312-1"})
-    assert len(agent.wait_for(1)) == 1
+    assert len(finished()) == 1
 
 
 def test_tracing_off_has_no_tracer() -> None:
@@ -314,8 +325,8 @@ def test_tracing_off_has_no_tracer() -> None:
     assert app.test_client().get("/metrics").status_code == 200
 
 
-def test_probes_and_scrapes_make_no_spans(agent: JaegerAgent) -> None:
-    app, inst = make_app(agent.endpoint)
+def test_probes_and_scrapes_make_no_spans() -> None:
+    app, _, finished = in_memory_app()
 
     @app.route("/health")
     def health() -> str:
@@ -325,6 +336,4 @@ def test_probes_and_scrapes_make_no_spans(agent: JaegerAgent) -> None:
     client.get("/health")
     client.get("/metrics")
     client.get("/items/1")
-    inst.tracing.tracer.close()
-    spans = agent.wait_for(2, timeout=2)
-    assert [s.operation for s in spans] == ["item"]
+    assert [s.operation for s in finished()] == ["item"]

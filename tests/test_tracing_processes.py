@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import PYTHON, TESTS, Server, free_port, gunicorn_argv
+from helpers import PYTHON, TESTS, Server, gunicorn_argv
 from meshmetrics.testing.receivers import JaegerAgent
 
 pytestmark = pytest.mark.slow
@@ -19,14 +19,13 @@ pytestmark = pytest.mark.slow
 def test_forked_gunicorn_workers_report_spans(
     start_server: Callable[..., Server], agent: JaegerAgent, tmp_path: Path
 ) -> None:
-    port = free_port()
-    argv = gunicorn_argv(port, "apps.service:app", 2)
+    argv = gunicorn_argv("apps.service:app", 2)
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "MESHMETRICS_TRACING": "jaeger",
         "MESHMETRICS_TRACE_ENDPOINT": agent.endpoint,
     }
-    server = start_server(argv, port, env=env)
+    server = start_server(argv, env=env)
 
     requests_sent = 200  # enough that a busy machine still spreads them over both workers
 

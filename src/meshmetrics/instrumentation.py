@@ -219,10 +219,13 @@ class Instrumentation:
     # -- detaching ------------------------------------------------------------------
 
     def uninstrument(self) -> None:
-        """Stop measuring and tracing; leave no thread, socket or signal receiver behind.
+        """Stop measuring and tracing; leave no thread or socket behind.
 
         The metrics route answers 404 afterwards; ``app.wsgi_app`` gets its previous
         value back (or, when another middleware wrapped it since, passes through).
+        Flask has no public way to remove a ``before_request``/``after_request``
+        function: the two meshmetrics installed stay, and return at once for a
+        request no instrumentation serves (a later ``instrument()`` reuses them).
         """
         for app, observer in self._apps:
             observer.detach(app)
