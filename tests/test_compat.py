@@ -4,7 +4,7 @@ upgrade that changes one fails here, by name, not on the request path."""
 from __future__ import annotations
 
 from flask import Flask, request
-from prometheus_client import CollectorRegistry, Counter, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, values
 from prometheus_flask_exporter import PrometheusMetrics
 
 from meshmetrics import _compat
@@ -57,3 +57,14 @@ def test_metric_object_attributes() -> None:
 def test_value_class_switch_exists() -> None:
     assert hasattr(values, "ValueClass")
     assert callable(values.get_value_class)
+
+
+def test_set_function_is_seen_on_gauges_and_their_children() -> None:
+    registry = CollectorRegistry()
+    plain = Gauge("plain", "p", registry=registry)
+    computed = Gauge("computed", "c", registry=registry)
+    computed.set_function(lambda: 1.0)
+    labelled = Gauge("labelled", "l", ["queue"], registry=registry)
+    labelled.labels("a").set_function(lambda: 2.0)
+    flags = [_compat.uses_set_function(m) for m in (plain, computed, labelled)]
+    assert flags == [False, True, True]

@@ -126,3 +126,30 @@ def test_info_gauge_and_per_worker_process_metrics(
         if name == "process_resident_memory_bytes"
     }
     assert pids <= memory  # every worker that served has its own process series
+
+
+def test_set_function_gauge_under_workers_is_named_not_lost_silently(tmp_path: Path) -> None:
+    import subprocess
+
+    from helpers import PYTHON
+
+    code = (
+        "from flask import Flask\n"
+        "from prometheus_client import Gauge\n"
+        "from meshmetrics import instrument\n"
+        "app = Flask('q')\n"
+        "inst = instrument(app)\n"
+        "Gauge('queue_depth', 'Jobs waiting', registry=inst.registry).set_function(lambda: 3)\n"
+        "client = app.test_client()\n"
+        "for _ in range(2):\n"
+        "    assert b'queue_depth{pid=' in client.get('/metrics').data\n"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        env={**__import__("os").environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("gauge queue_depth uses set_function()") == 1

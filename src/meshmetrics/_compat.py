@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, values
+from prometheus_client import CollectorRegistry, Gauge, values
 
 try:  # Flask >= 2.2 keeps the request context in a context variable
     from flask.globals import _cv_request
@@ -64,6 +64,15 @@ def collectors(registry: CollectorRegistry) -> Iterable[Any]:
     """The collectors registered in ``registry`` (``_collector_to_names``)."""
     with registry._lock:
         return list(registry._collector_to_names)
+
+
+def uses_set_function(metric: Any) -> bool:
+    """True for a Gauge (or one of its children) given ``set_function()``, which replaces
+    the instance's ``_child_samples`` (children live in ``_metrics``)."""
+    if not isinstance(metric, Gauge):
+        return False
+    children = list(getattr(metric, "_metrics", {}).values())
+    return any("_child_samples" in vars(m) for m in [metric, *children])
 
 
 def use_mmap_values() -> None:

@@ -26,7 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ._compat import use_mmap_values
+from ._compat import collectors, family_name, use_mmap_values, uses_set_function
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("meshmetrics")
@@ -139,12 +139,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class ProcessLocalGauges:
+    """Under gunicorn, names (once, at ERROR) each Gauge given ``set_function()``:
+    prometheus_client keeps its value in the worker's memory, never in the shared files,
+    so ``/metrics`` shows the file's 0 instead.  Yields no metrics."""
+
+    def __init__(self, *registries: CollectorRegistry) -> None:
+        self._registries = registries
+        self._named: set[str] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        for registry in self._registries:
+            for metric in collectors(registry):
+                if uses_set_function(metric) and family_name(metric) not in self._named:
+                    self._named.add(family_name(metric))
+                    log.error(
+                        "meshmetrics: gauge %s uses set_function(), whose value prometheus_client "
+                        "cannot share between gunicorn workers (%s): /metrics shows 0 for it. "
+                        "Call .set() in each worker with multiprocess_mode='max'/'livesum'/'all', "
+                        "or compute it in a custom collector.",
+                        family_name(metric),
+                        MULTIPROC_ENV,
+                    )
+        return iter(())
+
+
 def served_registry(own: CollectorRegistry, multiprocess: str | None) -> ServedRegistry:
     """What the metrics endpoint of an instrumentation serves."""
     if multiprocess is not None:
         files = CollectorRegistry()
         MultiProcessCollector(files, path=multiprocess)  # type: ignore[no-untyped-call]
-        return ServedRegistry(files, WorkerProcessCollector(multiprocess))
+        return ServedRegistry(
+            files, WorkerProcessCollector(multiprocess), ProcessLocalGauges(own, REGISTRY)
+        )
     return ServedRegistry(own, REGISTRY)
 
 
