@@ -228,7 +228,7 @@ class Instrumentation:
         request no instrumentation serves (a later ``instrument()`` reuses them).
         """
         for app, observer in self._apps:
-            observer.detach(app)
+            observer.detach()
             if app.wsgi_app is observer:
                 app.wsgi_app = observer.wsgi_app  # type: ignore[method-assign, assignment]
             if app.extensions.get(EXTENSION_KEY) is self:

@@ -142,7 +142,6 @@ class AppObserver:
         scope: frozenset[str] | None,
         on_first_request: Callable[[dict[str, Any]], None],
     ) -> None:
-        self.app_name = app.name
         self.wsgi_app = wsgi_app
         self.core = core
         self.scope = scope
@@ -155,8 +154,8 @@ class AppObserver:
         os.register_at_fork(after_in_child=lambda: _forked(ref))
         install_hooks(app)
 
-    def detach(self, app: Flask) -> None:
-        """Stop measuring (the wrapper stays in place, passing requests through)."""
+    def detach(self) -> None:
+        """Stop measuring: requests pass through, so the hooks find no state."""
         self.active = False
 
     # -- WSGI -----------------------------------------------------------------------
