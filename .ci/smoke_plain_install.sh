@@ -29,6 +29,30 @@ set +e
 out=$(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 "$venv/bin/python" -c 'import plainapp' 2>&1); rc=$?
 set -e
 [ "$rc" != 0 ] && grep -q "pip install 'meshmetrics\[otlp\]'" <<<"$out"
+# `flask run` serves it on a port of its own choosing; it reports the address it got
+"$venv/bin/flask" --app plainapp run --port 0 > run.log 2>&1 &
+flask_pid=$!
+trap 'kill $flask_pid 2>/dev/null || true' EXIT
+port=""
+for _ in $(seq 100); do
+    port=$(grep -o 'http://127.0.0.1:[0-9]*' run.log | head -1 | cut -d: -f3 || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { cat run.log; exit 1; }
+"$venv/bin/python" - "$port" <<'PY'
+import sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(50):
+    try:
+        assert urllib.request.urlopen(f"{base}/hello", timeout=5).read() == b"hi"
+        break
+    except OSError:
+        time.sleep(0.1)
+text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+assert 'path="/hello",status="200"} 1.0' in text, text
+PY
+kill $flask_pid
 "$venv/bin/python" - <<'PY'
 import plainapp
 client = plainapp.app.test_client()
@@ -37,4 +61,4 @@ text = client.get("/metrics").get_data(as_text=True)
 assert 'flask_http_request_total{method="GET",path="/hello",status="200"} 1.0' in text, text
 assert "process_cpu_seconds_total" in text
 PY
-echo "plain install: flask CLI, meshmetrics CLI, extra hints, request and scrape OK"
+echo "plain install: flask routes and run, meshmetrics CLI, extra hints, request and scrape OK"

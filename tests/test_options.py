@@ -3,6 +3,7 @@ pattern and app.config; extras checked at configuration time."""
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import pytest
@@ -21,6 +22,7 @@ from meshmetrics import (
     instrument,
 )
 from meshmetrics.cli import main
+from meshmetrics.testing.receivers import OTLPCollector
 
 
 @pytest.mark.parametrize(
@@ -152,3 +154,29 @@ def test_cli_command_without_its_extra_is_one_line_exit_2(
 def test_metrics_path_with_a_converter_is_refused() -> None:
     with pytest.raises(ConfigError, match="metrics_path"):
         instrument(Flask("m"), metrics_path="/<x>")
+
+
+def test_ipv6_jaeger_agent_and_bare_otlp_url_really_receive_spans(
+    collector: OTLPCollector,
+) -> None:
+    try:
+        agent = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        agent.bind(("::1", 0))
+    except OSError as exc:  # a machine without IPv6 loopback
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    agent.settimeout(10)
+    with agent:
+        app = Flask("six")
+        app.add_url_rule("/", "index", lambda: "ok")
+        port = agent.getsockname()[1]
+        inst = instrument(app, tracing="jaeger", trace_endpoint=f"[::1]:{port}")
+        app.test_client().get("/")
+        inst.tracing.tracer.close()  # type: ignore[union-attr]
+        assert len(agent.recv(65536)) > 0
+    bare_url = collector.endpoint.removesuffix("/v1/traces")  # http://127.0.0.1:PORT
+    otlp_app = Flask("bare")
+    otlp_app.add_url_rule("/", "index", lambda: "ok")
+    otlp = instrument(otlp_app, tracing="otlp", trace_endpoint=bare_url)
+    otlp_app.test_client().get("/")
+    otlp.tracing.tracer.close()  # type: ignore[union-attr]
+    assert [s.service for s in collector.wait_for(1)] == ["bare"]
