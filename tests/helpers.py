@@ -238,3 +238,84 @@ def captured_spans(instrumentation: Any) -> Callable[[], list[Span]]:
         ]
 
     return spans
+
+
+class RawHTTPServer:
+    """A loopback TCP peer that answers every connection with ``answer(conn)``.
+
+    For the peers no framework plays: one that trickles its answer a byte at a time,
+    one that redirects a POST, one that sends bytes no UTF-8 decoder accepts.
+    """
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self._answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(5)
+                _read_request(conn)
+                self._answer(conn)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    wanted = int(length.group(1)) if length else 0
+    while len(body) < wanted:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head
+
+
+def trickle(seconds: float, every: float = 0.1) -> Callable[[socket.socket], None]:
+    """An answer that sends a byte every ``every`` seconds for ``seconds``: never whole."""
+
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            conn.sendall(b"X")
+            time.sleep(every)
+
+    return answer
+
+
+def canned(status: str, body: bytes = b"", **headers: str) -> Callable[[socket.socket], None]:
+    """An answer with a fixed status line, headers and body."""
+
+    def answer(conn: socket.socket) -> None:
+        lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
+        lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    return answer

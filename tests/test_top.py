@@ -89,7 +89,7 @@ def test_a_target_going_away_and_coming_back() -> None:
     server.shutdown()  # type: ignore[attr-defined]
     server.server_close()  # type: ignore[attr-defined]
     assert top.poll() == []
-    assert top.down == {f"http://127.0.0.1:{port}": "ConnectionError"}
+    assert top.down == {f"http://127.0.0.1:{port}": "ConnectionRefusedError"}
     server, _ = serve()
     top.poll()
     requests.get(f"http://127.0.0.1:{port}/ok/2", timeout=5)
@@ -121,5 +121,5 @@ def test_top_once_command_under_load() -> None:
     assert result.returncode == 0, result.stderr
     assert "loaded" in result.stdout
     assert "/ok/<n>" in result.stdout
-    assert "DOWN (ConnectionError)" in result.stdout
+    assert "DOWN (ConnectionRefusedError)" in result.stdout
     assert run_cli("top", "not-a-url").returncode == 2

@@ -313,7 +313,18 @@ def test_sampler_off_exports_nothing() -> None:
     for i in range(10):
         client.get(f"/items/{i}")
     assert finished() == []
-    # an upstream decision still wins over the local sampler
+    # const:0 is absolute: a client cannot force traces out of it (b3: 1, or debug)
+    for forced in ("463ac35c9f6413ad-a2fb4a1d1a96d312-1", "463ac35c9f6413ad-a2fb4a1d1a96d312-d"):
+        client.get("/items/x", headers={"b3": forced})
+    client.get("/items/x", headers={"x-b3-sampled": "1"})
+    assert finished() == []
+
+
+def test_an_upstream_decision_wins_over_a_probabilistic_sampler() -> None:
+    app, _, finished = in_memory_app(sampler="probabilistic:0")
+    client = app.test_client()
+    client.get("/items/1")
+    assert finished() == []
     client.get("/items/x", headers={"b3": "463ac35c9f6413ad-a2fb4a1d1a96d312-1"})
     assert len(finished()) == 1
 

@@ -52,6 +52,33 @@ DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = (
     "/readyz",
     "/livez",
 )
+#: Query parameters whose values never reach a span: OpenTelemetry's semantic conventions
+#: name the first four (cloud storage signatures); the rest are common bearer secrets.
+DEFAULT_SENSITIVE_QUERY_PARAMS: frozenset[str] = frozenset(
+    {
+        "awsaccesskeyid",
+        "signature",
+        "sig",
+        "x-goog-signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "key",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "code",
+    }
+)
+#: Bytes of finished spans that may wait for export (see ``span_queue_bytes``).
+DEFAULT_SPAN_QUEUE_BYTES = 32 * 1024 * 1024
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 TracingBackend = Literal["jaeger", "otlp", "off"]
@@ -363,6 +390,20 @@ def _http_endpoint(value: Any) -> HttpEndpoint:
     return HttpEndpoint(text)
 
 
+def _names(value: Any, _: Context) -> frozenset[str]:
+    rule = "a list (or comma-separated string) of query parameter names"
+    parts: Any = value.split(",") if isinstance(value, str) else value
+    if isinstance(parts, frozenset):
+        return parts
+    try:
+        names = [p.strip().lower() for p in parts if not isinstance(p, str) or p.strip()]
+    except (TypeError, AttributeError):
+        raise _InvalidError(rule) from None
+    if any(not name or not name.isprintable() or "=" in name or "&" in name for name in names):
+        raise _InvalidError(rule)
+    return frozenset(names)
+
+
 def _metrics_auth(value: Any, _: Context) -> ViewDecorator | None:
     rule = "a decorator (a callable taking and returning a view), or 'package.module:decorator'"
     if value is None:
@@ -410,7 +451,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("version", _version, "unknown"),
     Option("metrics_path", _path, "/metrics"),
     Option("metrics_port", _metrics_port, None),
-    Option("metrics_host", _metrics_host, "0.0.0.0"),
+    Option("metrics_host", _metrics_host, "127.0.0.1"),
     Option("port_name", _port_name, "http"),
     Option("buckets", _buckets, DEFAULT_BUCKETS),
     Option("prefix", _prefix, "flask"),
@@ -429,6 +470,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("sampler", _sampler, ConstSampler(True)),
     Option("trace_endpoint", _trace_endpoint, None),
     Option("span_queue_size", _whole_number(1, 1_000_000), 4096),
+    Option("span_queue_bytes", _whole_number(64 * 1024, 1 << 34), DEFAULT_SPAN_QUEUE_BYTES),
+    Option("sensitive_query_params", _names, DEFAULT_SENSITIVE_QUERY_PARAMS),
     Option("metrics_auth", _metrics_auth, None),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(option.name for option in OPTIONS)
@@ -454,6 +497,8 @@ class InstrumentOptions(TypedDict, total=False):
     sampler: Sampler | str
     trace_endpoint: str | HostPort | HttpEndpoint | None
     span_queue_size: int
+    span_queue_bytes: int
+    sensitive_query_params: Sequence[str]
     metrics_auth: ViewDecorator | str | None
 
 
@@ -477,8 +522,11 @@ class MeshConfig:
     #: Serve the metrics on this separate port instead of the app's (nothing else of
     #: the app is reachable there); ``None`` serves them on the app.
     metrics_port: int | None = None
-    #: Address the separate metrics port binds to.
-    metrics_host: str = "0.0.0.0"
+    #: Address the separate metrics port binds to.  Default: all IPv4 interfaces
+    #: (``0.0.0.0``) inside a Kubernetes pod (``KUBERNETES_SERVICE_HOST`` is set in every
+    #: pod), where Prometheus scrapes the pod IP; loopback elsewhere, so a laptop does not
+    #: expose unauthenticated metrics to its network.
+    metrics_host: str = "127.0.0.1"
     #: Name of the Service port Prometheus scrapes (an IANA service name).
     port_name: str = "http"
     #: Upper bounds of the request-latency histogram buckets, in seconds.
@@ -507,6 +555,12 @@ class MeshConfig:
     trace_endpoint: HostPort | HttpEndpoint | None = None
     #: Finished spans waiting for export; beyond it spans are dropped (and counted).
     span_queue_size: int = 4096
+    #: The same queue bounded in bytes (an estimate of the spans' encoded size), so a
+    #: stuck collector with large spans cannot grow the process without limit.
+    span_queue_bytes: int = DEFAULT_SPAN_QUEUE_BYTES
+    #: Query parameters whose values span URLs carry as ``REDACTED`` (case-insensitive);
+    #: credentials in a URL (``user:pass@``) are always redacted.
+    sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_QUERY_PARAMS
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 
@@ -621,6 +675,12 @@ def _raw_value(
     return "default", option.default
 
 
+def _metrics_host_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+    if env.get("KUBERNETES_SERVICE_HOST"):  # set in every pod: scraped on the pod IP
+        return "the default inside a Kubernetes pod (KUBERNETES_SERVICE_HOST is set)", "0.0.0.0"
+    return None
+
+
 def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
     if env.get("JAEGER_AGENT_HOST"):
         return "JAEGER_AGENT_HOST", "jaeger"
@@ -668,6 +728,7 @@ def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] |
 
 #: Options whose default comes from the variables other Jaeger/OpenTelemetry clients read.
 _FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], str], tuple[str, str] | None]] = {
+    "metrics_host": _metrics_host_default,
     "tracing": _tracing_default,
     "sampler": _sampler_default,
     "trace_endpoint": _endpoint_default,

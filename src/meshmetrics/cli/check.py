@@ -34,12 +34,28 @@ from ._errors import fail, needs_extra
     show_default=True,
     help="Warn above this many values of one label.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a URL may take to answer, whole (a trickling answer is cut there).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1024),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest /metrics body read.",
+)
 def check_command(
     targets: tuple[str, ...],
     release: str | None,
     headers: tuple[str, ...],
     max_series: int,
     max_label_values: int,
+    timeout: float,
+    max_bytes: int,
 ) -> None:
     """Find why Prometheus does not see a service: TARGET is a /metrics URL, a service base
     URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML),
@@ -61,7 +77,12 @@ def check_command(
     findings = []
     for url in urls:
         findings += check_url(
-            url, headers=parsed_headers, max_series=max_series, max_label_values=max_label_values
+            url,
+            headers=parsed_headers,
+            max_series=max_series,
+            max_label_values=max_label_values,
+            timeout=timeout,
+            max_bytes=max_bytes,
         )
     if files:
         try:

@@ -11,16 +11,19 @@ namespace, labels, port *name*, and the Helm ``release`` label.
 from __future__ import annotations
 
 import re
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from .._http import Answer, BodyTooLargeError, fetch
 
 ERROR, WARNING, INFO, OK = "ERROR", "WARN", "INFO", "OK"
 _ACCEPTED_TYPES = ("text/plain", "application/openmetrics-text")
@@ -47,6 +50,45 @@ class Finding:
 
 # -- a /metrics URL ----------------------------------------------------------------------
 
+#: Largest exposition read (Prometheus' own default body_size_limit is unlimited, but a
+#: page this size is a cardinality problem in itself).
+MAX_BODY = 64 * 1024 * 1024
+_MAX_REDIRECTS = 5
+
+
+def get(
+    url: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    max_bytes: int = MAX_BODY,
+) -> Answer:
+    """GET within ``timeout`` seconds in all (redirects included), at most ``max_bytes``.
+
+    Raises ``OSError`` (``TimeoutError`` past the deadline), ``http.client.HTTPException``
+    or ``ValueError`` (a body too large, a redirect loop).
+    """
+    deadline = time.monotonic() + timeout
+    for _ in range(_MAX_REDIRECTS + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{url} did not answer within {timeout:g} s")
+        answer = fetch(url, headers=headers, timeout=remaining, max_bytes=max_bytes)
+        location = answer.headers.get("location")
+        if answer.status not in (301, 302, 303, 307, 308) or not location:
+            return answer
+        url = urljoin(url, location)
+    raise ValueError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def exposition_text(answer: Answer) -> str:
+    """The body as Prometheus reads it: UTF-8, strictly (it rejects anything else)."""
+    try:
+        return answer.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not valid UTF-8 at byte {exc.start} (Prometheus rejects the whole scrape)"
+        ) from None
+
 
 def metrics_url(target: str, metrics_path: str = "/metrics") -> str:
     """A service base URL gets ``metrics_path``; a URL with a path is taken as is."""
@@ -63,35 +105,56 @@ def check_url(
     max_series: int = 2000,
     max_label_values: int = 100,
     timeout: float = 10.0,
+    max_bytes: int = MAX_BODY,
 ) -> list[Finding]:
     url = metrics_url(target)
     try:
-        response = requests.get(url, headers=headers, timeout=timeout)
-    except requests.RequestException as exc:
+        response = get(url, headers=headers, timeout=timeout, max_bytes=max_bytes)
+    except TimeoutError:
         return [
             Finding(
                 ERROR,
                 url,
-                f"unreachable ({type(exc).__name__})",
+                f"no complete answer within {timeout:g} s",
+                "the app is stuck or the scrape is too large: Prometheus' scrape_timeout "
+                "(10 s by default) fails the same way",
+            )
+        ]
+    except BodyTooLargeError as exc:
+        return [
+            Finding(
+                ERROR,
+                url,
+                str(exc)[:300],
+                "a page this large is a cardinality problem of its own: look for raw paths "
+                "or ids in labels (raise the limit with --max-bytes to see them)",
+            )
+        ]
+    except (OSError, ValueError, HTTPException) as exc:
+        return [
+            Finding(
+                ERROR,
+                url,
+                f"unreachable ({type(exc).__name__}: {exc})"[:300],
                 "is the service running? with minikube: kubectl port-forward svc/NAME PORT",
             )
         ]
-    if response.status_code == 404:
+    if response.status == 404:
         return [_diagnose_404(url, headers, timeout)]
-    if response.status_code in (401, 403):
+    if response.status in (401, 403):
         return [
             Finding(
                 ERROR,
                 url,
-                f"{response.status_code}: the metrics need credentials",
+                f"{response.status}: the metrics need credentials",
                 "pass them with --header 'Authorization: ...'; in the ServiceMonitor use "
                 "endpoints[].authorization or basicAuth",
             )
         ]
-    if response.status_code != 200:
-        return [Finding(ERROR, url, f"answered {response.status_code}", "see the app's log")]
+    if response.status != 200:
+        return [Finding(ERROR, url, f"answered {response.status}", "see the app's log")]
     findings = [Finding(OK, url, "reachable")]
-    content_type = response.headers.get("Content-Type", "")
+    content_type = response.content_type
     media = content_type.split(";")[0].strip().lower()
     if media not in _ACCEPTED_TYPES:
         findings.append(
@@ -106,7 +169,7 @@ def check_url(
         return findings
     try:
         parser = parse_om if media == "application/openmetrics-text" else parse_text
-        families = list(parser(response.text))
+        families = list(parser(exposition_text(response)))
     except Exception as exc:  # the parsers raise ValueError and friends
         findings.append(
             Finding(
@@ -130,11 +193,11 @@ def _check_openmetrics(url: str, headers: dict[str, str] | None, timeout: float)
     """What Prometheus negotiates first (and needs for exemplars): OpenMetrics."""
     accept = {**(headers or {}), "Accept": "application/openmetrics-text; version=1.0.0"}
     try:
-        response = requests.get(url, headers=accept, timeout=timeout)
-        media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        response = get(url, headers=accept, timeout=timeout)
+        media = response.content_type.split(";")[0].strip().lower()
         if media != "application/openmetrics-text":
             return Finding(INFO, url, "no OpenMetrics offered (text format only): no exemplars")
-        families = list(parse_om(response.text))  # type: ignore[no-untyped-call]
+        families = list(parse_om(exposition_text(response)))  # type: ignore[no-untyped-call]
     except Exception as exc:
         return Finding(
             ERROR,
@@ -149,8 +212,8 @@ def _diagnose_404(url: str, headers: dict[str, str] | None, timeout: float) -> F
     parts = urlsplit(url)
     root = f"{parts.scheme}://{parts.netloc}/"
     try:
-        requests.get(root, headers=headers, timeout=timeout)
-    except requests.RequestException:
+        get(root, headers=headers, timeout=timeout)
+    except (OSError, ValueError, HTTPException):
         return Finding(ERROR, url, "404", "check the metrics path")
     return Finding(
         ERROR,

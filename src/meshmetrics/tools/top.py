@@ -14,12 +14,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .check import metrics_url
+from .check import exposition_text, get, metrics_url
 
 RouteKey = tuple[str, str]  # (service, route)
 
@@ -70,11 +70,16 @@ class Row:
 
 
 def scrape(url: str, timeout: float = 5.0) -> Scrape:
-    """Parse one target's exposition (raises ``requests.RequestException`` or ``ValueError``)."""
-    response = requests.get(metrics_url(url), timeout=timeout)
-    response.raise_for_status()
+    """Parse one target's exposition within ``timeout`` seconds in all.
+
+    Raises ``OSError`` (``TimeoutError`` past the deadline), ``HTTPException`` or
+    ``ValueError`` (an error status, a body too large, invalid UTF-8 or exposition).
+    """
+    response = get(metrics_url(url), timeout=timeout)
+    if response.status != 200:
+        raise ValueError(f"answered {response.status}")
     result = Scrape(service=url, at=time.monotonic())
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(exposition_text(response)):
         for s in family.samples:
             if s.name.endswith("service_info") and "service" in s.labels:
                 result.service = s.labels["service"]
@@ -143,7 +148,7 @@ class Top:
         for url in self.urls:
             try:
                 current = scrape(url)
-            except (requests.RequestException, ValueError) as exc:
+            except (OSError, HTTPException, ValueError) as exc:
                 self.down[url] = type(exc).__name__
                 self.last.pop(url, None)  # when it returns it may be a new process
                 continue

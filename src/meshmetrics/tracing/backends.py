@@ -41,7 +41,10 @@ def exporter_for(config: MeshConfig) -> Exporter:
 def server_tracing(config: MeshConfig, registry: CollectorRegistry) -> ServerTracing:
     """The Flask face of a tracer exporting to ``config``'s backend in batches."""
     processor = BatchSpanProcessor(
-        exporter_for(config), SpanCounters(registry), queue_size=config.span_queue_size
+        exporter_for(config),
+        SpanCounters(registry),
+        queue_size=config.span_queue_size,
+        queue_bytes=config.span_queue_bytes,
     )
     tracer = MeshTracer(config.sampler, processor, ScopeManager(current_span))
-    return ServerTracing(tracer)
+    return ServerTracing(tracer, sensitive_query_params=config.sensitive_query_params)

@@ -16,6 +16,7 @@ from flask import current_app, has_app_context, has_request_context, request
 from opentracing.ext import tags as ext_tags
 
 from .propagation import TRACE_HEADERS, forwarded, inbound_trace_headers
+from .redaction import redact_url
 from .server import SPAN_KEY, ServerTracing
 from .spans import MeshSpan, MeshSpanContext
 
@@ -115,7 +116,7 @@ class TracingSession(requests.Session):
                     ext_tags.COMPONENT: "requests",
                     ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_CLIENT,
                     ext_tags.HTTP_METHOD: method,
-                    ext_tags.HTTP_URL: url,
+                    ext_tags.HTTP_URL: redact_url(url, self._tracing.sensitive_query_params),
                     ext_tags.PEER_HOSTNAME: host,
                 }
             )

@@ -8,8 +8,9 @@ never a failed request.
 from __future__ import annotations
 
 import socket
-import urllib.request
 from typing import TYPE_CHECKING, Any
+
+from .._http import fetch
 
 if TYPE_CHECKING:
     from ..config import HostPort, HttpEndpoint
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
 
 #: Largest datagram the Jaeger agent reads (its default max packet size).
 MAX_UDP_PACKET = 65000
+#: A collector's answer to an export is small; more is not read.
+_MAX_ANSWER = 1024 * 1024
+
+
+class ExportRejectedError(OSError):
+    """The trace backend answered, but not with success (a 3xx, 4xx or 5xx status)."""
+
 
 # -- Jaeger agent: compact Thrift over UDP ----------------------------------------------
 
@@ -239,14 +247,17 @@ class OTLPHTTPExporter:
                 )
             ]
         )
-        http_request = urllib.request.Request(
+        answer = fetch(
             self._url,
-            data=request.SerializeToString(),
             method="POST",
+            body=request.SerializeToString(),
             headers={"Content-Type": "application/x-protobuf"},
+            timeout=self._timeout,
+            max_bytes=_MAX_ANSWER,
         )
-        with urllib.request.urlopen(http_request, timeout=self._timeout) as response:
-            response.read()
+        if not 200 <= answer.status < 300:
+            # a redirect is a failure too: a POST answered 3xx delivered nothing
+            raise ExportRejectedError(f"{self._url} answered {answer.status}")
         return 0
 
     def close(self) -> None:

@@ -87,7 +87,12 @@ class SimpleSpanProcessor:
 
 
 class BatchSpanProcessor:
-    """Queues finished spans and exports them in batches from a daemon thread."""
+    """Queues finished spans and exports them in batches from a daemon thread.
+
+    The queue is bounded twice: ``queue_size`` spans and ``queue_bytes`` of their
+    estimated encoded size (spans are capped in size when they finish), whichever
+    comes first; beyond either, spans are dropped and counted ``queue_full``.
+    """
 
     def __init__(
         self,
@@ -95,12 +100,14 @@ class BatchSpanProcessor:
         counters: SpanCounters,
         *,
         queue_size: int = 4096,
+        queue_bytes: int = 32 * 1024 * 1024,
         batch_size: int = 100,
         interval: float = 0.5,
     ) -> None:
         self._exporter = exporter
         self._counters = counters
         self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
         self._batch_size = batch_size
         self._interval = interval
         self._reset()
@@ -110,6 +117,8 @@ class BatchSpanProcessor:
 
     def _reset(self) -> None:
         self._queue: deque[MeshSpan] = deque()
+        self._bytes = 0  # estimated size of the queued spans (guarded by _size_lock)
+        self._size_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopped = False
@@ -127,10 +136,19 @@ class BatchSpanProcessor:
     def on_end(self, span: MeshSpan) -> None:
         """Called by a finished, sampled span: never blocks, never raises."""
         queue = self._queue
-        if len(queue) >= self._queue_size or self._stopped:
+        size = span.size
+        with self._size_lock:
+            full = (
+                len(queue) >= self._queue_size
+                or self._bytes + size > self._queue_bytes
+                or self._stopped
+            )
+            if not full:
+                self._bytes += size
+                queue.append(span)
+        if full:
             self._counters.queue_full.inc()
             return
-        queue.append(span)
         if self._thread is None:
             self._start()
         if len(queue) >= self._batch_size:
@@ -150,7 +168,9 @@ class BatchSpanProcessor:
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+            with self._size_lock:
+                batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+                self._bytes -= sum(span.size for span in batch)
             if time.monotonic() < self._backoff_until:
                 # the backend just failed: drop without encoding, so a dead collector
                 # costs the service no CPU (counted like any failed export)

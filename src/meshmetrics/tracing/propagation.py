@@ -25,8 +25,12 @@ FORWARDED_HEADERS = (
     "grpc-trace-bin",
     "sw8",
     "baggage",
+    # Datadog's three, exactly (a prefix would relay whatever x-datadog-* a client invents
+    # to every host the app calls, external APIs included)
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
 )
-FORWARDED_PREFIXES = ("x-datadog-",)
 #: The trace-context headers meshmetrics writes itself for the spans it opens.
 TRACE_HEADERS = frozenset(
     {
@@ -176,10 +180,15 @@ def extract(environ: Mapping[str, object]) -> TraceContext | None:
 
 
 def forwarded(environ: Mapping[str, object]) -> dict[str, str]:
-    """The inbound headers Istio wants copied onto outbound calls, if well-formed."""
+    """The inbound headers Istio wants copied onto outbound calls, if well-formed.
+
+    Values are trimmed of surrounding whitespace (an obsolete line-folded header reaches
+    WSGI with leading spaces, which ``requests`` refuses to send) and dropped when empty,
+    too long or not printable ASCII.
+    """
     return _copy(
         environ,
-        lambda name: name in FORWARDED_HEADERS or name.startswith(FORWARDED_PREFIXES),
+        FORWARDED_HEADERS.__contains__,
         _MAX_FORWARDED_LENGTH,
     )
 
@@ -197,20 +206,31 @@ def _copy(
         if not key.startswith("HTTP_") or not isinstance(value, str):
             continue
         name = key[5:].lower().replace("_", "-")
-        if wanted(name) and len(value) <= limit and _PRINTABLE.match(value):
+        if not wanted(name):
+            continue
+        value = value.strip(" \t")
+        if value and len(value) <= limit and _PRINTABLE.match(value):
             out[name] = value
     return out
 
 
-def b3_headers(trace_id: int, span_id: int, parent_id: int | None, sampled: bool) -> dict[str, str]:
-    """B3 multi headers plus the single ``b3`` header for the given span."""
+def b3_headers(
+    trace_id: int, span_id: int, parent_id: int | None, sampled: bool, debug: bool = False
+) -> dict[str, str]:
+    """B3 multi headers plus the single ``b3`` header for the given span.
+
+    Debug (``x-b3-flags: 1``, single ``d``) implies sampled and, as B3 specifies, is sent
+    instead of ``x-b3-sampled``, so every hop keeps forcing the trace.
+    """
     trace_hex = f"{trace_id:032x}" if trace_id >> 64 else f"{trace_id:016x}"
-    headers = {
-        "x-b3-traceid": trace_hex,
-        "x-b3-spanid": f"{span_id:016x}",
-        "x-b3-sampled": "1" if sampled else "0",
-    }
-    single = f"{trace_hex}-{span_id:016x}-{'1' if sampled else '0'}"
+    headers = {"x-b3-traceid": trace_hex, "x-b3-spanid": f"{span_id:016x}"}
+    if debug:
+        headers["x-b3-flags"] = "1"
+        state = "d"
+    else:
+        state = "1" if sampled else "0"
+        headers["x-b3-sampled"] = state
+    single = f"{trace_hex}-{span_id:016x}-{state}"
     if parent_id:
         headers["x-b3-parentspanid"] = f"{parent_id:016x}"
         single += f"-{parent_id:016x}"

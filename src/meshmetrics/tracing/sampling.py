@@ -28,6 +28,14 @@ class Sampler(ABC):
     def sample(self, trace_id: int) -> bool:
         """True when the trace with this id is recorded."""
 
+    def decide(self, trace_id: int, parent: bool | None) -> bool:
+        """The decision for a span whose caller decided ``parent`` (``None``: no decision).
+
+        The caller's decision wins, so a trace stays whole across services (Envoy decides
+        at the edge); only :class:`ConstSampler` ``const:0`` overrides it.
+        """
+        return self.sample(trace_id) if parent is None else parent
+
     @property
     @abstractmethod
     def spec(self) -> str:
@@ -44,13 +52,19 @@ class Sampler(ABC):
 
 
 class ConstSampler(Sampler):
-    """Records every trace (``True``) or none."""
+    """Records every trace (``True``) or none (``False``: whatever a caller's headers ask,
+    so a client cannot force ``b3: 1`` traces out of a service configured ``const:0``)."""
 
     def __init__(self, decision: bool) -> None:
         self.decision = bool(decision)
 
     def sample(self, trace_id: int) -> bool:
         return self.decision
+
+    def decide(self, trace_id: int, parent: bool | None) -> bool:
+        if not self.decision:
+            return False
+        return super().decide(trace_id, parent)
 
     @property
     def spec(self) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 from flask import has_request_context, request
 from opentracing.ext import tags as ext_tags
 
+from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
 from .propagation import extract
+from .redaction import redact_url
 from .spans import MeshSpan, MeshTracer
 
 SPAN_KEY = "meshmetrics.span"
@@ -36,9 +38,16 @@ def current_span() -> MeshSpan | None:
 class ServerTracing:
     """Server spans of an app or Blueprint; the API of ``flask_opentracing.FlaskTracing``."""
 
-    def __init__(self, tracer: MeshTracer, traced_attributes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        tracer: MeshTracer,
+        traced_attributes: tuple[str, ...] = (),
+        sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
+    ) -> None:
         self.tracer = tracer
         self._traced_attributes = traced_attributes
+        #: Query parameters whose values span URLs redact (see :mod:`.redaction`).
+        self.sensitive_query_params = sensitive_query_params
 
     def get_span(self, req: Any = None) -> MeshSpan | None:
         """The server span of ``req`` (default: the current request), or ``None``."""
@@ -89,7 +98,7 @@ class ServerTracing:
                 ext_tags.COMPONENT: "flask",
                 ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_SERVER,
                 ext_tags.HTTP_METHOD: req.method,
-                ext_tags.HTTP_URL: _url(environ),
+                ext_tags.HTTP_URL: redact_url(_url(environ), self.sensitive_query_params),
                 "http.route": route,
             }
         )

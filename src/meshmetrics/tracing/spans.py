@@ -109,8 +109,9 @@ class MeshSpanContext(opentracing.SpanContext):  # type: ignore[misc]
 
     def headers(self) -> dict[str, str]:
         """B3 (multi and single) and W3C headers that make this span the remote parent."""
-        headers = b3_headers(self.trace_id, self.span_id, self.parent_id, self.sampled)
-        headers["traceparent"] = traceparent(self.trace_id, self.span_id, self.sampled)
+        sampled, debug = self.sampled, self.debug and self.sampled
+        headers = b3_headers(self.trace_id, self.span_id, self.parent_id, sampled, debug)
+        headers["traceparent"] = traceparent(self.trace_id, self.span_id, sampled)
         return headers
 
 
@@ -133,6 +134,8 @@ class MeshSpan(opentracing.Span):  # type: ignore[misc]
         self.tags: dict[str, Any] = dict(tags) if tags and context.sampled else {}
         self.logs: list[tuple[float, dict[str, Any]]] = []
         self.finished = False
+        #: Estimated encoded size in bytes, set when a sampled span finishes.
+        self.size = 0
 
     @property
     def trace_id_hex(self) -> str:
@@ -160,7 +163,49 @@ class MeshSpan(opentracing.Span):  # type: ignore[misc]
             0.0, (time.time() if finish_time is None else finish_time) - self.start_time
         )
         if self.context.sampled:
+            self.size = _enforce_limits(self)
             self.tracer.report(self)
+
+
+#: Per-span limits applied when a sampled span finishes, before it is queued (as
+#: OpenTelemetry's ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``/``EVENT_COUNT_LIMIT`` defaults, and a
+#: value length limit it leaves to the SDK user): a span's size is bounded whatever a
+#: client sends.
+MAX_ATTRIBUTES = 128
+MAX_EVENTS = 128
+MAX_ATTRIBUTE_LENGTH = 4096
+_SPAN_OVERHEAD = 128  # ids, times, name framing
+
+
+def _limited(value: Any) -> Any:
+    if isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    return text[:MAX_ATTRIBUTE_LENGTH]
+
+
+def _limited_fields(fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    out: dict[str, Any] = {}
+    size = 0
+    for key, value in list(fields.items())[:MAX_ATTRIBUTES]:
+        name = str(key)[:MAX_ATTRIBUTE_LENGTH]
+        limited = _limited(value)
+        out[name] = limited
+        size += len(name) + (len(limited) if isinstance(limited, str) else 8) + 4
+    return out, size
+
+
+def _enforce_limits(span: MeshSpan) -> int:
+    """Cap the span's attributes and events in place; its estimated encoded size."""
+    span.operation_name = str(span.operation_name)[:MAX_ATTRIBUTE_LENGTH]
+    span.tags, size = _limited_fields(span.tags)
+    logs = []
+    for ts, fields in span.logs[:MAX_EVENTS]:
+        limited, field_size = _limited_fields(fields)
+        logs.append((ts, limited))
+        size += field_size + 16
+    span.logs = logs
+    return size + len(span.operation_name) + _SPAN_OVERHEAD
 
 
 class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
@@ -213,14 +258,15 @@ class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
     def context_for(self, parent: MeshSpanContext | TraceContext | None) -> MeshSpanContext:
         """A new span's context: child of ``parent`` (local or remote), else a new trace."""
         span_id = new_span_id()
+        decide = self.sampler.decide
         if parent is not None and parent.trace_id is not None:
-            sampled = parent.sampled
-            if sampled is None:
-                sampled = self.sampler.sample(parent.trace_id)
-            return MeshSpanContext(parent.trace_id, span_id, parent.span_id, sampled, parent.debug)
+            sampled = decide(parent.trace_id, parent.sampled)
+            debug = parent.debug and sampled
+            return MeshSpanContext(parent.trace_id, span_id, parent.span_id, sampled, debug)
         trace_id = new_trace_id()
         if parent is not None and parent.sampled is not None:  # a decision without ids
-            return MeshSpanContext(trace_id, span_id, None, parent.sampled, parent.debug)
+            sampled = decide(trace_id, parent.sampled)
+            return MeshSpanContext(trace_id, span_id, None, sampled, parent.debug and sampled)
         return MeshSpanContext(trace_id, span_id, None, self.sampler.sample(trace_id))
 
     def inject(self, span_context: Any, format: str, carrier: Any) -> None:
@@ -236,10 +282,9 @@ class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
         found = extract(environ)
         if found is None or found.trace_id is None or found.span_id is None:
             return None
-        sampled = (
-            found.sampled if found.sampled is not None else self.sampler.sample(found.trace_id)
-        )
-        return MeshSpanContext(found.trace_id, found.span_id, found.parent_id, sampled, found.debug)
+        sampled = self.sampler.decide(found.trace_id, found.sampled)
+        debug = found.debug and sampled
+        return MeshSpanContext(found.trace_id, found.span_id, found.parent_id, sampled, debug)
 
     def report(self, span: MeshSpan) -> None:
         if self.processor is not None:
