@@ -7,10 +7,12 @@ here, with a clear message, and not somewhere on the request path.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, values
+from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
+from prometheus_client.mmap_dict import MmapedDict
 
 try:  # Flask >= 2.2 keeps the request context in a context variable
     from flask.globals import _cv_request
@@ -82,5 +84,44 @@ def use_mmap_values() -> None:
     ``PROMETHEUS_MULTIPROC_DIR`` was set after that import, metrics created later
     would still live in process memory only.
     """
+    if getattr(values, "MmapedDict", None) is not AllocatedMmapedDict:
+        values.MmapedDict = AllocatedMmapedDict  # type: ignore[attr-defined]
     if values.ValueClass.__name__ != "MmapedValue":
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+class AllocatedMmapedDict(MmapedDict):
+    """prometheus_client's value file, with its blocks allocated before they are mapped.
+
+    prometheus_client grows a file with ``truncate()`` (a sparse file) and writes through
+    ``mmap``: on a full filesystem (an ``emptyDir`` with ``sizeLimit``) the first write to
+    a new page kills the process with SIGBUS, without a word.  Allocating the blocks
+    first (``posix_fallocate``) turns that into ``OSError(ENOSPC)``, which can be named.
+    """
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            with open(filename, "a+b") as f:
+                size = os.fstat(f.fileno()).st_size
+                _allocate(f.fileno(), max(size, mmap_dict._INITIAL_MMAP_SIZE), filename)
+        super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]
+
+    def _init_value(self, key: str) -> None:
+        needed = self._used + len(key.encode("utf-8")) + 32
+        capacity = self._capacity
+        while needed > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            _allocate(self._f.fileno(), capacity, self._fname)
+        super()._init_value(key)  # type: ignore[no-untyped-call]
+
+
+def _allocate(fd: int, size: int, filename: str) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"meshmetrics: cannot grow {filename} to {size} bytes: {exc.strerror} "
+            f"(is {os.path.dirname(filename)} full or read-only?)",
+        ) from None

@@ -21,12 +21,12 @@ from typing import Any
 from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ._compat import collectors, family_name, use_mmap_values, uses_set_function
+from .multiproc import LockedMultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("meshmetrics")
@@ -44,12 +44,45 @@ def multiprocess_dir() -> str | None:
     if not path:
         return None
     if not os.path.isdir(path):
-        raise RuntimeError(
+        raise MultiprocessDirError(
             f"meshmetrics: {MULTIPROC_ENV}={path!r} is not a directory; create it (empty) "
             "before the workers start, or use `gunicorn -c python:meshmetrics.gunicorn`"
         )
+    check_multiprocess_dir(path)
     use_mmap_values()
     return path
+
+
+#: Room a worker's value files need at least (prometheus_client maps 64 KiB per file,
+#: a few files per worker); below it the directory is refused at start.
+MIN_FREE_BYTES = 1024 * 1024
+
+
+def check_multiprocess_dir(path: str) -> None:
+    """Refuse, with one line naming it, a directory the value files cannot be written to.
+
+    Read-only or full, prometheus_client would fail later: a traceback per worker, or
+    SIGBUS (a mapped page that cannot be allocated) in a boot loop without a message.
+    """
+    probe = os.path.join(path, f".meshmetrics-probe-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, MIN_FREE_BYTES)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise MultiprocessDirError(
+            f"meshmetrics: {MULTIPROC_ENV}={path!r} cannot hold the metrics files "
+            f"({exc.strerror or exc}): it needs to be writable with at least "
+            f"{MIN_FREE_BYTES // 1024} KiB free per worker (an emptyDir's sizeLimit; "
+            "medium: Memory counts against the pod's memory)"
+        ) from None
+
+
+class MultiprocessDirError(RuntimeError):
+    """The multiprocess directory is missing, read-only or full."""
 
 
 class ServedRegistry:
@@ -99,7 +132,7 @@ def files_by_pid(directory: str | Path) -> dict[int | None, list[Path]]:
 
 def live_pids(directory: str | Path) -> list[int]:
     """The processes with files in the multiprocess directory that are still running."""
-    return sorted(pid for pid in files_by_pid(directory) if pid is not None and _alive(pid))
+    return sorted(pid for pid in files_by_pid(directory) if pid is not None and is_alive(pid))
 
 
 class WorkerProcessCollector:
@@ -129,7 +162,7 @@ def _pid_of(pid: int) -> Callable[[], int]:
     return lambda: pid
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -167,10 +200,10 @@ class ProcessLocalGauges:
 def served_registry(own: CollectorRegistry, multiprocess: str | None) -> ServedRegistry:
     """What the metrics endpoint of an instrumentation serves."""
     if multiprocess is not None:
-        files = CollectorRegistry()
-        MultiProcessCollector(files, path=multiprocess)  # type: ignore[no-untyped-call]
         return ServedRegistry(
-            files, WorkerProcessCollector(multiprocess), ProcessLocalGauges(own, REGISTRY)
+            LockedMultiProcessCollector(multiprocess),
+            WorkerProcessCollector(multiprocess),
+            ProcessLocalGauges(own, REGISTRY),
         )
     return ServedRegistry(own, REGISTRY)
 

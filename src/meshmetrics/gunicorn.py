@@ -19,19 +19,31 @@ histograms of a dead worker stay in the sums: nothing counted is lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
 
-from .exposition import MULTIPROC_ENV, files_by_pid, live_pids, multiprocess_dir
+from .exposition import (
+    MULTIPROC_ENV,
+    MultiprocessDirError,
+    check_multiprocess_dir,
+    files_by_pid,
+    is_alive,
+    live_pids,
+    multiprocess_dir,
+)
+from .multiproc import archive_owner, fold_worker
 
 if not os.environ.get(MULTIPROC_ENV):
     os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="meshmetrics-multiproc-")
 Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
-multiprocess_dir()  # switch prometheus_client's value store if it was imported first
+with contextlib.suppress(MultiprocessDirError):  # on_starting names it, in one line
+    multiprocess_dir()  # switch prometheus_client's value store if it was imported first
 
 # Threads inside each worker, so one slow request does not block a scrape.
 worker_class = "gthread"
@@ -39,12 +51,19 @@ threads = 4
 
 
 def on_starting(server: Any) -> None:
-    """Remove the files of dead processes before any worker starts."""
+    """Check the directory, then remove the files of processes that are gone (a previous
+    run's workers, and archives of a master that is gone) before any worker starts."""
     directory = os.environ[MULTIPROC_ENV]
+    try:
+        check_multiprocess_dir(directory)
+    except MultiprocessDirError as exc:
+        server.log.error("%s", exc)  # one line, before any worker boots
+        sys.exit(1)
     live = set(live_pids(directory))
     for pid, paths in files_by_pid(directory).items():
-        if pid not in live:
-            for path in paths:
+        for path in paths:
+            owner = archive_owner(path) if pid is None else pid
+            if owner is not None and owner not in live and not is_alive(owner):
                 path.unlink(missing_ok=True)
 
 
@@ -57,5 +76,11 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges from the aggregate."""
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    """Drop a dead worker's live gauges, and fold its other files into the master's
+    archives (so files of recycled workers, ``--max-requests``, do not pile up)."""
+    directory = os.environ[MULTIPROC_ENV]
+    multiprocess.mark_process_dead(worker.pid, directory)  # type: ignore[no-untyped-call]
+    try:
+        fold_worker(directory, worker.pid, os.getpid())
+    except OSError as exc:  # full or read-only now: the files stay, nothing is lost
+        server.log.error("meshmetrics: cannot fold worker %s's metrics files: %s", worker.pid, exc)

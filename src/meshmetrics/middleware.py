@@ -91,9 +91,12 @@ class RequestCore:
         if method not in STANDARD_METHODS:
             method = OTHER_METHOD
         state.method, state.path, state.req = method, path, req
-        gauge = self.metrics.in_progress_child(method, path)
-        gauge.inc()
-        state.gauge = gauge
+        try:
+            gauge = self.metrics.in_progress_child(method, path)
+            gauge.inc()
+            state.gauge = gauge
+        except OSError as exc:  # the multiprocess directory filled up: never fail a request
+            _storage_failed(exc)
         if self.tracing is not None:
             self.tracing.start(req, path, state.started)
 
@@ -109,22 +112,37 @@ class RequestCore:
         # out of the environ, which Flask's request keeps in a reference cycle: the
         # state is freed at once, not by the cyclic garbage collector
         environ.pop(STATE_KEY, None)
-        if state.gauge is not None:
-            state.gauge.dec()
         method, path = state.method, state.path
         exc = state.exception or exc
         tracing = self.tracing
-        if state.req is None or not excluded_by_pfe(state.req):
-            self.metrics.record(
-                method or "",
-                path or UNMATCHED,
-                status,
-                perf_counter() - state.started,
-                tracing.exemplar(environ) if tracing is not None else None,
-                type(exc).__name__ if exc is not None else None,
-            )
+        try:
+            if state.gauge is not None:
+                state.gauge.dec()
+            if state.req is None or not excluded_by_pfe(state.req):
+                self.metrics.record(
+                    method or "",
+                    path or UNMATCHED,
+                    status,
+                    perf_counter() - state.started,
+                    tracing.exemplar(environ) if tracing is not None else None,
+                    type(exc).__name__ if exc is not None else None,
+                )
+        except OSError as storage_error:
+            _storage_failed(storage_error)
         if tracing is not None:
             tracing.finish(environ, status, exc)
+
+
+_storage_warned = False
+
+
+def _storage_failed(exc: OSError) -> None:
+    """A value file could not grow (a full multiprocess directory): named once, at ERROR;
+    the request itself is answered as usual."""
+    global _storage_warned
+    if not _storage_warned:
+        _storage_warned = True
+        log.error("meshmetrics: a request could not be recorded: %s", exc)
 
 
 class AppObserver:

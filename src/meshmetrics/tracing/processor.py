@@ -5,7 +5,8 @@ background thread.  Nothing here can fail a request: a full queue drops the span
 a dead or missing collector fails the batch; both are counted in
 ``meshmetrics_spans_dropped_total``.  After ``fork()`` (gunicorn workers, the
 reloader) the child gets a fresh queue and thread; at interpreter exit the queue is
-flushed; the thread holds only a weak reference, so a processor nobody uses any more
+flushed, and on SIGTERM too (when nothing else handles it); the thread holds only a
+weak reference, so a processor nobody uses any more
 (its app was garbage-collected) stops its thread.
 
 :class:`SimpleSpanProcessor` exports synchronously, on the thread that finished the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
@@ -114,6 +116,8 @@ class BatchSpanProcessor:
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(ref, "_reset"))
         atexit.register(_call, ref, "shutdown")
+        _LIVE.add(self)
+        _flush_on_sigterm()
 
     def _reset(self) -> None:
         self._queue: deque[MeshSpan] = deque()
@@ -244,6 +248,38 @@ def _export_loop(
         if processor._stopped:
             return
         del processor
+
+
+#: Every batch processor of this process, for the SIGTERM flush.
+_LIVE: weakref.WeakSet[BatchSpanProcessor] = weakref.WeakSet()
+#: Seconds the SIGTERM flush may take in all (Kubernetes' grace period is 30 s).
+SIGTERM_FLUSH_TIMEOUT = 5.0
+
+
+def _flush_on_sigterm() -> None:
+    """Flush queued spans when SIGTERM arrives, then die of it as before.
+
+    Kubernetes stops a pod with SIGTERM, whose default action ends the process at once:
+    no ``atexit``, so spans still queued (up to a batch interval's worth) were lost
+    under ``app.run``/``python app.py``.  Installed only from the main thread and only
+    over the default action: gunicorn, uwsgi or the app's own handler stay in charge.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    deadline = time.monotonic() + SIGTERM_FLUSH_TIMEOUT
+    for processor in list(_LIVE):
+        processor.shutdown(max(0.1, deadline - time.monotonic()))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _call(ref: weakref.ReferenceType[BatchSpanProcessor], method: str) -> None:
