@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask, request
 
 from helpers import (
@@ -18,13 +19,15 @@ from helpers import (
     RawHTTPServer,
     canned,
     captured_spans,
+    free_port,
     run_cli,
     serve_in_thread,
     trickle,
+    wait_http,
 )
 from meshmetrics import instrument
 from meshmetrics._http import BodyTooLargeError, DeadlineExceededError, fetch
-from meshmetrics.config import HttpEndpoint
+from meshmetrics.config import ConfigError, HttpEndpoint
 from meshmetrics.tools.check import check_url
 from meshmetrics.tools.top import scrape
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
@@ -319,3 +322,221 @@ def test_b3_debug_flag_is_forwarded_as_debug(inbound: dict[str, str]) -> None:
     assert "x-b3-sampled" not in sent
     assert sent["b3"].split("-")[2] == "d"
     assert sent["traceparent"].endswith("-01")
+
+
+# -- 4, 5, 8: the metrics port -----------------------------------------------------------
+
+
+def config_token_required(view: Any) -> Any:
+    """An auth decorator in the common style: the token lives in the app's config."""
+    from functools import wraps
+
+    from flask import current_app
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        expected = f"Bearer {current_app.config.get('METRICS_TOKEN')}"
+        if request.headers.get("Authorization") != expected:
+            return "unauthorized\n", 401
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def test_metrics_port_auth_sees_the_apps_config_and_serves_no_static_files(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "secret.txt").write_text("do not serve me")
+    monkeypatch.chdir(tmp_path)  # Flask's static folder is relative to the app's root
+    port = free_port()
+    app = Flask("svc", root_path=str(tmp_path))
+    app.config["METRICS_TOKEN"] = "real-token"
+    inst = instrument(
+        app,
+        service="svc",
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+        metrics_auth=config_token_required,
+    )
+    assert inst.start_metrics_server() is True
+    metrics = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{metrics}/metrics")
+        real = {"Authorization": "Bearer real-token"}
+        assert requests.get(f"{metrics}/metrics", headers=real, timeout=5).status_code == 200
+        none = {"Authorization": "Bearer None"}
+        assert requests.get(f"{metrics}/metrics", headers=none, timeout=5).status_code == 401
+        for path in ("/static/secret.txt", "/secret.txt"):
+            answer = requests.get(f"{metrics}{path}", headers=real, timeout=5)
+            assert answer.status_code == 404
+            assert "do not serve me" not in answer.text
+    finally:
+        inst.uninstrument()
+
+
+def test_metrics_port_binds_loopback_unless_in_a_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    laptop = instrument(Flask("laptop"), metrics_port=free_port())
+    assert laptop.config.metrics_host == "127.0.0.1"
+    assert laptop.config.source_of("metrics_host") == "default"
+    try:
+        assert laptop.start_metrics_server() is True
+        server = laptop.metrics_server
+        assert server is not None
+        assert server._server is not None
+        assert server._server.server_address[0] == "127.0.0.1"
+    finally:
+        laptop.uninstrument()
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    pod = instrument(Flask("pod"), metrics_port=free_port())
+    assert pod.config.metrics_host == "0.0.0.0"
+    assert "Kubernetes pod" in pod.config.source_of("metrics_host")
+    pod.uninstrument()
+    explicit = instrument(Flask("explicit"), metrics_port=free_port(), metrics_host="::1")
+    assert explicit.config.metrics_host == "::1"
+    explicit.uninstrument()
+
+
+# -- 16: clear configuration errors --------------------------------------------------------
+
+
+def _not_a_decorator(view: Any) -> None:
+    return None
+
+
+def _raising_decorator(view: Any) -> Any:
+    raise TypeError("expected a token name")
+
+
+@pytest.mark.parametrize(
+    ("auth", "says"),
+    [
+        (_not_a_decorator, "it returned NoneType"),
+        (_raising_decorator, "applying it raised TypeError: expected a token name"),
+        (42, "a decorator"),
+        ("os.path:sep", "a decorator"),
+    ],
+)
+def test_metrics_auth_that_is_not_a_decorator_is_a_config_error(auth: Any, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), metrics_auth=auth)
+    assert info.value.option == "metrics_auth"
+    assert says in str(info.value)
+
+
+def test_metrics_auth_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_AUTH", "test_hardening:_not_a_decorator")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert info.value.source == "MESHMETRICS_METRICS_AUTH"
+
+
+def test_metrics_path_with_a_converter_never_reaches_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_PATH", "/<x>")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert (info.value.option, info.value.source) == ("metrics_path", "MESHMETRICS_METRICS_PATH")
+
+
+def test_configuration_errors_end_at_the_users_line() -> None:
+    import traceback
+
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), buckets="not numbers")  # the user's line
+    frames = traceback.extract_tb(info.value.__traceback__)
+    inside = [f for f in frames if "/meshmetrics/" in f.filename]
+    assert len(inside) == 1
+    assert inside[0].name == "instrument"
+    assert frames[0].filename == __file__
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+# -- 14: manifests refuses bad input in one line, and writes all files or none ------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--dashboard-label", "a/b/c=1"], "--dashboard-label"),
+        (["--dashboard-label", "Bad Key=1"], "--dashboard-label"),
+        (["--dashboard-label", "grafana_dashboard=-1-"], "--dashboard-label"),
+        (["--error-ratio", "nan"], "--error-ratio"),
+        (["--error-ratio", "-1"], "--error-ratio"),
+        (["--error-ratio", "7"], "--error-ratio"),
+        (["--latency-p95", "inf"], "--latency-p95"),
+        (["--latency-p95", "0"], "--latency-p95"),
+        (["--latency-p95", "60"], "p95 latency threshold 60s"),
+        (["--path", "/<path:p>"], "--path"),
+    ],
+)
+def test_bad_manifest_options_exit_2_in_one_line_writing_nothing(
+    tmp_path: Any, args: list[str], flag: str
+) -> None:
+    out = tmp_path / "k8s"
+    result = run_cli("manifests", "--service", "svc", *args, "--out", str(out))
+    assert result.returncode == 2
+    assert flag in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
+
+
+def test_a_directory_in_place_of_an_output_file_changes_nothing(tmp_path: Any) -> None:
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "svc-dashboard.yaml").write_text("old dashboard\n")
+    (out / "svc-servicemonitor.yaml").mkdir()
+    result = run_cli("manifests", "--service", "svc", "--out", str(out))
+    assert result.returncode == 2
+    assert "svc-servicemonitor.yaml: it exists and is not a regular file" in result.stderr
+    assert (out / "svc-dashboard.yaml").read_text() == "old dashboard\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "svc-dashboard.yaml",
+        "svc-servicemonitor.yaml",
+    ]
+
+
+def test_a_write_failing_half_way_puts_every_file_back(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    out = tmp_path / "k8s"
+    out.mkdir()
+    for name in ("svc-servicemonitor.yaml", "svc-dashboard.yaml", "svc-rules.yaml"):
+        (out / name).write_text(f"old {name}\n")
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def flaky_replace(src: Any, dst: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    result = run_cli("manifests", "--service", "svc", "--out", str(out))
+    assert result.returncode == 2
+    assert "nothing was changed" in result.stderr
+    for name in ("svc-servicemonitor.yaml", "svc-dashboard.yaml", "svc-rules.yaml"):
+        assert (out / name).read_text() == f"old {name}\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "svc-dashboard.yaml",
+        "svc-rules.yaml",
+        "svc-servicemonitor.yaml",
+    ]
+
+
+def test_check_against_a_file_that_is_not_utf8_shows_a_diff(tmp_path: Any) -> None:
+    out = tmp_path / "k8s"
+    assert run_cli("manifests", "--service", "svc", "--out", str(out)).returncode == 0
+    (out / "svc-rules.yaml").write_bytes(b"\xff\xfe not utf-8\n")
+    result = run_cli("manifests", "--service", "svc", "--check", str(out))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "svc-rules.yaml" in result.stdout

@@ -248,6 +248,14 @@ class MetricsServer:
                     threading.Thread(target=self._retry, args=(retry_every,), daemon=True).start()
                 return False
         threading.Thread(target=self._serve, name="meshmetrics-metrics-port", daemon=True).start()
+        log.info(
+            "meshmetrics: metrics on http://%s:%d (%s)",
+            self._host,
+            self.port,
+            "this machine only; metrics_host=0.0.0.0 exposes them"
+            if self._host in ("127.0.0.1", "::1", "localhost")
+            else "every interface of that address family",
+        )
         return True
 
     def _bind(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, Unpack, cast
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
@@ -22,9 +23,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from . import runner
-from .config import InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
+from .config import ConfigError, InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
 from .exposition import (
     MetricsServer,
+    MultiprocessDirError,
     ServedRegistry,
     exposition_app,
     multiprocess_dir,
@@ -85,10 +87,7 @@ class Instrumentation:
             weakref.finalize(self, _stop_processor, self.tracing)
         self.served: ServedRegistry = served_registry(self.registry, self.multiprocess_dir)
         self._exposition = exposition_app(self.served)
-        view = self._serve_metrics
-        if config.metrics_auth is not None:
-            view = config.metrics_auth(view)
-        self._view = view
+        self._view = _protected(self._serve_metrics, config)
         self.metrics_server: MetricsServer | None = None
         if config.metrics_port is not None:
             self.metrics_server = MetricsServer(
@@ -270,6 +269,32 @@ def _metrics_endpoint() -> Response:
     return response
 
 
+def _protected(view: Callable[[], Response], config: MeshConfig) -> Callable[[], Response]:
+    """``view`` under ``metrics_auth``: a decorator that fails or returns no view is a
+    :class:`ConfigError` naming the option, here rather than on the first scrape."""
+    decorator = config.metrics_auth
+    if decorator is None:
+        return view
+    rule = "a decorator: a callable taking a view function and returning a view function"
+    try:
+        protected = decorator(view)
+    except Exception as exc:
+        raise ConfigError(
+            "metrics_auth",
+            decorator,
+            config.source_of("metrics_auth"),
+            f"{rule} (applying it raised {type(exc).__name__}: {exc})",
+        ) from None
+    if not callable(protected):
+        raise ConfigError(
+            "metrics_auth",
+            decorator,
+            config.source_of("metrics_auth"),
+            f"{rule} (it returned {type(protected).__name__})",
+        )
+    return cast(Callable[[], Response], protected)
+
+
 def _metrics_port_view(inst: Instrumentation) -> Any:
     """The view of the separate metrics port (an app of its own, under the same auth)."""
     ref = weakref.ref(inst)
@@ -278,7 +303,14 @@ def _metrics_port_view(inst: Instrumentation) -> Any:
         target = ref()
         if target is None or not target._active:
             abort(404)
-        response: Response = target._view()
+        response: Response
+        if not target._apps:
+            response = target._view()
+            return response
+        # the auth decorator is the app's code: it sees the app's current_app (its config,
+        # its extensions), as on the app's own port, not this internal server's
+        with target._apps[0][0].app_context():
+            response = target._view()
         return response
 
     return meshmetrics_metrics
@@ -320,6 +352,17 @@ def instrument(
     existing :class:`Instrumentation`; with different options it raises
     ``RuntimeError`` (call :meth:`Instrumentation.uninstrument` first).
     """
+    try:
+        return _instrument(target, app, options)
+    except (ConfigError, MultiprocessDirError) as exc:
+        # the traceback ends at the user's instrument() line: the frames inside
+        # meshmetrics say nothing the message does not, and pushed it off the screen
+        raise exc.with_traceback(None) from None
+
+
+def _instrument(
+    target: Flask | Blueprint, app: Flask | None, options: InstrumentOptions
+) -> Instrumentation:
     if not isinstance(target, Flask | Blueprint):
         raise TypeError(
             f"meshmetrics: instrument() takes a Flask app or Blueprint, not {type(target).__name__}"

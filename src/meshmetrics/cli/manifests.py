@@ -83,7 +83,11 @@ def build_model(
 
 
 #: Options whose command-line flag is not ``--`` + the option's name.
-_FLAGS = {"metrics_path": "--path", "scrape_interval": "--interval"}
+_FLAGS = {
+    "metrics_path": "--path",
+    "scrape_interval": "--interval",
+    "dashboard_label_value": "--dashboard-label",
+}
 
 
 def _flag(option: str) -> str:
@@ -92,24 +96,51 @@ def _flag(option: str) -> str:
 
 
 def write_atomically(directory: Path, files: dict[str, str]) -> None:
-    """Write every file or none: each goes to a temp file first, then is renamed."""
+    """Write every file or none.
+
+    Each file is staged in a temp file of the directory; existing targets must be
+    regular files and are kept (hard-linked) until every rename succeeded, so a failure
+    half-way puts the previous ones back and removes every temp file.
+    """
     umask = os.umask(0)
     os.umask(umask)
+    for name in files:
+        target = directory / name
+        if target.exists() and not target.is_file():
+            fail(f"cannot write {target}: it exists and is not a regular file")
+    staged: list[tuple[Path, Path]] = []
+    kept: dict[Path, Path] = {}
+    done: list[Path] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staged: list[tuple[str, Path]] = []
         for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            with os.fdopen(fd, "w") as handle:
+            fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+            staged.append((Path(temp_name), directory / name))
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-            staged.append((tmp, directory / name))
+            os.chmod(temp_name, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
+        for _, target in staged:
+            if target.is_file():
+                backup = target.with_name(f".{target.name}.previous")
+                backup.unlink(missing_ok=True)
+                os.link(target, backup)
+                kept[target] = backup
+        for staged_file, target in staged:
+            os.replace(staged_file, target)
+            done.append(target)
     except OSError as exc:
-        for tmp, _ in locals().get("staged", []):
-            Path(tmp).unlink(missing_ok=True)
-        fail(f"cannot write to {directory}: {exc.strerror or exc}")
-    for tmp, target in staged:
-        os.replace(tmp, target)
+        for target in done:  # put back what was there
+            if target in kept:
+                os.replace(kept.pop(target), target)
+            else:
+                target.unlink(missing_ok=True)
+        for staged_file, _ in staged:
+            staged_file.unlink(missing_ok=True)
+        for backup in kept.values():
+            backup.unlink(missing_ok=True)
+        fail(f"cannot write to {directory}: {exc.strerror or exc}; nothing was changed")
+    for backup in kept.values():
+        backup.unlink(missing_ok=True)
 
 
 def check_files(directory: Path, files: dict[str, str]) -> list[str]:
@@ -117,7 +148,13 @@ def check_files(directory: Path, files: dict[str, str]) -> list[str]:
     diffs = []
     for name, expected in files.items():
         path = directory / name
-        actual = path.read_text() if path.is_file() else ""
+        if path.exists() and not path.is_file():
+            fail(f"cannot compare {path}: it is not a regular file")
+        try:
+            # bytes that are not UTF-8 differ from what is generated: shown, not a traceback
+            actual = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror or exc}")
         if actual != expected:
             diffs.append(
                 "".join(
@@ -233,16 +270,20 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
         fail("--out and --check exclude each other")
-    options = ManifestOptions(
-        monitor_namespace=opts.pop("monitor_namespace"),
-        dashboard_namespace=opts.pop("dashboard_namespace"),
-        dashboard_label=label_key,
-        dashboard_label_value=label_value,
-        error_ratio=opts.pop("error_ratio"),
-        latency_p95=opts.pop("latency_p95"),
-        service_port=opts.pop("service_port"),
-        target_port=opts.pop("target_port"),
-    )
+    try:
+        options = ManifestOptions(
+            monitor_namespace=opts.pop("monitor_namespace"),
+            dashboard_namespace=opts.pop("dashboard_namespace"),
+            dashboard_label=label_key,
+            dashboard_label_value=label_value,
+            error_ratio=opts.pop("error_ratio"),
+            latency_p95=opts.pop("latency_p95"),
+            service_port=opts.pop("service_port"),
+            target_port=opts.pop("target_port"),
+        )
+    except ConfigError as exc:
+        given = ConfigError(exc.option, exc.value, "the command line", exc.rule)
+        fail_config(given, _flag(exc.option))
     for name in ("monitor_namespace", "dashboard_namespace"):
         value = getattr(options, name)
         if value is not None:

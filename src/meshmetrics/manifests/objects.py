@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..config import ConfigError
 from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
 
@@ -45,6 +46,64 @@ class ManifestOptions:
     #: Service port number, and the container port it targets (default: the same).
     service_port: int = 80
     target_port: int | None = None
+
+    def __post_init__(self) -> None:
+        """Every value checked here (``ConfigError`` naming the field), never in the cluster."""
+        _check(
+            "dashboard_label",
+            self.dashboard_label,
+            _is_label_key(self.dashboard_label),
+            "a Kubernetes label key: an optional DNS subdomain prefix and '/', then at most "
+            "63 characters of A-Z, a-z, 0-9, '-', '_', '.' starting and ending alphanumeric",
+        )
+        _check(
+            "dashboard_label_value",
+            self.dashboard_label_value,
+            self.dashboard_label_value == "" or bool(_LABEL_NAME.match(self.dashboard_label_value)),
+            "a Kubernetes label value: at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.' "
+            "starting and ending alphanumeric (or empty)",
+        )
+        _check(
+            "error_ratio",
+            self.error_ratio,
+            _is_number(self.error_ratio) and 0 < self.error_ratio < 1,
+            "a ratio strictly between 0 and 1 (0.05 alerts above 5 % of requests failing)",
+        )
+        _check(
+            "latency_p95",
+            self.latency_p95,
+            _is_number(self.latency_p95) and 0 < self.latency_p95 < float("inf"),
+            "a finite number of seconds above 0",
+        )
+        for name in ("service_port", "target_port"):
+            port = getattr(self, name)
+            _check(
+                name,
+                port,
+                (port is None and name == "target_port")
+                or (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535),
+                "a port number from 1 to 65535",
+            )
+
+
+_LABEL_NAME = re.compile(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+
+
+def _is_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check(option: str, value: object, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ConfigError(option, value, "argument", rule)
 
 
 @dataclass(frozen=True)
@@ -251,6 +310,13 @@ def build_objects(
             f"unknown kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}"
         )
     opts = options or ManifestOptions()
+    largest = max(model.config.buckets)
+    if opts.latency_p95 >= largest:
+        raise ValueError(
+            f"the p95 latency threshold {opts.latency_p95:g}s is not below the largest "
+            f"histogram bucket ({largest:g}s): histogram_quantile() never reports more, so "
+            "the alert could never fire; lower it or add a larger bucket"
+        )
     return {
         f"{model.config.service}-{kind}.yaml": _BUILDERS[kind](model, opts)
         for kind in KINDS
