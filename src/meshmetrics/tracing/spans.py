@@ -184,27 +184,52 @@ def _limited(value: Any) -> Any:
     return text[:MAX_ATTRIBUTE_LENGTH]
 
 
-def _limited_fields(fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    out: dict[str, Any] = {}
+def _fields_size(fields: dict[str, Any]) -> int | None:
+    """The fields' estimated size, or ``None`` when one of them breaks a limit."""
+    if len(fields) > MAX_ATTRIBUTES:
+        return None
     size = 0
+    for key, value in fields.items():
+        if type(key) is not str or len(key) > MAX_ATTRIBUTE_LENGTH:
+            return None
+        kind = type(value)
+        if kind is str:
+            length = len(value)
+            if length > MAX_ATTRIBUTE_LENGTH:
+                return None
+            size += length + len(key) + 4
+        elif kind is int or kind is float or kind is bool:
+            size += len(key) + 12
+        else:
+            return None  # converted to a capped string by _limited_fields
+    return size
+
+
+def _limited_fields(fields: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    size = _fields_size(fields)
+    if size is not None:  # the common case: nothing to cut, nothing copied
+        return fields, size
+    out: dict[str, Any] = {}
     for key, value in list(fields.items())[:MAX_ATTRIBUTES]:
-        name = str(key)[:MAX_ATTRIBUTE_LENGTH]
-        limited = _limited(value)
-        out[name] = limited
-        size += len(name) + (len(limited) if isinstance(limited, str) else 8) + 4
+        out[str(key)[:MAX_ATTRIBUTE_LENGTH]] = _limited(value)
+    size = _fields_size(out)
+    assert size is not None
     return out, size
 
 
 def _enforce_limits(span: MeshSpan) -> int:
     """Cap the span's attributes and events in place; its estimated encoded size."""
-    span.operation_name = str(span.operation_name)[:MAX_ATTRIBUTE_LENGTH]
+    name = span.operation_name
+    if type(name) is not str or len(name) > MAX_ATTRIBUTE_LENGTH:
+        span.operation_name = str(name)[:MAX_ATTRIBUTE_LENGTH]
     span.tags, size = _limited_fields(span.tags)
-    logs = []
-    for ts, fields in span.logs[:MAX_EVENTS]:
-        limited, field_size = _limited_fields(fields)
-        logs.append((ts, limited))
-        size += field_size + 16
-    span.logs = logs
+    if span.logs:
+        logs = []
+        for ts, fields in span.logs[:MAX_EVENTS]:
+            limited, field_size = _limited_fields(fields)
+            logs.append((ts, limited))
+            size += field_size + 16
+        span.logs = logs
     return size + len(span.operation_name) + _SPAN_OVERHEAD
 
 
