@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from helpers import ROOT, load_example, run_cli, serve_in_thread
+from helpers import ROOT, load_example, serve_in_thread
 from meshmetrics.testing.receivers import JaegerAgent
 
 db_module = load_example("cmpt756db")
@@ -199,26 +199,6 @@ def test_one_trace_and_request_id_cross_the_hop(agent: JaegerAgent) -> None:
     by_op = {s.operation: s for s in spans}
     assert by_op["datastore.write"].parent_id == by_op["HTTP POST"].span_id
     assert by_op["HTTP POST"].parent_id == by_op["users.create_user"].span_id
-
-
-@pytest.mark.parametrize(("service", "port"), [("cmpt756db", "30002"), ("cmpt756s1", "30000")])
-def test_checked_in_manifests_are_current(service: str, port: str) -> None:
-    result = run_cli(
-        "manifests",
-        "--app",
-        str(ROOT / "examples" / service / "app.py"),
-        "--namespace",
-        "cmpt756e4",
-        "--release",
-        "komplete-prometheus",
-        "--kind",
-        "servicemonitor,service,dashboard,rules",
-        "--service-port",
-        port,
-        "--check",
-        str(ROOT / "examples" / service / "k8s"),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow

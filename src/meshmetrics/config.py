@@ -311,6 +311,15 @@ def _excluded_paths(value: Any, ctx: Context) -> tuple[str, ...]:
         raise _InvalidError(rule) from None
 
 
+MTLS_MODES: tuple[str, ...] = ("permissive", "strict")
+
+
+def _mtls(value: Any, _: Context) -> str:
+    if isinstance(value, str) and value.strip().lower() in MTLS_MODES:
+        return value.strip().lower()
+    raise _InvalidError("permissive or strict (the Istio PeerAuthentication mode of the namespace)")
+
+
 def _tracing(value: Any, _: Context) -> TracingBackend:
     if isinstance(value, str) and value.strip().lower() in TRACING_BACKENDS:
         return cast(TracingBackend, value.strip().lower())
@@ -453,6 +462,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_port", _metrics_port, None),
     Option("metrics_host", _metrics_host, "127.0.0.1"),
     Option("port_name", _port_name, "http"),
+    Option("metrics_port_name", _port_name, "http-metrics"),
+    Option("mtls", _mtls, "permissive"),
     Option("buckets", _buckets, DEFAULT_BUCKETS),
     Option("prefix", _prefix, "flask"),
     Option("excluded_paths", _excluded_paths, DEFAULT_EXCLUDED_PATHS),
@@ -488,6 +499,8 @@ class InstrumentOptions(TypedDict, total=False):
     metrics_port: int | None
     metrics_host: str
     port_name: str
+    metrics_port_name: str
+    mtls: str
     buckets: Sequence[float]
     prefix: str
     excluded_paths: Sequence[str]
@@ -527,8 +540,16 @@ class MeshConfig:
     #: pod), where Prometheus scrapes the pod IP; loopback elsewhere, so a laptop does not
     #: expose unauthenticated metrics to its network.
     metrics_host: str = "127.0.0.1"
-    #: Name of the Service port Prometheus scrapes (an IANA service name).
+    #: Name of the Service port of the app (an IANA service name); Prometheus scrapes it
+    #: unless ``metrics_port`` is set.
     port_name: str = "http"
+    #: Name of the Service port for ``metrics_port``, the one Prometheus then scrapes.
+    metrics_port_name: str = "http-metrics"
+    #: Istio mTLS mode of the service's namespace: ``permissive`` (Istio's default) or
+    #: ``strict``.  Prometheus runs outside the mesh and scrapes in plain text, so
+    #: ``strict`` needs ``metrics_port``: the manifests then exempt that port alone
+    #: (a PeerAuthentication with ``portLevelMtls`` PERMISSIVE).
+    mtls: str = "permissive"
     #: Upper bounds of the request-latency histogram buckets, in seconds.
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     #: Prefix of the request metric names (``flask`` as in prometheus-flask-exporter).
@@ -572,6 +593,22 @@ class MeshConfig:
             object.__setattr__(self, f.name, value)
         if self.tracing != "off" and self.trace_endpoint is None:
             object.__setattr__(self, "trace_endpoint", _default_endpoint(self.tracing))
+        if self.mtls == "strict" and self.metrics_port is None:
+            raise ConfigError(
+                "mtls",
+                self.mtls,
+                self.source_of("mtls"),
+                "permissive unless metrics_port is set: under STRICT mTLS Prometheus (outside "
+                "the mesh) can only scrape a port exempted from it, e.g. metrics_port=9464",
+            )
+        if self.metrics_port is not None and self.metrics_port_name == self.port_name:
+            raise ConfigError(
+                "metrics_port_name",
+                self.metrics_port_name,
+                self.source_of("metrics_port_name"),
+                f"different from port_name {self.port_name!r}: the metrics port is a Service "
+                "port of its own",
+            )
 
     def source_of(self, option: str) -> str:
         """Where ``option``'s value came from (``argument`` unless :func:`resolve_config`)."""
@@ -646,7 +683,12 @@ def resolve_config(
         sources[option.name] = source
         # a default converts to itself; MeshConfig fills in the backend's default endpoint
         values[option.name] = _convert(option, raw, source, values)
-    config = MeshConfig(**values)
+    try:
+        config = MeshConfig(**values)
+    except ConfigError as exc:  # a rule across options: name where the value came from
+        raise ConfigError(
+            exc.option, exc.value, sources.get(exc.option, exc.source), exc.rule
+        ) from None
     object.__setattr__(config, "_sources", sources)
     return config
 

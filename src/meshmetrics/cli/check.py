@@ -68,6 +68,8 @@ def check_command(
         key, sep, value = header.partition(":")
         if not sep or not key.strip():
             fail(f"--header {header!r} must be 'Name: value'")
+        if not (key + value).isascii() or not (key + value).isprintable():
+            fail(f"--header {header!r}: HTTP header names and values are printable ASCII")
         parsed_headers[key.strip()] = value.strip()
     urls = [t for t in targets if t.startswith(("http://", "https://"))]
     files = [Path(t) for t in targets if t not in urls]

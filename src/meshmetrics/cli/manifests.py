@@ -22,6 +22,7 @@ from ..manifests import (
     ManifestOptions,
     ServiceModel,
     build_objects,
+    grafana_values,
     model_from_config,
     model_from_registry,
     to_multi_yaml,
@@ -72,6 +73,8 @@ def build_model(
                 )
         config = inst.config.replace(source="the command line", **given)
     except ConfigError as exc:
+        if exc.source == "argument":  # options alone: they all come from the command line
+            exc = ConfigError(exc.option, exc.value, "the command line", exc.rule)
         fail_config(exc, _flag(exc.option))
     return model_from_registry(
         config,
@@ -172,9 +175,12 @@ def check_files(directory: Path, files: dict[str, str]) -> list[str]:
 _KIND_CHOICE = click.Choice(KINDS, case_sensitive=False)
 
 
-def _kinds(values: Sequence[str]) -> tuple[str, ...]:
+def _kinds(values: Sequence[str]) -> tuple[str, ...] | None:
+    """The kinds asked for, or ``None`` for the model's defaults."""
+    if not values:
+        return None
     kinds: list[str] = []
-    for value in values or DEFAULT_KINDS:
+    for value in values:
         for kind in value.split(","):
             kind = kind.strip().lower()
             if kind not in KINDS:
@@ -203,11 +209,35 @@ def manifest_options(func: Any) -> Any:
         click.option("--interval", "scrape_interval", help="Scrape interval, e.g. 30s."),
         click.option("--prefix", help="Metric name prefix (without --app)."),
         click.option(
+            "--mtls",
+            type=click.Choice(["permissive", "strict"], case_sensitive=False),
+            help="Istio mTLS mode of the namespace; strict needs a metrics port and adds "
+            "a PeerAuthentication exempting it alone (default: permissive).",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            help="The app's separate metrics port (the Service gets a port for it).",
+        ),
+        click.option(
+            "--istio-namespace",
+            default="istio-system",
+            show_default=True,
+            help="Namespace of istiod and of Istio's Jaeger add-on.",
+        ),
+        click.option(
+            "--grafana-values",
+            is_flag=True,
+            help="Print the kube-prometheus-stack Helm values that link latency exemplars "
+            "to their traces in Jaeger, instead of objects.",
+        ),
+        click.option(
             "--kind",
             "kinds",
             multiple=True,
             metavar="KIND[,KIND]",
-            help=f"Objects to emit: {', '.join(KINDS)} (default: {', '.join(DEFAULT_KINDS)}).",
+            help=f"Objects to emit: {', '.join(KINDS)} (default: {', '.join(DEFAULT_KINDS)}, "
+            "and peerauthentication under --mtls strict).",
         ),
         click.option(
             "--dashboard-label",
@@ -266,6 +296,7 @@ def manifest_options(func: Any) -> Any:
 def run_manifests(app: Flask | None, **opts: Any) -> None:
     """Generate, then print, write (``--out``) or compare (``--check``) the manifests."""
     kinds = _kinds(opts.pop("kinds"))
+    grafana = opts.pop("grafana_values")
     label_key, label_value = _label(opts.pop("dashboard_label"))
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
@@ -280,6 +311,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
             latency_p95=opts.pop("latency_p95"),
             service_port=opts.pop("service_port"),
             target_port=opts.pop("target_port"),
+            istio_namespace=opts.pop("istio_namespace"),
         )
     except ConfigError as exc:
         given = ConfigError(exc.option, exc.value, "the command line", exc.rule)
@@ -292,7 +324,10 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
             except ConfigError as exc:
                 fail_config(exc, _flag(name))
     istio = opts.pop("istio")
-    model = build_model(app, opts, podmonitor="podmonitor" in kinds, istio=istio)
+    model = build_model(app, opts, podmonitor="podmonitor" in (kinds or ()), istio=istio)
+    if grafana:
+        click.echo(to_yaml(grafana_values(model, options)), nl=False)
+        return
     try:
         objects = build_objects(model, kinds, options)
     except ValueError as exc:

@@ -13,6 +13,8 @@ from .objects import (
     KINDS,
     ManifestOptions,
     build_objects,
+    default_kinds,
+    grafana_values,
     to_multi_yaml,
     to_yaml,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "MetricFamily",
     "ServiceModel",
     "build_objects",
+    "default_kinds",
+    "grafana_values",
     "model_from_config",
     "model_from_registry",
     "to_multi_yaml",

@@ -66,8 +66,11 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
     )
     for quantile in QUANTILES:
         title = f"Latency p{round(quantile * 100)} by route"
+        # exemplars: the trace ids of sampled requests, as points linking to Jaeger
         builder.with_panel(
-            panels.timeseries(title, "s", (q.latency_quantile(quantile), "{{path}}"))
+            panels.timeseries(
+                title, "s", (q.latency_quantile(quantile), "{{path}}"), exemplars=True
+            )
         )
     builder.with_panel(
         panels.timeseries("In-flight requests", "short", (q.in_progress(), "{{path}}"))
@@ -139,7 +142,9 @@ class _Panels:
     def row(self, title: str) -> Row:
         return Row(title).id(self._id())
 
-    def timeseries(self, title: str, unit: str, *queries: tuple[str, str]) -> TimeseriesPanel:
+    def timeseries(
+        self, title: str, unit: str, *queries: tuple[str, str], exemplars: bool = False
+    ) -> TimeseriesPanel:
         panel = (
             TimeseriesPanel()
             .id(self._id())
@@ -150,9 +155,10 @@ class _Panels:
             .span(12)
         )
         for index, (expr, legend) in enumerate(queries):
-            panel.with_target(
-                Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + index))
-            )
+            query = Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + index))
+            if exemplars:
+                query = query.exemplar(True)
+            panel.with_target(query)
         return panel
 
     def custom(self, family: MetricFamily, q: Queries) -> TimeseriesPanel:

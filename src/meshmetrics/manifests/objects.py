@@ -20,13 +20,29 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError
+from ..config import ConfigError, MeshConfig
 from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
 
 API_MONITORING = "monitoring.coreos.com/v1"
-KINDS = ("servicemonitor", "podmonitor", "service", "dashboard", "rules")
+API_ISTIO_SECURITY = "security.istio.io/v1beta1"
+KINDS = (
+    "servicemonitor",
+    "podmonitor",
+    "service",
+    "peerauthentication",
+    "dashboard",
+    "rules",
+    "istio-monitors",
+)
 DEFAULT_KINDS = ("servicemonitor", "dashboard", "rules")
+#: Exemplars of sampled requests carry the trace id under this label (see tracing.server).
+TRACE_ID_LABEL = "trace_id"
+
+
+def default_kinds(config: MeshConfig) -> tuple[str, ...]:
+    """What ``manifests`` emits without ``--kind``: under STRICT mTLS, the policy too."""
+    return (*DEFAULT_KINDS, "peerauthentication") if config.mtls == "strict" else DEFAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,8 @@ class ManifestOptions:
     #: Service port number, and the container port it targets (default: the same).
     service_port: int = 80
     target_port: int | None = None
+    #: Namespace of istiod (and of Istio's Jaeger add-on, Service ``tracing``).
+    istio_namespace: str = "istio-system"
 
     def __post_init__(self) -> None:
         """Every value checked here (``ConfigError`` naming the field), never in the cluster."""
@@ -137,6 +155,11 @@ def _labels(model: ServiceModel, *, release: bool) -> dict[str, str]:
     return labels
 
 
+def scrape_port(config: MeshConfig) -> str:
+    """The port *name* Prometheus scrapes: the metrics port's when there is one."""
+    return config.metrics_port_name if config.metrics_port is not None else config.port_name
+
+
 def monitor_namespace(model: ServiceModel, options: ManifestOptions) -> str:
     return options.monitor_namespace or model.config.namespace
 
@@ -155,7 +178,7 @@ def _monitor(
             "selector": {"matchLabels": {"app": c.service}},
             "namespaceSelector": {"matchNames": [c.namespace]},
             endpoints_key: [
-                {"port": c.port_name, "path": c.metrics_path, "interval": c.scrape_interval}
+                {"port": scrape_port(c), "path": c.metrics_path, "interval": c.scrape_interval}
             ],
         },
     }
@@ -186,6 +209,125 @@ def service(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
                     "port": options.service_port,
                     "targetPort": options.target_port or options.service_port,
                     "protocol": "TCP",
+                },
+                *(
+                    [
+                        {
+                            "name": c.metrics_port_name,
+                            "port": c.metrics_port,
+                            "targetPort": c.metrics_port,
+                            "protocol": "TCP",
+                        }
+                    ]
+                    if c.metrics_port is not None
+                    else []
+                ),
+            ],
+        },
+    }
+
+
+def peer_authentication(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    """Under STRICT mTLS, the metrics port alone accepts plain text (Prometheus is outside
+    the mesh); the app's port keeps the namespace's mode (``UNSET`` inherits it)."""
+    c = model.config
+    if c.metrics_port is None:
+        raise ValueError(
+            "a PeerAuthentication for scraping needs metrics_port: it exempts that port alone "
+            "from mTLS (set MESHMETRICS_METRICS_PORT, e.g. 9464)"
+        )
+    return {
+        "apiVersion": API_ISTIO_SECURITY,
+        "kind": "PeerAuthentication",
+        "metadata": _metadata(f"{c.service}-metrics", c.namespace, _labels(model, release=False)),
+        "spec": {
+            "selector": {"matchLabels": {"app": c.service}},
+            "mtls": {"mode": "UNSET"},
+            "portLevelMtls": {str(c.metrics_port): {"mode": "PERMISSIVE"}},
+        },
+    }
+
+
+def istio_monitors(model: ServiceModel, options: ManifestOptions) -> dict[str, dict[str, Any]]:
+    """What makes the dashboard's Istio row non-empty: Envoy's and istiod's metrics, with the
+    ``release`` label this Prometheus selects (Istio's samples say ``release: istio``).
+
+    Envoy is scraped on its own port (15090, ``http-envoy-prom``), which serves Envoy's
+    statistics only; Istio's merged endpoint (15020) would bring the app's metrics a second
+    time under another job.  Both ports are outside mTLS interception."""
+    c = model.config
+    namespace = monitor_namespace(model, options)
+    labels = {"app.kubernetes.io/managed-by": "meshmetrics", "release": c.release}
+    envoy = {
+        "apiVersion": API_MONITORING,
+        "kind": "PodMonitor",
+        "metadata": _metadata("istio-envoy", namespace, labels),
+        "spec": {
+            "selector": {
+                "matchExpressions": [{"key": "istio-prometheus-ignore", "operator": "DoesNotExist"}]
+            },
+            "namespaceSelector": {"any": True},
+            "jobLabel": "envoy-stats",
+            "podMetricsEndpoints": [
+                {
+                    "port": "http-envoy-prom",
+                    "path": "/stats/prometheus",
+                    "interval": c.scrape_interval,
+                    "relabelings": [
+                        {
+                            "action": "keep",
+                            "sourceLabels": ["__meta_kubernetes_pod_container_name"],
+                            "regex": "istio-proxy",
+                        }
+                    ],
+                    # Istio's standard metrics only: Envoy's own statistics are many
+                    "metricRelabelings": [
+                        {"action": "keep", "sourceLabels": ["__name__"], "regex": "istio_.*"}
+                    ],
+                }
+            ],
+        },
+    }
+    istiod = {
+        "apiVersion": API_MONITORING,
+        "kind": "ServiceMonitor",
+        "metadata": _metadata("istiod", namespace, labels),
+        "spec": {
+            "jobLabel": "istio",
+            "targetLabels": ["app"],
+            "selector": {
+                "matchExpressions": [{"key": "istio", "operator": "In", "values": ["pilot"]}]
+            },
+            "namespaceSelector": {"matchNames": [options.istio_namespace]},
+            "endpoints": [{"port": "http-monitoring", "interval": c.scrape_interval}],
+        },
+    }
+    return {"istio-envoy-podmonitor.yaml": envoy, "istio-istiod-servicemonitor.yaml": istiod}
+
+
+def grafana_values(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    """kube-prometheus-stack Helm values that make the latency panels' exemplars links to
+    the trace in Jaeger: exemplar storage in Prometheus, a Jaeger datasource (Istio's
+    add-on: Service ``tracing``, port 80, base path ``/jaeger``), and the chart's Prometheus
+    datasource pointing ``trace_id`` exemplars at it."""
+    return {
+        "prometheus": {"prometheusSpec": {"enableFeatures": ["exemplar-storage"]}},
+        "grafana": {
+            "sidecar": {
+                "datasources": {
+                    "exemplarTraceIdDestinations": {
+                        "datasourceUid": "jaeger",
+                        "traceIdLabelName": TRACE_ID_LABEL,
+                    }
+                }
+            },
+            "additionalDataSources": [
+                {
+                    "name": "Jaeger",
+                    "type": "jaeger",
+                    "uid": "jaeger",
+                    "access": "proxy",
+                    "url": f"http://tracing.{options.istio_namespace}/jaeger",
                 }
             ],
         },
@@ -292,6 +434,7 @@ _BUILDERS = {
     "servicemonitor": service_monitor,
     "podmonitor": pod_monitor,
     "service": service,
+    "peerauthentication": peer_authentication,
     "dashboard": dashboard_configmap,
     "rules": prometheus_rule,
 }
@@ -299,11 +442,13 @@ _BUILDERS = {
 
 def build_objects(
     model: ServiceModel,
-    kinds: Iterable[str] = DEFAULT_KINDS,
+    kinds: Iterable[str] | None = None,
     options: ManifestOptions | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The requested objects, keyed by file name (``<service>-<kind>.yaml``), in KINDS order."""
-    wanted = set(kinds)
+    """The requested objects (default: :func:`default_kinds`), keyed by file name
+    (``<service>-<kind>.yaml``; the mesh-wide Istio monitors ``istio-*.yaml``), in KINDS
+    order."""
+    wanted = set(default_kinds(model.config) if kinds is None else kinds)
     unknown = wanted - set(KINDS)
     if unknown:
         raise ValueError(
@@ -317,11 +462,15 @@ def build_objects(
             f"histogram bucket ({largest:g}s): histogram_quantile() never reports more, so "
             "the alert could never fire; lower it or add a larger bucket"
         )
-    return {
-        f"{model.config.service}-{kind}.yaml": _BUILDERS[kind](model, opts)
-        for kind in KINDS
-        if kind in wanted
-    }
+    objects: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        if kind not in wanted:
+            continue
+        if kind == "istio-monitors":
+            objects.update(istio_monitors(model, opts))
+        else:
+            objects[f"{model.config.service}-{kind}.yaml"] = _BUILDERS[kind](model, opts)
+    return objects
 
 
 class _Dumper(yaml.SafeDumper):

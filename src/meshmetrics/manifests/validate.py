@@ -48,7 +48,7 @@ _OBJECT_META = frozenset(
         "selfLink",
     }
 )
-_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+_CRDS = ("servicemonitors", "podmonitors", "prometheusrules", "peerauthentications")
 CONFIGMAP_LIMIT = 1024 * 1024
 ANNOTATIONS_LIMIT = 256 * 1024
 OPERATOR_VERSION = "v0.93"
@@ -170,6 +170,21 @@ def validate_object(obj: Any) -> list[str]:
     for error in validator.iter_errors(obj):
         path = ".".join(str(p) for p in error.absolute_path) or "<root>"
         errors.append(f"{path}: {error.message}")
+    if kind == "PeerAuthentication":
+        errors += _peer_authentication_errors(obj.get("spec") or {})
+    return errors
+
+
+def _peer_authentication_errors(spec: dict[str, Any]) -> list[str]:
+    """Istio's rules across fields: port-level modes need a workload selector (Istio ignores
+    them otherwise), and a port is 1-65535."""
+    ports = spec.get("portLevelMtls") or {}
+    errors = []
+    if ports and not (spec.get("selector") or {}).get("matchLabels"):
+        errors.append("spec.portLevelMtls: needs spec.selector.matchLabels (a workload selector)")
+    for port in ports:
+        if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+            errors.append(f"spec.portLevelMtls: {port!r} is not a port number 1-65535")
     return errors
 
 

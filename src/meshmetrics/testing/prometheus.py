@@ -68,7 +68,9 @@ class LocalPrometheus:
         targets: list[Target],
         rule_groups: list[dict[str, Any]] | None = None,
         scrape_interval: str = "1s",
+        features: tuple[str, ...] = (),
     ) -> None:
+        self._features = features
         binary = prometheus_binary()
         if binary is None:
             raise FileNotFoundError("prometheus not found on PATH (apt-get install -y prometheus)")
@@ -110,6 +112,7 @@ class LocalPrometheus:
                 f"--storage.tsdb.path={self._dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1h",
+                *(f"--enable-feature={feature}" for feature in self._features),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -153,6 +156,14 @@ class LocalPrometheus:
         if body.get("status") != "success":
             raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
         return body["data"]
+
+    def exemplars(self, expr: str, seconds: float = 600) -> list[dict[str, Any]]:
+        """``/api/v1/query_exemplars`` over the last ``seconds`` (needs ``exemplar-storage``)."""
+        now = time.time()
+        result: list[dict[str, Any]] = self.api(
+            "query_exemplars", query=expr, start=str(now - seconds), end=str(now)
+        )
+        return result
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query; the result vector (or scalar as a one-element list)."""
