@@ -41,6 +41,9 @@ ELSEWHERE = {
     ".ci/smoke_plain_install.sh install the package into fresh virtual environments",
     "python -m meshmetrics check live.yaml --release komplete-prometheus": "reads the output of "
     "the kubectl command before it (the same check runs on generated files below)",
+    "python -m meshmetrics check examples/cmpt756s1/k8s/*.yaml --prometheus "
+    "http://127.0.0.1:9090": "asks the cluster's Prometheus through a port-forward "
+    "(tests/test_mesh_manifests.py runs it against a real local Prometheus)",
 }
 #: Commands that serve until stopped, and the URL that answers once they do.
 SERVERS = {
@@ -86,7 +89,7 @@ def kind_of(command: str) -> str:
         return "server"
     if command in INTERACTIVE:
         return "interactive"
-    if command.startswith(("python -m meshmetrics ", "python examples/")):
+    if command.startswith(("python -m meshmetrics ", "python examples/", "export ")):
         return "run"
     return "unknown"
 
@@ -106,7 +109,7 @@ def test_every_docs_command_is_accounted_for() -> None:
 
 def test_examples_manifests_are_regenerated_by_the_documented_command() -> None:
     """The READMEs' --out commands, with --check, hold for the checked-in k8s/ (no drift)."""
-    outs = [c for _, c in doc_commands() if " manifests --app examples/" in c and "--out" in c]
+    outs = [c for _, c in doc_commands() if " manifests --app " in c and "--out examples/" in c]
     services = sorted({re.search(r"examples/(\w+)/app\.py", c).group(1) for c in outs})  # type: ignore[union-attr]
     assert services == ["cmpt756db", "cmpt756s1"]
     for command in outs:

@@ -43,7 +43,35 @@ class _Envoy(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         type(self).scrapes += 1
         n = type(self).scrapes
-        sel = 'reporter="destination",destination_service_name="shop",destination_service_namespace="shop-ns"'
+        # the standard labels Istio documents for istio_requests_total and
+        # istio_request_duration_milliseconds, as the destination's sidecar reports them
+        labels = {
+            "reporter": "destination",
+            "source_workload": "istio-ingressgateway",
+            "source_workload_namespace": "istio-system",
+            "source_principal": "spiffe://cluster.local/ns/istio-system/sa/ingressgateway",
+            "source_app": "istio-ingressgateway",
+            "source_version": "unknown",
+            "source_cluster": "Kubernetes",
+            "source_canonical_service": "istio-ingressgateway",
+            "source_canonical_revision": "latest",
+            "destination_workload": "shop",
+            "destination_workload_namespace": "shop-ns",
+            "destination_principal": "spiffe://cluster.local/ns/shop-ns/sa/default",
+            "destination_app": "shop",
+            "destination_version": "v1",
+            "destination_service": "shop.shop-ns.svc.cluster.local",
+            "destination_service_name": "shop",
+            "destination_service_namespace": "shop-ns",
+            "destination_cluster": "Kubernetes",
+            "destination_canonical_service": "shop",
+            "destination_canonical_revision": "v1",
+            "request_protocol": "http",
+            "grpc_response_status": "",
+            "response_flags": "-",
+            "connection_security_policy": "mutual_tls",
+        }
+        sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
         lines = [
             "# TYPE istio_requests_total counter",
             f'istio_requests_total{{{sel},response_code="200"}} {n * 10}',

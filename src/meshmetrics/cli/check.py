@@ -14,6 +14,12 @@ from ._errors import fail, needs_extra
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--release", help="The Helm release Prometheus selects monitors by.")
 @click.option(
+    "--prometheus",
+    metavar="URL",
+    help="A running Prometheus (e.g. port-forwarded): check that it scrapes the monitors "
+    "and loaded the rules of the manifest files given.",
+)
+@click.option(
     "--header",
     "headers",
     multiple=True,
@@ -51,6 +57,7 @@ from ._errors import fail, needs_extra
 def check_command(
     targets: tuple[str, ...],
     release: str | None,
+    prometheus: str | None,
     headers: tuple[str, ...],
     max_series: int,
     max_label_values: int,
@@ -61,7 +68,14 @@ def check_command(
     URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML),
     which are also validated strictly against the prometheus-operator CRDs and Grafana's
     dashboard schema that meshmetrics ships."""
-    from ..tools.check import ERROR, Finding, check_manifests, check_url, load_manifests
+    from ..tools.check import (
+        ERROR,
+        Finding,
+        check_live,
+        check_manifests,
+        check_url,
+        load_manifests,
+    )
 
     parsed_headers = {}
     for header in headers:
@@ -102,6 +116,10 @@ def check_command(
         except Exception as exc:
             fail(f"cannot read the manifests: {exc}")
         findings += check_manifests(objects, release)
+        if prometheus is not None:
+            findings += check_live(prometheus, objects, timeout)
+    elif prometheus is not None:
+        fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
     for finding in findings:
         click.echo(finding.line())
     errors = sum(f.severity == ERROR for f in findings)

@@ -401,9 +401,10 @@ def alert_rules(model: ServiceModel, options: ManifestOptions) -> list[AlertRule
             "10m",
             "warning",
             f"{c.service}: Prometheus has no target",
-            f"No target of {where} is known to Prometheus: check the ServiceMonitor's release "
-            f'label ("{c.release}"), the Service\'s app label and port name ("{c.port_name}"), '
-            "and the namespace selector.",
+            f"No target of {where} is known to Prometheus: check the Service's app label, "
+            f'its port name ("{scrape_port(c)}") and the monitor\'s namespace selector. (A wrong '
+            "release label hides this rule as well: meshmetrics check --prometheus URL "
+            "finds that.)",
         ),
     ]
 

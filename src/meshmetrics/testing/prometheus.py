@@ -30,6 +30,9 @@ class Target:
     address: str  # host:port
     metrics_path: str
     labels: dict[str, str] = field(default_factory=dict)
+    #: The scrape pool (job name) the operator would give it, e.g.
+    #: ``serviceMonitor/<namespace>/<name>/0``; ``None``: ``target-<index>``.
+    scrape_pool: str | None = None
 
 
 def target_from_monitor(monitor: dict[str, Any], address: str, pod: str) -> Target:
@@ -37,6 +40,7 @@ def target_from_monitor(monitor: dict[str, Any], address: str, pod: str) -> Targ
     spec = monitor["spec"]
     service = spec["selector"]["matchLabels"]["app"]
     endpoint = spec["endpoints"][0]
+    meta = monitor["metadata"]
     return Target(
         address,
         endpoint.get("path", "/metrics"),
@@ -47,7 +51,15 @@ def target_from_monitor(monitor: dict[str, Any], address: str, pod: str) -> Targ
             "pod": pod,
             "endpoint": endpoint["port"],
         },
+        f"serviceMonitor/{meta.get('namespace', 'default')}/{meta['name']}/0",
     )
+
+
+def _pool_name(target: Target, index: int, targets: list[Target]) -> str:
+    """The target's scrape pool; a repeated one (two targets of one monitor) gets a suffix."""
+    pool = target.scrape_pool or f"target-{index}"
+    earlier = [t.scrape_pool for t in targets[:index]]
+    return pool if pool not in earlier else f"{pool}-{index}"
 
 
 def prometheus_binary() -> str | None:
@@ -82,7 +94,7 @@ class LocalPrometheus:
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "scrape_configs": [
                 {
-                    "job_name": f"target-{index}",
+                    "job_name": _pool_name(target, index, targets),
                     "metrics_path": target.metrics_path,
                     # a target's own "job" label wins over the scrape config's name
                     "static_configs": [{"targets": [target.address], "labels": target.labels}],
