@@ -134,7 +134,7 @@ def test_latency_down_and_absent_alerts(tmp_path: Path) -> None:
         "warning",
         "cmpt756s1: Prometheus has no target",
         "No target of cmpt756s1 in namespace cmpt756e4 is known to Prometheus: check the "
-        'Service\'s app label, its port name ("http") and the monitor\'s namespace selector. '
+        "Service's app label, its port name (\"http\") and the monitor's namespace selector. "
         "(A wrong release label hides this rule as well: meshmetrics check --prometheus URL "
         "finds that.)",
         job="cmpt756s1",
