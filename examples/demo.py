@@ -248,11 +248,12 @@ def run_prometheus(services: dict[str, Service], workload: Workload, echo: Any) 
     if prometheus_binary() is None:
         echo("\n--prometheus: no prometheus binary (apt-get install -y prometheus); skipped")
         return
-    targets, expressions = [], []
+    targets, expressions, groups = [], [], []
     for name, service in services.items():
         inst = service.instrumentation
         model = model_from_registry(inst.config, inst.registries, inst.request_metrics, istio=False)
-        objects = build_objects(model, ["servicemonitor", "dashboard"])
+        objects = build_objects(model, ["servicemonitor", "dashboard", "rules"])
+        groups += objects[f"{name}-rules.yaml"]["spec"]["groups"]  # the dashboard reads them
         targets.append(
             target_from_monitor(
                 objects[f"{name}-servicemonitor.yaml"], f"127.0.0.1:{service.port}", f"{name}-0"
@@ -264,7 +265,7 @@ def run_prometheus(services: dict[str, Service], workload: Workload, echo: Any) 
         expressions += [
             (name, e.replace("$__rate_interval", "30s")) for e in dashboard_expressions(dashboard)
         ]
-    with LocalPrometheus(targets) as prom:
+    with LocalPrometheus(targets, rule_groups=groups) as prom:
         prom.wait_for("up == 1")
         for i in range(4):  # spread over scrapes so rate() sees increases
             workload.step(10_000 + i)

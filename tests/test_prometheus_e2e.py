@@ -181,3 +181,34 @@ def test_every_dashboard_and_rule_expression_returns_data(
             time.sleep(0.5)
         assert seen == expected
         assert prom.query('absent(up{job="shop",namespace="shop-ns"})') == []
+
+        # every recorded series equals its raw expression, at the rule's own evaluation time;
+        # the app is stopped first, so no scrape lands between an evaluation and the check
+        server.stop()
+        time.sleep(3)
+        recording = [r for g in groups for r in g["rules"] if "record" in r]
+        assert len(recording) == 4
+        compared = 0
+        for rule in recording:
+            stamps = prom.query(f"timestamp({rule['record']})")
+            if not stamps:  # the in-progress gauge is stale once the app is gone: both empty
+                assert prom.query(rule["expr"]) == [], rule["record"]
+                continue
+            at = stamps[0]["value"][1]
+            recorded = {_key(r): float(r["value"][1]) for r in _query_at(prom, rule["record"], at)}
+            raw = {_key(r): float(r["value"][1]) for r in _query_at(prom, rule["expr"], at)}
+            assert recorded.keys() == raw.keys(), rule["record"]
+            for key, value in raw.items():
+                assert recorded[key] == pytest.approx(value, rel=1e-9, abs=1e-12), (rule, key)
+                compared += 1
+        assert compared >= 10
+
+
+def _key(result: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in result["metric"].items() if k != "__name__"))
+
+
+def _query_at(prom: LocalPrometheus, expr: str, at: str) -> list[dict[str, Any]]:
+    data = prom.api("query", query=expr, time=at)
+    result: list[dict[str, Any]] = data["result"]
+    return result

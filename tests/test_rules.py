@@ -34,7 +34,7 @@ def test_promtool_check_rules(tmp_path: Path) -> None:
         [PROMTOOL, "check", "rules", str(write_rules(tmp_path))], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def promtool_test(

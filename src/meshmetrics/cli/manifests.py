@@ -52,7 +52,12 @@ def instrumentation_of(app: Flask) -> Instrumentation:
 
 
 def build_model(
-    app: Flask | None, overrides: dict[str, Any], *, podmonitor: bool, istio: bool
+    app: Flask | None,
+    overrides: dict[str, Any],
+    *,
+    podmonitor: bool,
+    istio: bool,
+    recording_rules: bool = True,
 ) -> ServiceModel:
     """The service model from an app's instrumentation, or from options alone."""
     kind = "PodMonitor" if podmonitor else "ServiceMonitor"
@@ -62,7 +67,9 @@ def build_model(
             if "service" not in given:
                 fail("--service is required without --app")
             config = resolve_config(given, default_service=given["service"])
-            return model_from_config(config, monitor_kind=kind, istio=istio)
+            return model_from_config(
+                config, monitor_kind=kind, istio=istio, recording_rules=recording_rules
+            )
         inst = instrumentation_of(app)
         for fixed in ("prefix", "metrics_path"):
             if fixed in given and given[fixed] != getattr(inst.config, fixed):
@@ -82,6 +89,7 @@ def build_model(
         inst.request_metrics,
         monitor_kind=kind,
         istio=istio,
+        recording_rules=recording_rules,
     )
 
 
@@ -246,6 +254,13 @@ def manifest_options(func: Any) -> Any:
             help="Label the Grafana sidecar selects dashboards by.",
         ),
         click.option(
+            "--recording-rules/--no-recording-rules",
+            default=True,
+            show_default=True,
+            help="Pre-aggregate the request metrics in recording rules (in the PrometheusRule) "
+            "and have the dashboard and alerts read them.",
+        ),
+        click.option(
             "--istio/--no-istio",
             default=True,
             show_default=True,
@@ -324,7 +339,14 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
             except ConfigError as exc:
                 fail_config(exc, _flag(name))
     istio = opts.pop("istio")
-    model = build_model(app, opts, podmonitor="podmonitor" in (kinds or ()), istio=istio)
+    recording = opts.pop("recording_rules")
+    model = build_model(
+        app,
+        opts,
+        podmonitor="podmonitor" in (kinds or ()),
+        istio=istio,
+        recording_rules=recording,
+    )
     if grafana:
         click.echo(to_yaml(grafana_values(model, options)), nl=False)
         return

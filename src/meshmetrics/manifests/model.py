@@ -41,6 +41,9 @@ class ServiceModel:
     monitor_kind: str = "ServiceMonitor"
     #: Add a row of Istio (Envoy) panels to the dashboard.
     istio: bool = True
+    #: Dashboard and alerts read the recording rules the PrometheusRule carries (cheap at
+    #: any number of pods); ``False``: the raw series, as before.
+    recording_rules: bool = True
     queries: Queries = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +53,14 @@ class ServiceModel:
             else f"{self.config.namespace}/{self.config.service}"
         )
         object.__setattr__(
-            self, "queries", Queries(job, self.config.namespace, self.config.metric_prefix)
+            self,
+            "queries",
+            Queries(
+                job,
+                self.config.namespace,
+                self.config.metric_prefix,
+                recorded=self.recording_rules,
+            ),
         )
 
 

@@ -23,6 +23,7 @@ import yaml
 from ..config import ConfigError, MeshConfig
 from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
+from .promql import RECORD_WINDOW
 
 API_MONITORING = "monitoring.coreos.com/v1"
 API_ISTIO_SECURITY = "security.istio.io/v1beta1"
@@ -358,7 +359,13 @@ def dashboard_configmap(model: ServiceModel, options: ManifestOptions) -> dict[s
 def alert_rules(model: ServiceModel, options: ManifestOptions) -> list[AlertRule]:
     """The alerts of one service, evaluated over 5-minute windows."""
     c = model.config
-    q = type(model.queries)(model.queries.job, model.queries.namespace, model.queries.prefix, "5m")
+    q = type(model.queries)(
+        model.queries.job,
+        model.queries.namespace,
+        model.queries.prefix,
+        RECORD_WINDOW,
+        recorded=model.recording_rules,
+    )
     camel = "".join(part.capitalize() for part in re.split(r"[-.]", c.service))
     where = f"{c.service} in namespace {c.namespace}"
     return [
@@ -411,7 +418,14 @@ def alert_rules(model: ServiceModel, options: ManifestOptions) -> list[AlertRule
 
 def prometheus_rule(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
     c = model.config
-    rules = [
+    recording = (
+        [{"record": r.record, "expr": r.expr} for r in model.queries.recording_rules()]
+        if model.recording_rules
+        else []
+    )
+    # one group: its rules run in order at one evaluation time, so the alerts read the
+    # series recorded a moment before
+    rules: list[dict[str, Any]] = recording + [
         {
             "alert": rule.name,
             "expr": rule.expr,

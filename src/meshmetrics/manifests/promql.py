@@ -13,6 +13,16 @@ from dataclasses import dataclass
 
 #: Grafana's range variable; tests substitute a fixed range for it.
 RATE_INTERVAL = "$__rate_interval"
+#: The window of the recorded rates (the alerts' window too).
+RECORD_WINDOW = "5m"
+
+
+@dataclass(frozen=True)
+class RecordingRule:
+    """A series Prometheus computes at each evaluation: ``record`` is ``expr``."""
+
+    record: str
+    expr: str
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,9 @@ class Queries:
     namespace: str
     prefix: str  # metric-name prefix with its trailing "_", or ""
     window: str = RATE_INTERVAL
+    #: Read the request metrics from the recording rules (pre-aggregated over pods, per
+    #: route and status class) instead of the raw per-pod series.
+    recorded: bool = False
 
     def selector(self, *matchers: str) -> str:
         """``{job="...",namespace="..."[,extra matchers]}``."""
@@ -36,19 +49,74 @@ class Queries:
         grouping = f" by ({by})" if by else ""
         return f"sum{grouping} (rate({name}{self.selector(*matchers)}[{self.window}]))"
 
+    # -- recorded series (Prometheus' level:metric:operations convention) ---------
+
+    def recorded_name(self, kind: str) -> str:
+        """The recorded series of ``kind``: requests, latency, exceptions, in_progress."""
+        window = RECORD_WINDOW
+        return {
+            "requests": f"namespace_job_path_code:{self.metric('http_request')}:rate{window}",
+            "latency": (
+                f"namespace_job_path_le:{self.metric('http_request_duration_seconds_bucket')}"
+                f":rate{window}"
+            ),
+            "exceptions": (
+                f"namespace_job_path_exception:{self.metric('http_request_exceptions')}"
+                f":rate{window}"
+            ),
+            "in_progress": f"namespace_job_path:{self.metric('http_requests_in_progress')}:sum",
+        }[kind]
+
+    def recording_rules(self) -> list[RecordingRule]:
+        """What the dashboard and alerts read: request metrics summed over pods, per route
+        and status class (``code``: ``2xx``…``5xx``), over :data:`RECORD_WINDOW`."""
+        raw = Queries(self.job, self.namespace, self.prefix, RECORD_WINDOW)
+        keep = "namespace, job, path"
+        requests = (
+            f"sum by ({keep}, code) (label_replace(rate({self.metric('http_request_total')}"
+            f'{raw.selector()}[{RECORD_WINDOW}]), "code", "${{1}}xx", "status", "([0-9]).*"))'
+        )
+        return [
+            RecordingRule(self.recorded_name("requests"), requests),
+            RecordingRule(
+                self.recorded_name("latency"),
+                raw.rate(self.metric("http_request_duration_seconds_bucket"), by=f"{keep}, le"),
+            ),
+            RecordingRule(
+                self.recorded_name("exceptions"),
+                raw.rate(self.metric("http_request_exceptions_total"), by=f"{keep}, exception"),
+            ),
+            RecordingRule(
+                self.recorded_name("in_progress"),
+                f"sum by ({keep}) ({self.metric('http_requests_in_progress')}{raw.selector()})",
+            ),
+        ]
+
+    def _sum(self, kind: str, *matchers: str, by: str = "") -> str:
+        grouping = f" by ({by})" if by else ""
+        return f"sum{grouping} ({self.recorded_name(kind)}{self.selector(*matchers)})"
+
     # -- RED ----------------------------------------------------------------------
 
     def request_rate(self, by: str = "path") -> str:
+        if self.recorded:
+            return self._sum("requests", by=by)
         return self.rate(self.metric("http_request_total"), by=by)
 
     def error_ratio(self, by: str = "path") -> str:
         """5xx share of requests; 0 (not empty) when there were no errors."""
-        total = self.rate(self.metric("http_request_total"), by=by)
-        errors = self.rate(self.metric("http_request_total"), 'status=~"5.."', by=by)
+        if self.recorded:
+            total = self._sum("requests", by=by)
+            errors = self._sum("requests", 'code="5xx"', by=by)
+        else:
+            total = self.rate(self.metric("http_request_total"), by=by)
+            errors = self.rate(self.metric("http_request_total"), 'status=~"5.."', by=by)
         return f"({errors} or {total} * 0) / {total}"
 
     def latency_quantile(self, quantile: float, by: str = "path") -> str:
         grouping = ", ".join(filter(None, ["le", by]))
+        if self.recorded:
+            return f"histogram_quantile({quantile}, {self._sum('latency', by=grouping)})"
         return self.histogram_quantile(
             quantile, self.metric("http_request_duration_seconds"), grouping
         )
@@ -57,9 +125,13 @@ class Queries:
         return f"histogram_quantile({quantile}, {self.rate(f'{name}_bucket', by=by)})"
 
     def in_progress(self, by: str = "path") -> str:
+        if self.recorded:
+            return self._sum("in_progress", by=by)
         return f"sum by ({by}) ({self.metric('http_requests_in_progress')}{self.selector()})"
 
     def exceptions(self) -> str:
+        if self.recorded:
+            return self._sum("exceptions", by="path, exception")
         return self.rate(self.metric("http_request_exceptions_total"), by="path, exception")
 
     def up(self) -> str:
