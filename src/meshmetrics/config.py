@@ -123,7 +123,7 @@ class MissingExtraError(ConfigError, ImportError):
         )
 
 
-class _InvalidError(Exception):
+class _InvalidError(ValueError):
     """Raised by a converter: the value broke ``rule``."""
 
     def __init__(self, rule: str) -> None:
@@ -413,6 +413,122 @@ def _names(value: Any, _: Context) -> frozenset[str]:
     return frozenset(names)
 
 
+SLO_RULE = (
+    "objectives 'availability:PERCENT' or 'latency:PERCENT:SECONDS', each optionally "
+    "':WINDOW' (default 30d) and '@/route', separated by ';' (e.g. "
+    "'availability:99.9;latency:99:0.5@/api/v1/user/<user_id>'), or SLO objects"
+)
+_SLO_WINDOW = re.compile(r"\A[1-9][0-9]*[dhw]\Z")
+
+
+@dataclass(frozen=True)
+class SLO:
+    """A service level objective: the share of requests that are good over a window.
+
+    ``availability``: not answered 5xx.  ``latency``: answered within ``threshold``
+    seconds, which must be a bucket bound of the latency histogram (the share is read from
+    that bucket).  ``route`` limits it to one route template (default: every request).
+    """
+
+    kind: Literal["availability", "latency"]
+    #: Target percentage, e.g. ``99.9``.
+    objective: float
+    #: Seconds (latency objectives only).
+    threshold: float | None = None
+    #: The period the error budget spans (a Prometheus duration in days, hours or weeks).
+    window: str = "30d"
+    route: str | None = None
+
+    def __post_init__(self) -> None:
+        rule = SLO_RULE
+        if self.kind not in ("availability", "latency"):
+            raise _InvalidError(rule)
+        if not (isinstance(self.objective, int | float) and 0 < float(self.objective) < 100):
+            raise _InvalidError("an objective strictly between 0 and 100 (percent)")
+        if (self.kind == "latency") != (self.threshold is not None):
+            raise _InvalidError(
+                "a latency objective with a threshold in seconds (latency:99:0.5), "
+                "an availability objective without"
+            )
+        if self.threshold is not None and not (
+            isinstance(self.threshold, int | float) and 0 < self.threshold < math.inf
+        ):
+            raise _InvalidError("a latency threshold is a finite number of seconds above 0")
+        if not _SLO_WINDOW.match(self.window):
+            raise _InvalidError("an SLO window such as 30d, 28d, 4w or 720h")
+        if self.route is not None and not self.route.startswith("/"):
+            raise _InvalidError("an SLO route is a route template starting with '/'")
+
+    @property
+    def ratio(self) -> float:
+        return float(self.objective) / 100
+
+    @property
+    def error_budget(self) -> float:
+        """The share of requests allowed to be bad: ``1 - objective``."""
+        return 1 - self.ratio
+
+    @property
+    def window_hours(self) -> float:
+        number, unit = int(self.window[:-1]), self.window[-1]
+        return number * {"h": 1, "d": 24, "w": 168}[unit]
+
+    @property
+    def name(self) -> str:
+        """The ``slo`` label: kind, threshold and route, e.g. ``latency-0.5-api-v1-user``."""
+        parts: list[str] = [self.kind]
+        if self.threshold is not None:
+            parts.append(f"{self.threshold:g}")
+        if self.route is not None:
+            slug = re.sub(r"[^a-z0-9]+", "-", self.route.lower()).strip("-")
+            parts.append(slug or "root")
+        return "-".join(parts)
+
+    @property
+    def spec(self) -> str:
+        text = f"{self.kind}:{self.objective:g}"
+        if self.threshold is not None:
+            text += f":{self.threshold:g}"
+        if self.window != "30d":
+            text += f":{self.window}"
+        return text + (f"@{self.route}" if self.route is not None else "")
+
+
+def _parse_slo(text: str) -> SLO:
+    head, at, route = text.strip().partition("@")
+    parts = [p.strip() for p in head.split(":")]
+    window = "30d"
+    if len(parts) > 2 and _SLO_WINDOW.match(parts[-1]):
+        window = parts.pop()
+    try:
+        kind = parts[0].lower()
+        objective = float(parts[1].rstrip("%"))
+        threshold = float(parts[2]) if len(parts) > 2 else None
+    except (IndexError, ValueError):
+        raise _InvalidError(SLO_RULE) from None
+    if len(parts) > 3:
+        raise _InvalidError(SLO_RULE)
+    return SLO(kind, objective, threshold, window, route.strip() if at else None)  # type: ignore[arg-type]
+
+
+def _slos(value: Any, _: Context) -> tuple[SLO, ...]:
+    if value is None:
+        return ()
+    items: Sequence[Any] = [value] if isinstance(value, str | SLO) else value
+    slos: list[SLO] = []
+    for item in items:
+        if isinstance(item, SLO):
+            slos.append(item)
+        elif isinstance(item, str):
+            slos += [_parse_slo(part) for part in item.split(";") if part.strip()]
+        else:
+            raise _InvalidError(SLO_RULE)
+    names = [slo.name for slo in slos]
+    if len(names) != len(set(names)):
+        raise _InvalidError("objectives with distinct kinds, thresholds or routes")
+    return tuple(slos)
+
+
 def _metrics_auth(value: Any, _: Context) -> ViewDecorator | None:
     rule = "a decorator (a callable taking and returning a view), or 'package.module:decorator'"
     if value is None:
@@ -483,6 +599,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("span_queue_size", _whole_number(1, 1_000_000), 4096),
     Option("span_queue_bytes", _whole_number(64 * 1024, 1 << 34), DEFAULT_SPAN_QUEUE_BYTES),
     Option("sensitive_query_params", _names, DEFAULT_SENSITIVE_QUERY_PARAMS),
+    Option("slo", _slos, ()),
     Option("metrics_auth", _metrics_auth, None),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(option.name for option in OPTIONS)
@@ -512,6 +629,7 @@ class InstrumentOptions(TypedDict, total=False):
     span_queue_size: int
     span_queue_bytes: int
     sensitive_query_params: Sequence[str]
+    slo: SLO | str | Sequence[SLO | str]
     metrics_auth: ViewDecorator | str | None
 
 
@@ -582,6 +700,9 @@ class MeshConfig:
     #: Query parameters whose values span URLs carry as ``REDACTED`` (case-insensitive);
     #: credentials in a URL (``user:pass@``) are always redacted.
     sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_QUERY_PARAMS
+    #: Service level objectives (:class:`SLO`, or their text form): ``manifests`` turns
+    #: them into SLI recording rules, burn-rate alerts and error-budget panels.
+    slo: tuple[SLO, ...] = ()
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 
@@ -601,6 +722,16 @@ class MeshConfig:
                 "permissive unless metrics_port is set: under STRICT mTLS Prometheus (outside "
                 "the mesh) can only scrape a port exempted from it, e.g. metrics_port=9464",
             )
+        for objective in self.slo:
+            if objective.threshold is not None and objective.threshold not in self.buckets:
+                raise ConfigError(
+                    "slo",
+                    objective.spec,
+                    self.source_of("slo"),
+                    "a latency threshold that is a bucket bound of the latency histogram "
+                    f"(the share under it is read from that bucket): one of "
+                    f"{', '.join(f'{b:g}' for b in self.buckets)}",
+                )
         if self.metrics_port is not None and self.metrics_port_name == self.port_name:
             raise ConfigError(
                 "metrics_port_name",

@@ -61,7 +61,7 @@ def build_model(
 ) -> ServiceModel:
     """The service model from an app's instrumentation, or from options alone."""
     kind = "PodMonitor" if podmonitor else "ServiceMonitor"
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = {key: value for key, value in overrides.items() if value not in (None, ())}
     try:
         if app is None:
             if "service" not in given:
@@ -216,6 +216,13 @@ def manifest_options(func: Any) -> Any:
         click.option("--path", "metrics_path", help="Metrics path (without --app)."),
         click.option("--interval", "scrape_interval", help="Scrape interval, e.g. 30s."),
         click.option("--prefix", help="Metric name prefix (without --app)."),
+        click.option(
+            "--slo",
+            multiple=True,
+            metavar="OBJECTIVE",
+            help="A service level objective: availability:99.9, latency:99:0.5 (seconds: a "
+            "histogram bucket bound), optionally :WINDOW (30d) and @/route; repeatable.",
+        ),
         click.option(
             "--mtls",
             type=click.Choice(["permissive", "strict"], case_sensitive=False),

@@ -25,6 +25,8 @@ with warnings.catch_warnings():
 
 from .model import MetricFamily, ServiceModel
 from .promql import Queries
+from .slo import selector as slo_selector
+from .slo import sli_record
 
 DATASOURCE_VARIABLE = "datasource"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -80,6 +82,28 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
             "Unhandled exceptions", "reqps", (q.exceptions(), "{{exception}} {{path}}")
         )
     )
+    if config.slo:
+        builder.with_row(panels.row("Service level objectives"))
+        for objective in config.slo:
+            sel = slo_selector(objective, config)
+            builder.with_panel(
+                panels.timeseries(
+                    f"{objective.name}: error budget left of {objective.window} "
+                    f"({objective.objective:g}%)",
+                    "percentunit",
+                    (f"slo:error_budget_remaining:ratio{sel}", "budget left"),
+                )
+            )
+            builder.with_panel(
+                panels.timeseries(
+                    f"{objective.name}: burn rate (1 = exactly on budget)",
+                    "short",
+                    *(
+                        (f"{sli_record(w)}{sel} / {objective.error_budget:g}", w)
+                        for w in ("5m", "1h", "6h", "3d")
+                    ),
+                )
+            )
     if model.process_metrics:
         builder.with_row(panels.row("Process"))
         builder.with_panel(panels.timeseries("CPU", "percentunit", (q.cpu(), "{{pod}}")))

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, MeshConfig
+from . import slo
 from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
 from .promql import RECORD_WINDOW
@@ -366,7 +367,7 @@ def alert_rules(model: ServiceModel, options: ManifestOptions) -> list[AlertRule
         RECORD_WINDOW,
         recorded=model.recording_rules,
     )
-    camel = "".join(part.capitalize() for part in re.split(r"[-.]", c.service))
+    camel = _camel(c.service)
     where = f"{c.service} in namespace {c.namespace}"
     return [
         AlertRule(
@@ -435,14 +436,52 @@ def prometheus_rule(model: ServiceModel, options: ManifestOptions) -> dict[str, 
         }
         for rule in alert_rules(model, options)
     ]
+    groups: list[dict[str, Any]] = [{"name": f"{c.namespace}.{c.service}.rules", "rules": rules}]
+    if c.slo:
+        groups.append({"name": f"{c.namespace}.{c.service}.slo", "rules": slo_rules(model)})
     return {
         "apiVersion": API_MONITORING,
         "kind": "PrometheusRule",
         "metadata": _metadata(
             f"{c.service}-rules", monitor_namespace(model, options), _labels(model, release=True)
         ),
-        "spec": {"groups": [{"name": f"{c.namespace}.{c.service}.rules", "rules": rules}]},
+        "spec": {"groups": groups},
     }
+
+
+def slo_rules(model: ServiceModel) -> list[dict[str, Any]]:
+    """SLI recording rules first, then the burn-rate alerts reading them (one group)."""
+    c = model.config
+    rules: list[dict[str, Any]] = list(slo.recording_rules(c, model.queries))
+    for alert in slo.alerts(c, _camel(c.service)):
+        objective = alert.slo
+        what = (
+            "of requests answered without 5xx"
+            if objective.kind == "availability"
+            else f"of requests answered within {objective.threshold:g}s"
+        )
+        where = f" on {objective.route}" if objective.route else ""
+        speed = "fast: page" if alert.severity == "critical" else "steadily: ticket"
+        rules.append(
+            {
+                "alert": alert.name,
+                "expr": alert.expr,
+                "labels": {"severity": alert.severity, **slo.labels(objective, c)},
+                "annotations": {
+                    "summary": f"{c.service}: the {objective.name} error budget burns {speed}",
+                    "description": (
+                        f"SLO {objective.objective:g}% {what}{where} over {objective.window}: "
+                        "{{ $value | humanizePercentage }} of requests are bad, which spends the "
+                        "error budget faster than it allows."
+                    ),
+                },
+            }
+        )
+    return rules
+
+
+def _camel(service: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[-.]", service))
 
 
 _BUILDERS = {
