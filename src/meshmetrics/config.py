@@ -311,6 +311,16 @@ def _excluded_paths(value: Any, ctx: Context) -> tuple[str, ...]:
         raise _InvalidError(rule) from None
 
 
+def _boolean(value: Any, _: Context) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise _InvalidError("true or false (1/0, yes/no, on/off)")
+
+
 MTLS_MODES: tuple[str, ...] = ("permissive", "strict")
 
 
@@ -600,6 +610,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("span_queue_bytes", _whole_number(64 * 1024, 1 << 34), DEFAULT_SPAN_QUEUE_BYTES),
     Option("sensitive_query_params", _names, DEFAULT_SENSITIVE_QUERY_PARAMS),
     Option("slo", _slos, ()),
+    Option("created_series", _boolean, False),
     Option("metrics_auth", _metrics_auth, None),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(option.name for option in OPTIONS)
@@ -630,6 +641,7 @@ class InstrumentOptions(TypedDict, total=False):
     span_queue_bytes: int
     sensitive_query_params: Sequence[str]
     slo: SLO | str | Sequence[SLO | str]
+    created_series: bool
     metrics_auth: ViewDecorator | str | None
 
 
@@ -703,6 +715,11 @@ class MeshConfig:
     #: Service level objectives (:class:`SLO`, or their text form): ``manifests`` turns
     #: them into SLI recording rules, burn-rate alerts and error-budget panels.
     slo: tuple[SLO, ...] = ()
+    #: Serve the ``*_created`` series of counters, histograms and summaries.  Prometheus 2
+    #: and 3 store them as ordinary extra series (one per counter, per histogram label set)
+    #: and use them for nothing, unless started with
+    #: ``--enable-feature=created-timestamp-zero-ingestion``: then turn this on.
+    created_series: bool = False
     #: Decorator applied to the metrics view (authentication), or ``None``.
     metrics_auth: ViewDecorator | None = field(default=None, compare=False)
 

@@ -85,7 +85,9 @@ class Instrumentation:
 
             self.tracing = server_tracing(config, self.registry)
             weakref.finalize(self, _stop_processor, self.tracing)
-        self.served: ServedRegistry = served_registry(self.registry, self.multiprocess_dir)
+        self.served: ServedRegistry = served_registry(
+            self.registry, self.multiprocess_dir, created=config.created_series
+        )
         self._exposition = exposition_app(self.served)
         self._view = _protected(self._serve_metrics, config)
         self.metrics_server: MetricsServer | None = None
