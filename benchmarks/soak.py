@@ -77,7 +77,10 @@ def main() -> int:
         server.stop()
         agent.close()
     counted = metric(text, "flask_http_request_total", path="/api/v1/user/<user_id>")
-    exported = metric(text, "meshmetrics_spans_exported_total")
+    # the soak's agent is UDP: its spans count as sent (nothing confirms them)
+    exported = metric(text, "meshmetrics_spans_exported_total") + metric(
+        text, "meshmetrics_spans_sent_total"
+    )
     dropped = metric(text, "meshmetrics_spans_dropped_total")
     print(summary.strip())
     print(

@@ -92,7 +92,10 @@ def main() -> int:
         result, text = results[name], texts[name]
         rss_growth = (rss[name][1] - rss[name][0]) / 1024
         spans = result.sent + 2_000 + 1  # + the warm-up and gunicorn's start-up probe
-        exported = metric(text, "meshmetrics_spans_exported_total")
+        # confirmed (HTTP 2xx) plus only sent (UDP to a Jaeger agent confirms nothing)
+        exported = metric(text, "meshmetrics_spans_exported_total") + metric(
+            text, "meshmetrics_spans_sent_total"
+        )
         dropped = {
             r: metric(text, "meshmetrics_spans_dropped_total", reason=r)
             for r in ("queue_full", "export_error", "too_large")

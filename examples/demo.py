@@ -193,12 +193,12 @@ def trace_tree(spans: list[Span]) -> str:
 
     def walk(parent: int, depth: int) -> None:
         for span in sorted(by_parent[parent], key=lambda s: s.start):
-            status = span.tags.get("http.status_code", "")
+            status = span.tags.get("http.response.status_code", "")
             request_id = span.tags.get("guid:x-request-id")
             extra = f"  x-request-id={request_id}" if request_id else ""
             lines.append(
                 f"{'  ' * depth}{'└─ ' if depth else ''}{span.service}: {span.operation} "
-                f"[{status}] {span.tags.get('http.url', '')}{extra}"
+                f"[{status}] {span.tags.get('url.full') or span.tags.get('url.path', '')}{extra}"
             )
             walk(span.span_id, depth + 1)
 

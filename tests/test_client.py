@@ -70,7 +70,9 @@ def test_one_trace_across_two_services(agent: JaegerAgent) -> None:
     assert client.parent_id == server.span_id
     assert downstream.parent_id == client.span_id
     assert client.tags["span.kind"] == "client"
-    assert client.tags["http.status_code"] == 200
+    assert client.tags["http.response.status_code"] == 200
+    assert client.tags["url.full"].endswith("/read")
+    assert client.tags["http.request.method"] == "GET"
     assert downstream.tags["guid:x-request-id"] == ENVOY["x-request-id"]
     (headers,) = seen
     assert headers["x-request-id"] == ENVOY["x-request-id"]

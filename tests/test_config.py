@@ -159,7 +159,7 @@ def test_tracing_defaults_follow_the_other_clients_env_vars() -> None:
 @pytest.mark.parametrize(
     ("option", "bad", "rule"),
     [
-        ("tracing", "zipkin", "one of jaeger, otlp, off"),
+        ("tracing", "datadog", "one of otlp, zipkin, jaeger, otel, off"),
         ("sampler", "const:0.5", "type:param"),
         ("sampler", "probabilistic:2", "type:param"),
         ("sampler", "remote", "type:param"),

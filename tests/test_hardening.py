@@ -111,10 +111,8 @@ def test_server_and_client_spans_redact_credentials_and_secret_query_values() ->
         assert app.test_client().get("/items/1?token=T1&page=3&X-Goog-Signature=G").status_code
     finally:
         stop_down()
-    urls = {s.tags["span.kind"]: s.tags["http.url"] for s in spans()}
-    assert urls["server"] == (
-        "http://localhost/items/1?token=REDACTED&page=3&X-Goog-Signature=REDACTED"
-    )
+    urls = {s.tags["span.kind"]: s.tags.get("url.full") or s.tags["url.query"] for s in spans()}
+    assert urls["server"] == "token=REDACTED&page=3&X-Goog-Signature=REDACTED"  # url.query
     assert urls["client"] == (
         f"http://REDACTED:REDACTED@127.0.0.1:{port}/x?api_key=REDACTED&page=2&Signature=REDACTED"
     )
@@ -128,9 +126,7 @@ def test_the_sensitive_list_is_an_option() -> None:
     spans = captured_spans(inst)
     app.add_url_rule("/p", "p", lambda: "ok")
     app.test_client().get("/p?ticket=1&token=2&session=3")
-    assert (
-        spans()[0].tags["http.url"] == "http://localhost/p?ticket=REDACTED&token=2&session=REDACTED"
-    )
+    assert spans()[0].tags["url.query"] == "ticket=REDACTED&token=2&session=REDACTED"
     assert (
         redact_url("https://u@h/p#f?token=1", frozenset({"token"}))
         == "https://REDACTED:REDACTED@h/p#f?token=1"
@@ -160,9 +156,9 @@ def test_arbitrary_x_datadog_headers_are_not_relayed() -> None:
 
 
 def _exporter(url: str, timeout: float = 1.0) -> Any:
-    from meshmetrics.tracing.exporters import OTLPHTTPExporter
+    from meshmetrics.tracing.exporters import HttpSender, OTLPHTTPExporter
 
-    return OTLPHTTPExporter("svc", HttpEndpoint(url), {}, timeout=timeout)
+    return OTLPHTTPExporter("svc", HttpSender(HttpEndpoint(url), timeout=timeout), {})
 
 
 def _span() -> Any:

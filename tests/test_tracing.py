@@ -97,20 +97,24 @@ def test_tags_errors_and_request_id() -> None:
     assert client.get("/items/boom").status_code == 500
     assert client.get("/items/unavailable").status_code == 503
     client.get("/does/not/exist")
-    spans = {s.tags.get("http.url", "").rsplit("/", 1)[-1]: s for s in finished()}
+    spans = {s.tags.get("url.path", "").rsplit("/", 1)[-1]: s for s in finished()}
     ok = spans["7"]
     assert ok.operation == "item"
-    assert ok.tags["component"] == "flask"
     assert ok.tags["span.kind"] == "server"
-    assert ok.tags["http.method"] == "GET"
-    assert ok.tags["http.url"] == "http://localhost/items/7"
+    # OpenTelemetry's stable HTTP semantic conventions
+    assert ok.tags["http.request.method"] == "GET"
+    assert ok.tags["url.scheme"] == "http"
+    assert ok.tags["url.path"] == "/items/7"
+    assert ok.tags["server.address"] == "localhost"
     assert ok.tags["http.route"] == "/items/<item_id>"
-    assert ok.tags["http.status_code"] == 200
+    assert ok.tags["http.response.status_code"] == 200
+    assert not {"http.method", "http.url", "http.status_code", "component"} & set(ok.tags)
     assert ok.tags["guid:x-request-id"] == "req-abc-123"
     assert "error" not in ok.tags
     boom = spans["boom"]
     assert boom.tags["error"] is True
-    assert boom.tags["http.status_code"] == 500
+    assert boom.tags["http.response.status_code"] == 500
+    assert boom.tags["error.type"] == "LookupError"
     assert boom.logs[0]["event"] == "error"
     assert boom.logs[0]["error.kind"] == "LookupError"
     assert "no such shelf" in boom.logs[0]["message"]
@@ -304,7 +308,9 @@ def test_span_larger_than_a_datagram_is_counted(agent: JaegerAgent) -> None:
     assert len(agent.wait_for(3)) == 3
     text = client.get("/metrics").get_data(as_text=True)
     assert value(text, "meshmetrics_spans_dropped_total", reason="too_large") == 1
-    assert value(text, "meshmetrics_spans_exported_total") == 3
+    # UDP confirms nothing: the datagrams count as sent, never as exported
+    assert value(text, "meshmetrics_spans_sent_total") == 3
+    assert value(text, "meshmetrics_spans_exported_total") == 0
 
 
 def test_sampler_off_exports_nothing() -> None:

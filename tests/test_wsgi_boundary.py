@@ -134,7 +134,7 @@ def test_teardown_failure_is_a_500_and_its_span_is_kept() -> None:
     text = scrape(app)
     assert value(text, "flask_http_request_total", path="/", status="500") == 1
     assert value(text, "flask_http_request_exceptions_total", exception="RuntimeError") == 1
-    assert [s.tags["http.status_code"] for s in spans.spans] == [500]
+    assert [s.tags["http.response.status_code"] for s in spans.spans] == [500]
 
 
 def test_exceptions_counted_once_with_the_status_served() -> None:

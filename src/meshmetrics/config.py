@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypedDict, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .tracing.sampling import SAMPLER_RULE, ConstSampler, Sampler, parse_sampler
 
@@ -81,8 +81,8 @@ DEFAULT_SENSITIVE_QUERY_PARAMS: frozenset[str] = frozenset(
 DEFAULT_SPAN_QUEUE_BYTES = 32 * 1024 * 1024
 
 ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
-TracingBackend = Literal["jaeger", "otlp", "off"]
-TRACING_BACKENDS: tuple[TracingBackend, ...] = ("jaeger", "otlp", "off")
+TracingBackend = Literal["jaeger", "otlp", "zipkin", "otel", "off"]
+TRACING_BACKENDS: tuple[TracingBackend, ...] = ("jaeger", "otlp", "zipkin", "otel", "off")
 
 
 class ConfigError(ValueError):
@@ -333,7 +333,7 @@ def _mtls(value: Any, _: Context) -> str:
 def _tracing(value: Any, _: Context) -> TracingBackend:
     if isinstance(value, str) and value.strip().lower() in TRACING_BACKENDS:
         return cast(TracingBackend, value.strip().lower())
-    raise _InvalidError("one of jaeger, otlp, off")
+    raise _InvalidError("one of otlp, zipkin, jaeger, otel, off")
 
 
 def _sampler(value: Any, _: Context) -> Sampler:
@@ -370,9 +370,106 @@ def _trace_endpoint(value: Any, ctx: Context) -> TraceEndpoint | None:
         endpoint = _http_endpoint(value)
     if tracing == "jaeger" and not isinstance(endpoint, HostPort):
         raise _InvalidError("host:port of the Jaeger agent with tracing='jaeger'")
-    if tracing == "otlp" and not isinstance(endpoint, HttpEndpoint):
-        raise _InvalidError("an http(s) URL with tracing='otlp'")
+    if tracing in ("otlp", "zipkin") and not isinstance(endpoint, HttpEndpoint):
+        raise _InvalidError(f"an http(s) URL with tracing='{tracing}'")
+    if (
+        tracing == "otlp"
+        and isinstance(endpoint, HttpEndpoint)
+        and urlsplit(endpoint.url).port == 4317
+    ):
+        raise _InvalidError(
+            "an OTLP/HTTP URL: port 4317 is OTLP/gRPC, which meshmetrics does not speak; "
+            "the collector's OTLP/HTTP port is 4318 (http://HOST:4318/v1/traces)"
+        )
     return endpoint
+
+
+def _headers(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
+    """``key=value,key2=value2`` (values URL-decoded), as OTEL_EXPORTER_OTLP_HEADERS."""
+    rule = "comma-separated key=value pairs (values URL-encoded), e.g. api-key=s3cret"
+    if isinstance(value, Mapping):
+        items = [(str(k), str(v)) for k, v in value.items()]
+    elif isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        items = [(str(k), str(v)) for k, v in value]
+    elif isinstance(value, str):
+        items = []
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            key, sep, raw = part.partition("=")
+            if not sep:
+                raise _InvalidError(rule)
+            items.append((key.strip(), unquote(raw.strip())))
+    else:
+        raise _InvalidError(rule)
+    for key, header_value in items:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", key) or not (
+            header_value.isprintable() and header_value.isascii()
+        ):
+            raise _InvalidError(rule + " (header names are HTTP tokens, values printable ASCII)")
+    return tuple(items)
+
+
+def _compression(value: Any, _: Context) -> str:
+    if isinstance(value, str) and value.strip().lower() in ("gzip", "none", ""):
+        return value.strip().lower() or "none"
+    raise _InvalidError("gzip or none")
+
+
+def _timeout(value: Any, _: Context) -> float:
+    """Seconds (``OTEL_EXPORTER_OTLP_TIMEOUT``, in milliseconds, is converted on its way in)."""
+    rule = "a timeout in seconds, above 0 and at most 600"
+    try:
+        seconds = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise _InvalidError(rule) from None
+    if not 0 < seconds <= 600:
+        raise _InvalidError(rule)
+    return seconds
+
+
+def _certificate(value: Any, _: Context) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    rule = "a PEM file of trusted CA certificates that can be read"
+    path = _text(value, rule).strip()
+    try:
+        import ssl
+
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as exc:
+        raise _InvalidError(f"{rule} ({exc})") from None
+    return path
+
+
+def _protocol(value: Any, _: Context) -> str:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text == "http/protobuf":
+        return text
+    raise _InvalidError(
+        "http/protobuf: meshmetrics exports OTLP over HTTP with protobuf (grpc and http/json "
+        "are not supported; point it at the collector's port 4318)"
+    )
+
+
+def _attributes(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
+    """``key=value,...`` as OTEL_RESOURCE_ATTRIBUTES (values URL-decoded)."""
+    rule = "comma-separated key=value resource attributes, e.g. deployment.environment=prod"
+    if isinstance(value, Mapping):
+        return tuple((str(k), str(v)) for k, v in value.items())
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        return tuple((str(k), str(v)) for k, v in value)
+    if not isinstance(value, str):
+        raise _InvalidError(rule)
+    items = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise _InvalidError(rule)
+        items.append((key.strip(), unquote(raw.strip())))
+    return tuple(items)
 
 
 def _host_port(value: Any) -> HostPort:
@@ -606,6 +703,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tracing", _tracing, "off"),
     Option("sampler", _sampler, ConstSampler(True)),
     Option("trace_endpoint", _trace_endpoint, None),
+    Option("trace_headers", _headers, ()),
+    Option("trace_compression", _compression, "none"),
+    Option("trace_timeout", _timeout, 10.0),
+    Option("trace_certificate", _certificate, None),
+    Option("trace_protocol", _protocol, "http/protobuf"),
+    Option("resource_attributes", _attributes, ()),
     Option("span_queue_size", _whole_number(1, 1_000_000), 4096),
     Option("span_queue_bytes", _whole_number(64 * 1024, 1 << 34), DEFAULT_SPAN_QUEUE_BYTES),
     Option("sensitive_query_params", _names, DEFAULT_SENSITIVE_QUERY_PARAMS),
@@ -637,6 +740,12 @@ class InstrumentOptions(TypedDict, total=False):
     tracing: TracingBackend
     sampler: Sampler | str
     trace_endpoint: str | HostPort | HttpEndpoint | None
+    trace_headers: Mapping[str, str] | str
+    trace_compression: str
+    trace_timeout: float
+    trace_certificate: str | None
+    trace_protocol: str
+    resource_attributes: Mapping[str, str] | str
     span_queue_size: int
     span_queue_bytes: int
     sensitive_query_params: Sequence[str]
@@ -704,6 +813,21 @@ class MeshConfig:
     #: OTLP/HTTP traces URL (an :class:`HttpEndpoint`). Default from
     #: ``JAEGER_AGENT_HOST``/``_PORT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
     trace_endpoint: HostPort | HttpEndpoint | None = None
+    #: Headers of every export request (OTLP and Zipkin): ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``
+    #: or ``OTEL_EXPORTER_OTLP_HEADERS`` (``key=value,...``).
+    trace_headers: tuple[tuple[str, str], ...] = ()
+    #: ``gzip`` or ``none``: ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``.
+    trace_compression: str = "none"
+    #: Seconds one export may take in all, retries included; default from
+    #: ``OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT`` (in milliseconds there), else 10.
+    trace_timeout: float = 10.0
+    #: CA certificates (PEM) to verify an https endpoint: ``OTEL_EXPORTER_OTLP_(TRACES_)
+    #: CERTIFICATE``.
+    trace_certificate: str | None = None
+    #: ``http/protobuf`` (the only one spoken; ``grpc`` is refused by name).
+    trace_protocol: str = "http/protobuf"
+    #: Resource attributes of exported spans: ``OTEL_RESOURCE_ATTRIBUTES``.
+    resource_attributes: tuple[tuple[str, str], ...] = ()
     #: Finished spans waiting for export; beyond it spans are dropped (and counted).
     span_queue_size: int = 4096
     #: The same queue bounded in bytes (an estimate of the spans' encoded size), so a
@@ -784,12 +908,26 @@ class MeshConfig:
         return MeshConfig(**values)
 
 
-def _default_endpoint(tracing: str) -> TraceEndpoint:
-    return (
-        HostPort("localhost", 6831)
-        if tracing == "jaeger"
-        else HttpEndpoint("http://localhost:4318/v1/traces")
-    )
+def _default_endpoint(tracing: str) -> TraceEndpoint | None:
+    if tracing == "jaeger":
+        return HostPort("localhost", 6831)
+    if tracing == "zipkin":
+        return HttpEndpoint("http://localhost:9411/api/v2/spans")
+    if tracing == "otlp":
+        return HttpEndpoint("http://localhost:4318/v1/traces")
+    return None  # otel: the TracerProvider's exporters
+
+
+def otel_sdk_active() -> bool:
+    """Whether the OpenTelemetry SDK's TracerProvider is the global one (set by the app or
+    ``opentelemetry-instrument``); never imports OpenTelemetry itself."""
+    import sys
+
+    api = sys.modules.get("opentelemetry.trace")
+    sdk = sys.modules.get("opentelemetry.sdk.trace")
+    if api is None or sdk is None:
+        return False
+    return isinstance(api.get_tracer_provider(), sdk.TracerProvider)
 
 
 def env_name(option: str) -> str:
@@ -857,6 +995,8 @@ def _raw_value(
     if option.env in env:
         return option.env, env[option.env]
     if option.name == "service":
+        if env.get("OTEL_SERVICE_NAME", "").strip():
+            return "OTEL_SERVICE_NAME", env["OTEL_SERVICE_NAME"].strip()
         return "the application name; pass service=...", _service_from_name(default_service)
     if option.name in _FROM_TRACING_ENV:
         found = _FROM_TRACING_ENV[option.name](env, resolved.get("tracing", "off"))
@@ -872,6 +1012,15 @@ def _metrics_host_default(env: Mapping[str, str], _: str) -> tuple[str, str] | N
 
 
 def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "OTEL_SDK_DISABLED", "off"
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return "OTEL_TRACES_EXPORTER", "off"
+    if otel_sdk_active():
+        return "an OpenTelemetry SDK TracerProvider is set in this process", "otel"
+    if exporter in ("otlp", "zipkin"):
+        return "OTEL_TRACES_EXPORTER", exporter
     if env.get("JAEGER_AGENT_HOST"):
         return "JAEGER_AGENT_HOST", "jaeger"
     for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
@@ -902,11 +1051,46 @@ def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | 
     return None
 
 
+def _otlp_variable(name: str) -> Callable[[Mapping[str, str], str], tuple[str, str] | None]:
+    """``OTEL_EXPORTER_OTLP_TRACES_<NAME>``, else ``OTEL_EXPORTER_OTLP_<NAME>`` (the spec's
+    precedence: signal-specific over generic); only for the OTLP and Zipkin backends."""
+
+    def default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
+        if tracing not in ("otlp", "zipkin"):
+            return None
+        for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+            if env.get(variable, "").strip():
+                value = env[variable]
+                if name == "TIMEOUT":  # milliseconds in the spec
+                    value = _milliseconds_to_seconds(value)
+                return variable, value
+        return None
+
+    return default
+
+
+def _milliseconds_to_seconds(text: str) -> str:
+    """The variable's milliseconds as seconds; a bad value stays as given, for the
+    converter to name with its rule."""
+    try:
+        return str(float(text) / 1000)
+    except ValueError:
+        return text
+
+
+def _resource_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+    if env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip():
+        return "OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"]
+    return None
+
+
 def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
     if tracing == "jaeger":
         host = env.get("JAEGER_AGENT_HOST") or "localhost"
         port = env.get("JAEGER_AGENT_PORT") or "6831"
         return "JAEGER_AGENT_HOST", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if tracing == "zipkin" and env.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT"):
+        return "OTEL_EXPORTER_ZIPKIN_ENDPOINT", env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"]
     if tracing == "otlp":
         if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
             return "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
@@ -922,6 +1106,12 @@ _FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], str], tuple[str, str] 
     "tracing": _tracing_default,
     "sampler": _sampler_default,
     "trace_endpoint": _endpoint_default,
+    "trace_headers": _otlp_variable("HEADERS"),
+    "trace_compression": _otlp_variable("COMPRESSION"),
+    "trace_timeout": _otlp_variable("TIMEOUT"),
+    "trace_certificate": _otlp_variable("CERTIFICATE"),
+    "trace_protocol": _otlp_variable("PROTOCOL"),
+    "resource_attributes": _resource_default,
 }
 
 

@@ -35,7 +35,7 @@ from .exposition import (
 from .metrics import RequestMetrics
 from .middleware import AppObserver, RequestCore
 from .tracing.client import TracingSession
-from .tracing.server import ServerTracing
+from .tracing.server import RequestTracing
 
 EXTENSION_KEY = "meshmetrics"
 METRICS_ENDPOINT = "meshmetrics_metrics"
@@ -79,7 +79,7 @@ class Instrumentation:
             defaults_prefix=config.prefix or "flask",
             buckets=config.buckets,
         )
-        self.tracing: ServerTracing | None = None
+        self.tracing: RequestTracing | None = None
         if config.tracing != "off":
             from .tracing.backends import server_tracing  # the exporter's extra, checked here
 
@@ -248,9 +248,10 @@ class Instrumentation:
                     del _by_blueprint[self.target]
 
 
-def _stop_processor(tracing: ServerTracing) -> None:
-    """When an instrumentation is garbage-collected: its export thread drains and ends."""
-    processor = tracing.tracer.processor
+def _stop_processor(tracing: RequestTracing) -> None:
+    """When an instrumentation is garbage-collected: its export thread drains and ends
+    (the OpenTelemetry backend has none: the SDK's processors are the application's)."""
+    processor = getattr(tracing.tracer, "processor", None)
     stop = getattr(processor, "stop", None)
     if stop is not None:
         stop()

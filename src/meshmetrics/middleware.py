@@ -38,7 +38,7 @@ from .metrics import (
     RequestMetrics,
     method_label,
 )
-from .tracing.server import ServerTracing
+from .tracing.server import RequestTracing
 
 log = logging.getLogger("meshmetrics")
 
@@ -79,7 +79,7 @@ class RequestCore:
     def __init__(
         self,
         metrics: RequestMetrics,
-        tracing: ServerTracing | None,
+        tracing: RequestTracing | None,
         excluded: frozenset[str],
     ) -> None:
         self.metrics = metrics

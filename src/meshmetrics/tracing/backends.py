@@ -10,16 +10,21 @@ from prometheus_client import CollectorRegistry
 
 from ..config import HostPort, HttpEndpoint, MeshConfig, MissingExtraError
 from .processor import BatchSpanProcessor, Exporter, SpanCounters
-from .server import ServerTracing, current_span
+from .server import RequestTracing, ServerTracing, current_span
 from .spans import MeshTracer, ScopeManager
 
 #: The extra that brings each backend's wire format.
-EXTRAS = {"jaeger": "jaeger", "otlp": "otlp"}
+EXTRAS = {"jaeger": "jaeger", "otlp": "otlp", "otel": "otel"}
 
 
 def exporter_for(config: MeshConfig) -> Exporter:
-    """The exporter of ``config.tracing`` (``jaeger`` or ``otlp``)."""
+    """The exporter of ``config.tracing`` (``otlp``, ``zipkin`` or ``jaeger``)."""
     endpoint = config.trace_endpoint
+    resource = {
+        **dict(config.resource_attributes),
+        "service.namespace": config.namespace,
+        "service.version": config.version,
+    }
     try:
         if config.tracing == "jaeger":
             from .exporters import JaegerUDPExporter
@@ -27,19 +32,40 @@ def exporter_for(config: MeshConfig) -> Exporter:
             assert isinstance(endpoint, HostPort)
             tags = {"namespace": config.namespace, "version": config.version}
             return JaegerUDPExporter(config.service, endpoint, tags)
-        from .exporters import OTLPHTTPExporter
+        from .exporters import HttpSender
 
         assert isinstance(endpoint, HttpEndpoint)
-        resource = {"service.namespace": config.namespace, "service.version": config.version}
-        return OTLPHTTPExporter(config.service, endpoint, resource)
+        sender = HttpSender(
+            endpoint,
+            headers=config.trace_headers,
+            compression=config.trace_compression,
+            timeout=config.trace_timeout,
+            certificate=config.trace_certificate,
+        )
+        if config.tracing == "zipkin":
+            from .exporters import ZipkinExporter
+
+            return ZipkinExporter(config.service, sender, resource)
+        from .exporters import OTLPHTTPExporter
+
+        return OTLPHTTPExporter(config.service, sender, resource)
     except ImportError as exc:
         raise MissingExtraError(
             "tracing", config.tracing, config.source_of("tracing"), EXTRAS[config.tracing], str(exc)
         ) from exc
 
 
-def server_tracing(config: MeshConfig, registry: CollectorRegistry) -> ServerTracing:
-    """The Flask face of a tracer exporting to ``config``'s backend in batches."""
+def server_tracing(config: MeshConfig, registry: CollectorRegistry) -> RequestTracing:
+    """The Flask face of a tracer exporting to ``config``'s backend in batches, or of the
+    process' OpenTelemetry SDK (``otel``)."""
+    if config.tracing == "otel":
+        try:
+            from .otel import OTelTracing
+        except ImportError as exc:
+            raise MissingExtraError(
+                "tracing", "otel", config.source_of("tracing"), "otel", str(exc)
+            ) from exc
+        return OTelTracing(config)
     processor = BatchSpanProcessor(
         exporter_for(config),
         SpanCounters(registry),

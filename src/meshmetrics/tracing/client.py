@@ -9,26 +9,24 @@ tracing is on); :func:`forward_headers` returns the same headers for any client.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from flask import current_app, has_app_context, has_request_context, request
-from opentracing.ext import tags as ext_tags
 
 from .propagation import TRACE_HEADERS, forwarded, inbound_trace_headers
-from .redaction import redact_url
-from .server import SPAN_KEY, ServerTracing
+from .semconv import ERROR, ERROR_TYPE, client_attributes, response_attributes
+from .server import SPAN_KEY, RequestTracing
 from .spans import MeshSpan, MeshSpanContext
 
 
-def _tracing_of_current_app() -> ServerTracing | None:
+def _tracing_of_current_app() -> RequestTracing | None:
     if not has_app_context():
         return None
     inst = current_app.extensions.get("meshmetrics")
     return getattr(inst, "tracing", None)
 
 
-def _headers_for(parent: MeshSpanContext | None, tracing: ServerTracing | None) -> dict[str, str]:
+def _headers_for(parent: MeshSpanContext | None, tracing: RequestTracing | None) -> dict[str, str]:
     """Forwarded inbound headers plus the trace headers naming ``parent`` as the caller."""
     if has_request_context():
         environ = request.environ
@@ -41,11 +39,12 @@ def _headers_for(parent: MeshSpanContext | None, tracing: ServerTracing | None) 
     if parent is not None:
         return parent.headers()
     if tracing is not None:  # outside a request: a new trace
-        return tracing.tracer.context_for(None).headers()
+        fresh: dict[str, str] = tracing.tracer.context_for(None).headers()
+        return fresh
     return {}
 
 
-def forward_headers(tracing: ServerTracing | None = None) -> dict[str, str]:
+def forward_headers(tracing: RequestTracing | None = None) -> dict[str, str]:
     """Headers to add to an outbound call made while handling the current request.
 
     ``x-request-id`` and the other headers Istio lists are copied from the inbound
@@ -55,6 +54,8 @@ def forward_headers(tracing: ServerTracing | None = None) -> dict[str, str]:
     """
     if tracing is None:
         tracing = _tracing_of_current_app()
+    if getattr(tracing, "otel", False):
+        return _otel_headers(tracing, None)
     parent = None
     if has_request_context():
         span = request.environ.get(SPAN_KEY)
@@ -62,10 +63,18 @@ def forward_headers(tracing: ServerTracing | None = None) -> dict[str, str]:
     return _headers_for(parent, tracing)
 
 
+def _otel_headers(tracing: Any, span: Any) -> dict[str, str]:
+    """Istio's forwarded headers, then the OpenTelemetry propagators' naming ``span``."""
+    headers = forwarded(request.environ) if has_request_context() else {}
+    injected: dict[str, str] = tracing.inject(span)
+    headers.update(injected)
+    return headers
+
+
 class TracingSession(requests.Session):
     """A ``requests.Session`` that opens a client span and propagates the trace."""
 
-    def __init__(self, tracing: ServerTracing | None) -> None:
+    def __init__(self, tracing: RequestTracing | None) -> None:
         super().__init__()
         self._tracing = tracing
 
@@ -80,6 +89,10 @@ class TracingSession(requests.Session):
     ) -> requests.Response:
         method_name = method.decode() if isinstance(method, bytes) else method
         url_text = url.decode() if isinstance(url, bytes) else url
+        if getattr(self._tracing, "otel", False):
+            return self._otel_request(
+                method, url, method_name, url_text, params, data, headers, kwargs
+            )
         span = self._start_span(method_name.upper(), url_text)
         propagated = _headers_for(span.context if span is not None else None, self._tracing)
         merged = {k: v for k, v in propagated.items() if k not in TRACE_HEADERS}
@@ -89,17 +102,43 @@ class TracingSession(requests.Session):
             response = super().request(method, url, params, data, merged, **kwargs)
         except Exception as exc:
             if span is not None:
-                span.set_tag(ext_tags.ERROR, True)
+                span.set_tag(ERROR, True)
+                span.set_tag(ERROR_TYPE, type(exc).__qualname__)
                 span.log_kv(
                     {"event": "error", "error.kind": type(exc).__name__, "message": str(exc)[:1024]}
                 )
                 span.finish()
             raise
         if span is not None:
-            span.set_tag(ext_tags.HTTP_STATUS_CODE, response.status_code)
-            if response.status_code >= 500:
-                span.set_tag(ext_tags.ERROR, True)
+            for key, value in response_attributes(response.status_code, None).items():
+                span.set_tag(key, value)
             span.finish()
+        return response
+
+    def _otel_request(
+        self,
+        method: str | bytes,
+        url: str | bytes,
+        method_name: str,
+        url_text: str,
+        params: Any,
+        data: Any,
+        headers: Any,
+        kwargs: dict[str, Any],
+    ) -> requests.Response:
+        tracing: Any = self._tracing
+        span = tracing.start_client(method_name.upper(), url_text)
+        propagated = _otel_headers(tracing, span)
+        trace_names = set(tracing.inject(None))
+        merged = {k: v for k, v in propagated.items() if k not in trace_names}
+        merged.update(headers or {})  # the caller's own headers win over forwarded ones
+        merged.update({k: v for k, v in propagated.items() if k in trace_names})
+        try:
+            response = super().request(method, url, params, data, merged, **kwargs)
+        except Exception as exc:
+            tracing.end_client(span, None, exc)
+            raise
+        tracing.end_client(span, response.status_code, None)
         return response
 
     def _start_span(self, method: str, url: str) -> MeshSpan | None:
@@ -108,16 +147,7 @@ class TracingSession(requests.Session):
         parent = None
         if has_request_context():
             parent = request.environ.get(SPAN_KEY)
-        span = self._tracing.tracer.start_span(f"HTTP {method}", child_of=parent)
+        span: MeshSpan = self._tracing.tracer.start_span(f"HTTP {method}", child_of=parent)
         if span.context.sampled:
-            host = urlsplit(url).hostname or ""
-            span.tags.update(
-                {
-                    ext_tags.COMPONENT: "requests",
-                    ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_CLIENT,
-                    ext_tags.HTTP_METHOD: method,
-                    ext_tags.HTTP_URL: redact_url(url, self._tracing.sensitive_query_params),
-                    ext_tags.PEER_HOSTNAME: host,
-                }
-            )
+            span.tags.update(client_attributes(method, url, self._tracing.sensitive_query_params))
         return span

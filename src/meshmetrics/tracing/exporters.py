@@ -7,7 +7,12 @@ never a failed request.
 
 from __future__ import annotations
 
+import email.utils
+import gzip
+import json
 import socket
+import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._http import fetch
@@ -30,7 +35,13 @@ class ExportRejectedError(OSError):
 
 
 class JaegerUDPExporter:
-    """``emitBatch`` to a Jaeger agent, split so each datagram fits ``MAX_UDP_PACKET``."""
+    """``emitBatch`` to a Jaeger agent, split so each datagram fits ``MAX_UDP_PACKET``.
+
+    UDP confirms nothing: spans sent to a port where no agent listens are lost without an
+    error, so they are counted as *sent* (``meshmetrics_spans_sent_total``), never as
+    exported."""
+
+    confirms_delivery = False
 
     def __init__(self, service: str, endpoint: HostPort, process_tags: dict[str, str]) -> None:
         from jaeger_client.thrift_gen.jaeger import ttypes as jaeger_types
@@ -167,28 +178,106 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+# -- HTTP delivery, shared by OTLP and Zipkin --------------------------------------------
+
+#: Statuses after which the spec says to retry (with the server's Retry-After when given).
+RETRYABLE = frozenset({429, 502, 503, 504})
+_FIRST_BACKOFF = 0.5
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HttpSender:
+    """POSTs one batch within ``timeout`` seconds in all: headers, gzip, a CA file, and
+    retries on 429/502/503/504 honouring ``Retry-After`` while the budget lasts.  Only a
+    2xx counts as delivered (a redirected POST delivered nothing)."""
+
+    def __init__(
+        self,
+        endpoint: HttpEndpoint,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        compression: str = "none",
+        timeout: float = 10.0,
+        certificate: str | None = None,
+    ) -> None:
+        self.url = endpoint.url
+        self._headers = dict(headers)
+        self._gzip = compression == "gzip"
+        self._timeout = timeout
+        self._context = ssl.create_default_context(cafile=certificate) if certificate else None
+        self.retries = 0
+
+    def post(self, body: bytes, content_type: str) -> None:
+        headers = {**self._headers, "Content-Type": content_type}
+        if self._gzip:
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        deadline = time.monotonic() + self._timeout
+        backoff = _FIRST_BACKOFF
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.url}: no success within {self._timeout:g} s")
+            answer = fetch(
+                self.url,
+                method="POST",
+                body=body,
+                headers=headers,
+                timeout=remaining,
+                max_bytes=_MAX_ANSWER,
+                context=self._context,
+            )
+            if 200 <= answer.status < 300:
+                return
+            if answer.status not in RETRYABLE:
+                raise ExportRejectedError(f"{self.url} answered {answer.status}")
+            wait = retry_after(answer.headers.get("retry-after"))
+            wait = backoff if wait is None else wait
+            if time.monotonic() + wait >= deadline:
+                raise ExportRejectedError(
+                    f"{self.url} answered {answer.status}; retrying after {wait:g} s would "
+                    f"pass the {self._timeout:g} s budget"
+                )
+            self.retries += 1
+            time.sleep(wait)
+            backoff *= 2
+
+
+def _attribute_items(span: MeshSpan) -> list[tuple[str, Any]]:
+    """The span's tags that are attributes (``span.kind`` and ``error`` are not)."""
+    return [(k, v) for k, v in span.tags.items() if k not in ("span.kind", "error")]
+
+
 # -- OTLP over HTTP (protobuf) -----------------------------------------------------------
 
 
 class OTLPHTTPExporter:
-    """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (what Jaeger >= 1.35 accepts)."""
+    """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (OTLP/HTTP, protobuf)."""
 
-    def __init__(
-        self,
-        service: str,
-        endpoint: HttpEndpoint,
-        resource: dict[str, str],
-        timeout: float = 5.0,
-    ) -> None:
+    confirms_delivery = True
+
+    def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
         from opentelemetry.proto.common.v1 import common_pb2
         from opentelemetry.proto.resource.v1 import resource_pb2
         from opentelemetry.proto.trace.v1 import trace_pb2
 
         self._pb = (trace_service_pb2, common_pb2, trace_pb2)
-        self._url = endpoint.url
-        self._timeout = timeout
-        attributes = {"service.name": service, **resource}
+        self.sender = sender
+        attributes = {**resource, "service.name": service}
         self._resource = resource_pb2.Resource(
             attributes=[self._attribute(k, v) for k, v in attributes.items()]
         )
@@ -216,7 +305,7 @@ class OTLPHTTPExporter:
             kind=kind,
             start_time_unix_nano=start,
             end_time_unix_nano=start + int(span.duration * 1e9),
-            attributes=[self._attribute(k, v) for k, v in span.tags.items()],
+            attributes=[self._attribute(k, v) for k, v in _attribute_items(span)],
             events=[
                 trace_pb2.Span.Event(
                     time_unix_nano=int(ts * 1e9),
@@ -247,17 +336,58 @@ class OTLPHTTPExporter:
                 )
             ]
         )
-        answer = fetch(
-            self._url,
-            method="POST",
-            body=request.SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=self._timeout,
-            max_bytes=_MAX_ANSWER,
-        )
-        if not 200 <= answer.status < 300:
-            # a redirect is a failure too: a POST answered 3xx delivered nothing
-            raise ExportRejectedError(f"{self._url} answered {answer.status}")
+        self.sender.post(request.SerializeToString(), "application/x-protobuf")
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+# -- Zipkin v2 JSON over HTTP --------------------------------------------------------------
+
+
+class ZipkinExporter:
+    """``POST /api/v2/spans`` with Zipkin's v2 JSON: what Istio's Envoys send, accepted by
+    Zipkin and by the Jaeger add-on of every Istio version (``zipkin.istio-system:9411``)."""
+
+    confirms_delivery = True
+
+    def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
+        self.sender = sender
+        self._endpoint = {"serviceName": service}
+        self._resource_tags = {k: str(v) for k, v in resource.items()}
+
+    def _span(self, span: MeshSpan) -> dict[str, Any]:
+        context = span.context
+        trace = f"{context.trace_id:032x}" if context.trace_id >> 64 else f"{context.trace_id:016x}"
+        out: dict[str, Any] = {
+            "traceId": trace,
+            "id": f"{context.span_id:016x}",
+            "name": span.operation_name,
+            "timestamp": int(span.start_time * 1e6),
+            "duration": max(1, int(span.duration * 1e6)),
+            "localEndpoint": self._endpoint,
+            "tags": {**self._resource_tags, **{k: str(v) for k, v in _attribute_items(span)}},
+        }
+        if context.parent_id:
+            out["parentId"] = f"{context.parent_id:016x}"
+        kind = span.tags.get("span.kind")
+        if kind in ("server", "client"):
+            out["kind"] = str(kind).upper()
+        if span.tags.get("error") is True:
+            out["tags"]["error"] = str(span.tags.get("error.type", "true"))
+        if context.debug:
+            out["debug"] = True
+        if span.logs:
+            out["annotations"] = [
+                {"timestamp": int(ts * 1e6), "value": str(fields.get("event", "log"))}
+                for ts, fields in span.logs
+            ]
+        return out
+
+    def export(self, spans: list[MeshSpan]) -> int:
+        body = json.dumps([self._span(span) for span in spans], separators=(",", ":"))
+        self.sender.post(body.encode(), "application/json")
         return 0
 
     def close(self) -> None:

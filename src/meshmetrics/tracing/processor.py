@@ -45,13 +45,24 @@ class Exporter(Protocol):
     def close(self) -> None: ...
 
 
+def delivered_counter(exporter: Exporter, counters: SpanCounters) -> Counter:
+    """Where an exporter's successes count: exported (confirmed) or only sent (UDP)."""
+    return counters.exported if getattr(exporter, "confirms_delivery", True) else counters.sent
+
+
 class SpanCounters:
     """The exporter's own counters, in the instrumentation's registry."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.exported = Counter(
             "meshmetrics_spans_exported_total",
-            "Spans handed to the trace backend",
+            "Spans the trace backend confirmed receiving (an HTTP 2xx)",
+            registry=registry,
+        )
+        self.sent = Counter(
+            "meshmetrics_spans_sent_total",
+            "Spans sent in UDP datagrams to a Jaeger agent: not confirmed, UDP does not say "
+            "whether anything received them",
             registry=registry,
         )
         self.dropped = Counter(
@@ -79,7 +90,7 @@ class SimpleSpanProcessor:
             self._counters.export_error.inc()
             return
         self._counters.too_large.inc(too_large)
-        self._counters.exported.inc(1 - too_large)
+        delivered_counter(self._exporter, self._counters).inc(1 - too_large)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True
@@ -187,7 +198,7 @@ class BatchSpanProcessor:
                 continue
             self._backoff = 0.0
             self._counters.too_large.inc(too_large)
-            self._counters.exported.inc(len(batch) - too_large)
+            delivered_counter(self._exporter, self._counters).inc(len(batch) - too_large)
         self._idle.set()
 
     def _failed(self, exc: Exception, spans: int) -> None:

@@ -13,14 +13,13 @@ import functools
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from flask import has_request_context, request
-from opentracing.ext import tags as ext_tags
 
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
 from .propagation import extract
-from .redaction import redact_url
+from .semconv import response_attributes, server_attributes
 from .spans import MeshSpan, MeshTracer
 
 SPAN_KEY = "meshmetrics.span"
@@ -33,6 +32,24 @@ def current_span() -> MeshSpan | None:
         return None
     span: MeshSpan | None = request.environ.get(SPAN_KEY)
     return span
+
+
+class RequestTracing(Protocol):
+    """What the request path and ``session()`` ask of a tracing backend: meshmetrics'
+    own (:class:`ServerTracing`) or the OpenTelemetry SDK's (``tracing.otel``)."""
+
+    tracer: Any
+    sensitive_query_params: frozenset[str]
+
+    def start(self, req: Any, route: str, started: float) -> None: ...
+
+    def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None: ...
+
+    def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None: ...
+
+    def get_span(self, req: Any = None) -> Any: ...
+
+    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
 
 class ServerTracing:
@@ -93,15 +110,7 @@ class ServerTracing:
             None,
             wall_clock_of(started),
         )
-        span.tags.update(
-            {
-                ext_tags.COMPONENT: "flask",
-                ext_tags.SPAN_KIND: ext_tags.SPAN_KIND_RPC_SERVER,
-                ext_tags.HTTP_METHOD: req.method,
-                ext_tags.HTTP_URL: redact_url(_url(environ), self.sensitive_query_params),
-                "http.route": route,
-            }
-        )
+        span.tags.update(server_attributes(environ, req.method, route, self.sensitive_query_params))
         request_id = environ.get("HTTP_X_REQUEST_ID")
         if request_id:
             span.tags["guid:x-request-id"] = request_id
@@ -117,11 +126,8 @@ class ServerTracing:
         span = environ.pop(SPAN_KEY, None)
         if span is None or not span.context.sampled or span.finished:
             return
-        span.tags[ext_tags.HTTP_STATUS_CODE] = status
-        if status >= 500:
-            span.tags[ext_tags.ERROR] = True
+        span.tags.update(response_attributes(status, exc))
         if exc is not None:
-            span.tags[ext_tags.ERROR] = True
             span.log_kv(
                 {
                     "event": "error",
@@ -144,12 +150,3 @@ class ServerTracing:
 def wall_clock_of(started: float) -> float:
     """The wall-clock time of a ``perf_counter()`` reading taken a moment ago."""
     return time.time() - (time.perf_counter() - started)
-
-
-def _url(environ: Mapping[str, Any]) -> str:
-    """The request URL as the client sent it (werkzeug's ``request.url`` costs ~10x more)."""
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
-    query = environ.get("QUERY_STRING")
-    path = f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
-    url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{path}"
-    return f"{url}?{query}" if query else url
