@@ -1,5 +1,5 @@
-"""Span receivers on 127.0.0.1: a Jaeger agent (compact Thrift over UDP) and an OTLP/HTTP
-collector, decoding what meshmetrics (or any client) sends.
+"""Span receivers on 127.0.0.1: a Jaeger agent (compact Thrift over UDP), an OTLP/HTTP
+collector and a Zipkin v2 collector, decoding what meshmetrics (or any client) sends.
 
 The demo shows traces with them without a Jaeger server; the tests assert on what
 they decode.  Needs the ``jaeger`` and ``otlp`` extras.
@@ -7,6 +7,8 @@ they decode.  Needs the ``jaeger`` and ``otlp`` extras.
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import threading
 import time
@@ -112,49 +114,28 @@ class JaegerAgent(_Receiver):
         self.sock.close()
 
 
-class OTLPCollector(_Receiver):
-    """Accepts ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
+class _HTTPReceiver(_Receiver):
+    """An HTTP receiver: records each request (path, headers), gunzips bodies, and answers
+    with ``answers`` in turn (``(status, headers)``; 200 once they are used up)."""
 
-    def __init__(self) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        collector = self
+    def __init__(self, decode: Any) -> None:
+        receiver = self
         self.spans: list[Span] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.answers: list[tuple[int, dict[str, str]]] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                for resource_spans in request.resource_spans:
-                    service = next(
-                        a.value.string_value
-                        for a in resource_spans.resource.attributes
-                        if a.key == "service.name"
-                    )
-                    for scope in resource_spans.scope_spans:
-                        for s in scope.spans:
-                            tags = {
-                                a.key: getattr(a.value, a.value.WhichOneof("value"))
-                                for a in s.attributes
-                            }
-                            collector.spans.append(
-                                Span(
-                                    service,
-                                    int.from_bytes(s.trace_id, "big"),
-                                    int.from_bytes(s.span_id, "big"),
-                                    int.from_bytes(s.parent_span_id, "big")
-                                    if s.parent_span_id
-                                    else 0,
-                                    s.name,
-                                    tags,
-                                    [],
-                                    s.start_time_unix_nano / 1e9,
-                                )
-                            )
-                self.send_response(200)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                receiver.requests.append((self.path, dict(self.headers.items())))
+                status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
+                if status == 200:
+                    receiver.spans.extend(decode(body))
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -162,10 +143,82 @@ class OTLPCollector(_Receiver):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         # a short poll interval: close() returns within 50 ms
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OTLPCollector(_HTTPReceiver):
+    """Accepts ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        self.resources: list[dict[str, Any]] = []
+
+        def decode(body: bytes) -> list[Span]:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            decoded = []
+            for resource_spans in request.resource_spans:
+                resource = {
+                    a.key: getattr(a.value, a.value.WhichOneof("value"))
+                    for a in resource_spans.resource.attributes
+                }
+                self.resources.append(resource)
+                for scope in resource_spans.scope_spans:
+                    for s in scope.spans:
+                        tags = {
+                            a.key: getattr(a.value, a.value.WhichOneof("value"))
+                            for a in s.attributes
+                        }
+                        parent = int.from_bytes(s.parent_span_id, "big") if s.parent_span_id else 0
+                        decoded.append(
+                            Span(
+                                str(resource.get("service.name", "")),
+                                int.from_bytes(s.trace_id, "big"),
+                                int.from_bytes(s.span_id, "big"),
+                                parent,
+                                s.name,
+                                tags,
+                                [],
+                                s.start_time_unix_nano / 1e9,
+                            )
+                        )
+            return decoded
+
+        super().__init__(decode)
+        self.endpoint = f"{self.base}/v1/traces"
+
+
+class ZipkinCollector(_HTTPReceiver):
+    """Accepts ``POST /api/v2/spans`` with Zipkin v2 JSON (``json_spans`` keeps them raw)."""
+
+    def __init__(self) -> None:
+        self.json_spans: list[dict[str, Any]] = []
+
+        def decode(body: bytes) -> list[Span]:
+            spans = json.loads(body)
+            self.json_spans.extend(spans)
+            return [
+                Span(
+                    s.get("localEndpoint", {}).get("serviceName", ""),
+                    int(s["traceId"], 16),
+                    int(s["id"], 16),
+                    int(s.get("parentId", "0"), 16),
+                    s.get("name", ""),
+                    dict(s.get("tags", {})),
+                    [{"event": a["value"]} for a in s.get("annotations", [])],
+                    s.get("timestamp", 0) / 1e6,
+                )
+                for s in spans
+            ]
+
+        super().__init__(decode)
+        self.endpoint = f"{self.base}/api/v2/spans"
