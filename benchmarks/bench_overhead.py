@@ -135,6 +135,54 @@ def meshmetrics_tracing(sampled: bool) -> Flask:
     return app
 
 
+def _otel_sdk() -> Any:
+    """The OpenTelemetry SDK as an application sets it up: every trace sampled, a batch
+    processor in front of an exporter that only counts (no network, so the figure is the
+    SDK's and the instrumentation's own cost)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Counting(SpanExporter):
+        def __init__(self) -> None:
+            self.spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            self.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Counting(), max_queue_size=1_000_000))
+    trace.set_tracer_provider(provider)
+    FINISHERS.append(provider.shutdown)
+    return provider
+
+
+def otel_flask() -> Flask:
+    """OpenTelemetry's Flask instrumentation and SDK (metrics: prometheus-flask-exporter)."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    _otel_sdk()
+    app = pfe()
+    FlaskInstrumentor().instrument_app(app)
+    return app
+
+
+def meshmetrics_otel() -> Flask:
+    """meshmetrics with tracing=otel: its server span made through the OpenTelemetry SDK."""
+    from meshmetrics import instrument
+
+    _otel_sdk()
+    app = make_app()
+    inst = instrument(app, service="bench")
+    assert inst.config.tracing == "otel"
+    return app
+
+
 VARIANTS: dict[str, Callable[[], Flask]] = {
     "bare": bare,
     "pfe": pfe,
@@ -144,6 +192,8 @@ VARIANTS: dict[str, Callable[[], Flask]] = {
     "pfe+opentracing-sampled": lambda: pfe_opentracing(True),
     "meshmetrics+tracing-unsampled": lambda: meshmetrics_tracing(False),
     "meshmetrics+tracing-sampled": lambda: meshmetrics_tracing(True),
+    "pfe+otel-flask-sampled": otel_flask,
+    "meshmetrics+otel-sampled": meshmetrics_otel,
 }
 
 

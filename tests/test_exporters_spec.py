@@ -318,3 +318,23 @@ def test_an_https_collector_verified_with_the_configured_ca(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_check_reports_tracing_health(otlp: OTLPCollector) -> None:
+    from meshmetrics.tools.check import check_url
+
+    def findings(endpoint: str) -> list[str]:
+        app, inst = traced_app(tracing="otlp", trace_endpoint=endpoint)
+        for i in range(3):
+            app.test_client().get(f"/items/{i}")
+        flush(inst)
+        base, stop = serve_in_thread(app)
+        try:
+            return [f.line() for f in check_url(base) if "span" in f.message]
+        finally:
+            stop()
+
+    healthy = findings(otlp.endpoint)
+    assert any(line.startswith("OK") and "3 spans delivered" in line for line in healthy)
+    refused = findings("http://127.0.0.1:9/v1/traces")
+    assert any(line.startswith("WARN") and "(export_error)" in line for line in refused)
