@@ -8,6 +8,8 @@ tracing is on); :func:`forward_headers` returns the same headers for any client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -71,6 +73,31 @@ def _otel_headers(tracing: Any, span: Any) -> dict[str, str]:
     return headers
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One outgoing call: the headers it carries (``trace_names`` are the trace headers,
+    which the caller's own headers do not override) and what ends its client span."""
+
+    headers: dict[str, str]
+    trace_names: frozenset[str]
+    done: Callable[[int | None, BaseException | None], None]
+
+
+def _end_span(span: MeshSpan | None, status: int | None, exc: BaseException | None) -> None:
+    if span is None:
+        return
+    if exc is not None:
+        span.set_tag(ERROR, True)
+        span.set_tag(ERROR_TYPE, type(exc).__qualname__)
+        span.log_kv(
+            {"event": "error", "error.kind": type(exc).__name__, "message": str(exc)[:1024]}
+        )
+    if status is not None:
+        for key, value in response_attributes(status, None).items():
+            span.set_tag(key, value)
+    span.finish()
+
+
 class TracingSession(requests.Session):
     """A ``requests.Session`` that opens a client span and propagates the trace."""
 
@@ -89,57 +116,30 @@ class TracingSession(requests.Session):
     ) -> requests.Response:
         method_name = method.decode() if isinstance(method, bytes) else method
         url_text = url.decode() if isinstance(url, bytes) else url
-        if getattr(self._tracing, "otel", False):
-            return self._otel_request(
-                method, url, method_name, url_text, params, data, headers, kwargs
-            )
-        span = self._start_span(method_name.upper(), url_text)
-        propagated = _headers_for(span.context if span is not None else None, self._tracing)
-        merged = {k: v for k, v in propagated.items() if k not in TRACE_HEADERS}
+        call = self._begin(method_name.upper(), url_text)
+        merged = {k: v for k, v in call.headers.items() if k not in call.trace_names}
         merged.update(headers or {})  # the caller's own headers win over forwarded ones
-        merged.update({k: v for k, v in propagated.items() if k in TRACE_HEADERS})
+        merged.update({k: v for k, v in call.headers.items() if k in call.trace_names})
         try:
             response = super().request(method, url, params, data, merged, **kwargs)
         except Exception as exc:
-            if span is not None:
-                span.set_tag(ERROR, True)
-                span.set_tag(ERROR_TYPE, type(exc).__qualname__)
-                span.log_kv(
-                    {"event": "error", "error.kind": type(exc).__name__, "message": str(exc)[:1024]}
-                )
-                span.finish()
+            call.done(None, exc)
             raise
-        if span is not None:
-            for key, value in response_attributes(response.status_code, None).items():
-                span.set_tag(key, value)
-            span.finish()
+        call.done(response.status_code, None)
         return response
 
-    def _otel_request(
-        self,
-        method: str | bytes,
-        url: str | bytes,
-        method_name: str,
-        url_text: str,
-        params: Any,
-        data: Any,
-        headers: Any,
-        kwargs: dict[str, Any],
-    ) -> requests.Response:
-        tracing: Any = self._tracing
-        span = tracing.start_client(method_name.upper(), url_text)
-        propagated = _otel_headers(tracing, span)
-        trace_names = set(tracing.inject(None))
-        merged = {k: v for k, v in propagated.items() if k not in trace_names}
-        merged.update(headers or {})  # the caller's own headers win over forwarded ones
-        merged.update({k: v for k, v in propagated.items() if k in trace_names})
-        try:
-            response = super().request(method, url, params, data, merged, **kwargs)
-        except Exception as exc:
-            tracing.end_client(span, None, exc)
-            raise
-        tracing.end_client(span, response.status_code, None)
-        return response
+    def _begin(self, method: str, url: str) -> _Call:
+        if getattr(self._tracing, "otel", False):
+            tracing: Any = self._tracing
+            otel_span = tracing.start_client(method, url)
+            return _Call(
+                _otel_headers(tracing, otel_span),
+                frozenset(tracing.inject(None)),
+                lambda status, exc: tracing.end_client(otel_span, status, exc),
+            )
+        span = self._start_span(method, url)
+        headers = _headers_for(span.context if span is not None else None, self._tracing)
+        return _Call(headers, TRACE_HEADERS, lambda status, exc: _end_span(span, status, exc))
 
     def _start_span(self, method: str, url: str) -> MeshSpan | None:
         if self._tracing is None:
