@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from helpers import Server
-from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector
+from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector, ZipkinCollector
 
 
 @pytest.fixture
@@ -44,5 +44,12 @@ def agent() -> Iterator[JaegerAgent]:
 @pytest.fixture
 def collector() -> Iterator[OTLPCollector]:
     receiver = OTLPCollector()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def zipkin() -> Iterator[ZipkinCollector]:
+    receiver = ZipkinCollector()
     yield receiver
     receiver.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +67,9 @@ ZIPKIN_SPAN = {
 
 
 @pytest.fixture
-def otlp() -> Iterator[OTLPCollector]:
-    collector = OTLPCollector()
-    yield collector
-    collector.close()
-
-
-@pytest.fixture
-def zipkin() -> Iterator[ZipkinCollector]:
-    collector = ZipkinCollector()
-    yield collector
-    collector.close()
+def otlp(collector: OTLPCollector) -> OTLPCollector:
+    """The OTLP/HTTP collector of conftest, by the name these tests use."""
+    return collector
 
 
 def traced_app(**options: Any) -> tuple[Flask, Any]:

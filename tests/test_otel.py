@@ -58,6 +58,7 @@ def make_app(with_instrumentor: bool) -> tuple[Flask, Any, list[dict[str, str]]]
     sent: list[dict[str, str]] = []
 
     @app.route("/items/<n>")
+    @inst.tracing.trace("path", "method")  # Flask-OpenTracing's decorator keeps working
     def item(n: str) -> dict[str, str]:
         from meshmetrics import forward_headers
 
@@ -88,6 +89,8 @@ def test_one_server_span_per_request_and_b3_continued(
     assert f"{continued.parent.span_id:016x}" == ENVOY["x-b3-spanid"]
     assert f"{fresh.context.trace_id:032x}" != ENVOY["x-b3-traceid"]
     assert continued.attributes["item"] == "1"
+    assert continued.attributes["path"] == "/items/1"
+    assert continued.attributes["method"] == "GET"
     if not with_instrumentor:
         assert continued.attributes["http.route"] == "/items/<n>"
         assert continued.attributes["http.response.status_code"] == 200

@@ -21,7 +21,6 @@ Needs the ``otel`` extra (opentelemetry-sdk, the OpenTracing shim, the B3 propag
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -38,6 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from ..config import MeshConfig
 from .semconv import ERROR, ERROR_TYPE, SPAN_KIND, client_attributes, response_attributes
 from .semconv import server_attributes as semconv_server_attributes
+from .server import tag_request_attributes
 
 log = logging.getLogger("meshmetrics")
 
@@ -189,20 +189,7 @@ class OTelTracing:
 
     def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Tag the server span with these request attributes (as Flask-OpenTracing)."""
-
-        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(view)
-            def traced(*args: Any, **kwargs: Any) -> Any:
-                span = self.server_span()
-                for attribute in attributes:
-                    value = getattr(request, attribute, None)
-                    if value is not None:
-                        span.set_attribute(attribute, str(value))
-                return view(*args, **kwargs)
-
-            return traced
-
-        return decorator
+        return tag_request_attributes(self.get_span, attributes)
 
     # -- outgoing calls --------------------------------------------------------------------
 

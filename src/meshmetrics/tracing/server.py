@@ -52,6 +52,28 @@ class RequestTracing(Protocol):
     def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
 
+def tag_request_attributes(
+    get_span: Callable[[], Any], attributes: tuple[str, ...]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Flask-OpenTracing's ``trace(*attributes)``: a view decorator setting each named
+    attribute of the request (``path``, ``method``, ...) on the span ``get_span`` returns."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            span = get_span()
+            if span is not None:
+                for attribute in attributes:
+                    value = getattr(request, attribute, None)
+                    if value is not None:
+                        span.set_tag(attribute, str(value))
+            return view(*args, **kwargs)
+
+        return traced
+
+    return decorator
+
+
 class ServerTracing:
     """Server spans of an app or Blueprint; the API of ``flask_opentracing.FlaskTracing``."""
 
@@ -75,21 +97,7 @@ class ServerTracing:
 
     def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Tag the current server span with these request attributes (as Flask-OpenTracing)."""
-
-        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-            @functools.wraps(view)
-            def traced(*args: Any, **kwargs: Any) -> Any:
-                span = self.get_span()
-                if span is not None:
-                    for attribute in attributes:
-                        value = getattr(request, attribute, None)
-                        if value is not None:
-                            span.set_tag(attribute, str(value))
-                return view(*args, **kwargs)
-
-            return traced
-
-        return decorator
+        return tag_request_attributes(self.get_span, attributes)
 
     # -- called by the request-path core --------------------------------------------------
 
