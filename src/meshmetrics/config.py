@@ -384,30 +384,36 @@ def _trace_endpoint(value: Any, ctx: Context) -> TraceEndpoint | None:
     return endpoint
 
 
-def _headers(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
-    """``key=value,key2=value2`` (values URL-decoded), as OTEL_EXPORTER_OTLP_HEADERS."""
-    rule = "comma-separated key=value pairs (values URL-encoded), e.g. api-key=s3cret"
+def _key_values(value: Any, rule: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key2=value2`` (values URL-decoded) as the OpenTelemetry variables write
+    them; a mapping or pairs as given in code."""
     if isinstance(value, Mapping):
-        items = [(str(k), str(v)) for k, v in value.items()]
-    elif isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
-        items = [(str(k), str(v)) for k, v in value]
-    elif isinstance(value, str):
-        items = []
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            key, sep, raw = part.partition("=")
-            if not sep:
-                raise _InvalidError(rule)
-            items.append((key.strip(), unquote(raw.strip())))
-    else:
+        return tuple((str(k), str(v)) for k, v in value.items())
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        return tuple((str(k), str(v)) for k, v in value)
+    if not isinstance(value, str):
         raise _InvalidError(rule)
+    items = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip():
+            raise _InvalidError(rule)
+        items.append((key.strip(), unquote(raw.strip())))
+    return tuple(items)
+
+
+def _headers(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
+    """Export request headers, as ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    rule = "comma-separated key=value pairs (values URL-encoded), e.g. api-key=s3cret"
+    items = _key_values(value, rule)
     for key, header_value in items:
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", key) or not (
             header_value.isprintable() and header_value.isascii()
         ):
             raise _InvalidError(rule + " (header names are HTTP tokens, values printable ASCII)")
-    return tuple(items)
+    return items
 
 
 def _compression(value: Any, _: Context) -> str:
@@ -453,23 +459,9 @@ def _protocol(value: Any, _: Context) -> str:
 
 
 def _attributes(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
-    """``key=value,...`` as OTEL_RESOURCE_ATTRIBUTES (values URL-decoded)."""
+    """Resource attributes, as ``OTEL_RESOURCE_ATTRIBUTES``."""
     rule = "comma-separated key=value resource attributes, e.g. deployment.environment=prod"
-    if isinstance(value, Mapping):
-        return tuple((str(k), str(v)) for k, v in value.items())
-    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
-        return tuple((str(k), str(v)) for k, v in value)
-    if not isinstance(value, str):
-        raise _InvalidError(rule)
-    items = []
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        key, sep, raw = part.partition("=")
-        if not sep or not key.strip():
-            raise _InvalidError(rule)
-        items.append((key.strip(), unquote(raw.strip())))
-    return tuple(items)
+    return _key_values(value, rule)
 
 
 def _host_port(value: Any) -> HostPort:
