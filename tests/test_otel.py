@@ -105,8 +105,11 @@ def test_one_server_span_per_request_and_b3_continued(
     assert "meshmetrics_spans_" not in metrics
 
 
-def test_exemplars_carry_opentelemetrys_trace_ids(otel: InMemorySpanExporter) -> None:
-    app, _, _ = make_app(with_instrumentor=True)
+@pytest.mark.parametrize("with_instrumentor", [True, False], ids=["FlaskInstrumentor", "SDK only"])
+def test_exemplars_carry_opentelemetrys_trace_ids(
+    otel: InMemorySpanExporter, with_instrumentor: bool
+) -> None:
+    app, _, _ = make_app(with_instrumentor)
     client = app.test_client()
     client.get("/items/1", headers=ENVOY)
     om = client.get(
