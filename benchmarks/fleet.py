@@ -31,8 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import build_objects, model_from_config
 from meshmetrics.manifests.objects import ManifestOptions, alert_rules
 from meshmetrics.manifests.promql import Queries
+from meshmetrics.testing.prometheus import LocalPrometheus
 
 STEP = 30  # seconds between samples (the scrape interval)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -165,50 +164,16 @@ def write_openmetrics(path: Path, pods: int, routes: int, steps: int, start: int
     return plan.marks()
 
 
-class Prometheus:
-    def __init__(self, data: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        config = data.parent / "prometheus.yml"
-        config.write_text("global: {scrape_interval: 30s}\n")
-        self.proc = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=30d",
-                "--query.lookback-delta=2m",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError("prometheus not ready")
-
-    def api(self, path: str, **params: Any) -> Any:
-        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=120) as answer:
-            body = json.load(answer)
-        return body["data"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def prometheus(data: Path) -> LocalPrometheus:
+    """A Prometheus serving the backfilled TSDB ``data`` (scraping nothing)."""
+    prom = LocalPrometheus(
+        [],
+        data_dir=data,
+        flags=("--storage.tsdb.retention.time=30d", "--query.lookback-delta=2m"),
+        query_timeout=120,
+    )
+    prom.start(timeout=120)
+    return prom
 
 
 def panels(recorded: bool) -> list[tuple[str, str]]:
@@ -226,7 +191,7 @@ def panels(recorded: bool) -> list[tuple[str, str]]:
     return titled
 
 
-def time_query(prom: Prometheus, expr: str, start: int, end: int) -> tuple[float, Any]:
+def time_query(prom: LocalPrometheus, expr: str, start: int, end: int) -> tuple[float, Any]:
     times, result = [], None
     for _ in range(3):
         began = time.perf_counter()
@@ -235,7 +200,7 @@ def time_query(prom: Prometheus, expr: str, start: int, end: int) -> tuple[float
     return statistics.median(times) * 1000, result
 
 
-def check_recorded(prom: Prometheus, recording: list[dict[str, Any]], at: int) -> list[str]:
+def check_recorded(prom: LocalPrometheus, recording: list[dict[str, Any]], at: int) -> list[str]:
     """Each recorded sample equals its rule's expression evaluated at that sample's own
     timestamp (rule groups run at an offset within their interval, so a recorded series
     lags its raw expression by up to one interval: compared at one instant, they agree)."""
@@ -309,7 +274,7 @@ def main() -> int:
                 {"groups": [{"name": "fleet", "interval": f"{STEP}s", "rules": recording}]}
             )
         )
-        prom = Prometheus(data, free_port())
+        prom = prometheus(data)
         try:
             began = time.perf_counter()
             subprocess.run(
@@ -334,7 +299,7 @@ def main() -> int:
             prom.stop()
         for block in (work / "rules-data").iterdir():
             shutil.move(str(block), data / block.name)
-        prom = Prometheus(data, free_port())
+        prom = prometheus(data)
         try:
             failures += check_recorded(prom, recording, end_time - 600)
             print("\n| panel | raw ms | recorded ms | speed-up | series |")
@@ -361,7 +326,7 @@ def main() -> int:
     return 1 if failures else 0
 
 
-def check_incidents(prom: Prometheus, marks: dict[str, int]) -> list[str]:
+def check_incidents(prom: LocalPrometheus, marks: dict[str, int]) -> list[str]:
     """The alerts' expressions (on recorded series) see the burst and the regression."""
     model = model_from_config(CONFIG)
     options = ManifestOptions()

@@ -73,7 +73,8 @@ def _free_port() -> int:
 
 
 class LocalPrometheus:
-    """Run ``prometheus`` on 127.0.0.1 with a temporary TSDB; use as a context manager."""
+    """Run ``prometheus`` on 127.0.0.1 with a temporary TSDB (or ``data_dir``, an existing
+    one left in place, e.g. backfilled by promtool); use as a context manager."""
 
     def __init__(
         self,
@@ -81,13 +82,20 @@ class LocalPrometheus:
         rule_groups: list[dict[str, Any]] | None = None,
         scrape_interval: str = "1s",
         features: tuple[str, ...] = (),
+        *,
+        data_dir: Path | None = None,
+        flags: tuple[str, ...] = ("--storage.tsdb.retention.time=1h",),
+        query_timeout: float = 10.0,
     ) -> None:
         self._features = features
+        self._flags = flags
+        self._query_timeout = query_timeout
         binary = prometheus_binary()
         if binary is None:
             raise FileNotFoundError("prometheus not found on PATH (apt-get install -y prometheus)")
         self._binary = binary
         self._dir = Path(tempfile.mkdtemp(prefix="meshmetrics-prometheus-"))
+        self.data_dir = data_dir if data_dir is not None else self._dir / "data"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config: dict[str, Any] = {
@@ -121,9 +129,9 @@ class LocalPrometheus:
             [
                 self._binary,
                 f"--config.file={self._dir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self._dir / 'data'}",
+                f"--storage.tsdb.path={self.data_dir}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=1h",
+                *self._flags,
                 *(f"--enable-feature={feature}" for feature in self._features),
             ],
             stdout=self._log,
@@ -151,17 +159,17 @@ class LocalPrometheus:
                 self._proc.wait()
         if hasattr(self, "_log"):
             self._log.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self._dir, ignore_errors=True)  # config, log and a temporary TSDB
 
     def log(self) -> str:
         path = self._dir / "prometheus.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def api(self, path: str, **params: str) -> Any:
+    def api(self, path: str, **params: Any) -> Any:
         """GET ``/api/v1/<path>``; returns ``data`` or raises with Prometheus' error."""
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:
+            with urllib.request.urlopen(url, timeout=self._query_timeout) as response:
                 body = json.load(response)
         except urllib.error.HTTPError as exc:
             body = json.load(exc)
