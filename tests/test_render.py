@@ -181,3 +181,16 @@ def test_created_series_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None
 def _steady(body: bytes) -> list[bytes]:
     moving = (b"process_", b"python_gc_")
     return [line for line in body.splitlines() if not any(m in line for m in moving)]
+
+
+@pytest.mark.parametrize("query", ["name[]=flask_service_info", "name%5B%5D=flask_service_info"])
+def test_name_filter_is_honoured_encoded_or_not(query: str) -> None:
+    from flask import Flask
+
+    from meshmetrics import instrument
+
+    app = Flask("svc")
+    instrument(app, service="svc")
+    text = app.test_client().get(f"/metrics?{query}").get_data(as_text=True)
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    assert names == {"flask_service_info"}

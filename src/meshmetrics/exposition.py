@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, make_wsgi_app
@@ -244,8 +245,8 @@ def exposition_app(registry: ServedRegistry) -> WSGIApp:
         if (
             environ.get("REQUEST_METHOD") != "GET"
             or environ.get("PATH_INFO") == "/favicon.ico"
-            or "name[]" in environ.get("QUERY_STRING", "")
-        ):
+            or "name[]" in parse_qs(environ.get("QUERY_STRING", ""))  # decoded, as Prometheus
+        ):  # sends it (name%5B%5D=...): prometheus_client's app restricts the registry
             return fallback(environ, start_response)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT") or "")
         func = getattr(encoder, "func", encoder)
