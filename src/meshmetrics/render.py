@@ -13,7 +13,7 @@ escaping scheme or version, native histograms) is rendered by prometheus_client 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import exposition as text_format
@@ -60,33 +60,40 @@ def _om_value(v: str) -> str:
     return om_format._escape(v, _ALLOW_UTF8, om_format._is_legacy_labelname_rune)
 
 
+def _text_name(name: str) -> str:
+    return om_format.escape_metric_name(name, UNDERSCORES)
+
+
+def _om_name(name: str) -> str:
+    return om_format._escape(name, UNDERSCORES, om_format._is_legacy_labelname_rune)
+
+
+class _SeriesNames:
+    """One format's formatted series names (``name{labels}``), cached by name and labels."""
+
+    def __init__(self, escape_name: Callable[[str], str], escape_value: Callable[[str], str]):
+        self._escape_name = escape_name
+        self._escape_value = escape_value
+        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def __call__(self, name: str, labels: dict[str, str]) -> str:
+        key = (name, tuple(labels.items()))
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            pairs = _label_pairs(labels, self._escape_value) if labels else ""
+            escaped = self._escape_name(name)
+            found = self._cache[key] = f"{escaped}{{{pairs}}}" if pairs else escaped
+        return found
+
+
 class Renderer:
     """Renders collectors in the text or OpenMetrics format; one per served registry."""
 
     def __init__(self) -> None:
-        self._text_names: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        self._om_names: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-
-    def _name(
-        self,
-        cache: dict[tuple[str, tuple[tuple[str, str], ...]], str],
-        name: str,
-        labels: dict[str, str],
-        escape_value: Any,
-    ) -> str:
-        key = (name, tuple(labels.items()))
-        found = cache.get(key)
-        if found is None:
-            if len(cache) >= MAX_CACHED:
-                cache.clear()
-            pairs = _label_pairs(labels, escape_value) if labels else ""
-            escaped = (
-                om_format.escape_metric_name(name, UNDERSCORES)
-                if cache is self._text_names
-                else om_format._escape(name, UNDERSCORES, om_format._is_legacy_labelname_rune)
-            )
-            found = cache[key] = f"{escaped}{{{pairs}}}" if pairs else escaped
-        return found
+        self._text_names = _SeriesNames(_text_name, _text_value)
+        self._om_names = _SeriesNames(_om_name, _om_value)
 
     def text(self, metrics: Iterable[Any]) -> bytes:
         """prometheus_client's text format 0.0.4, with ``underscores`` escaping."""
@@ -106,7 +113,7 @@ class Renderer:
             for s in metric.samples:
                 if s.native_histogram:
                     raise UnsupportedError("native histogram")
-                line = f"{self._name(names, s.name, s.labels, _text_value)} {float_to_go(s.value)}"
+                line = f"{names(s.name, s.labels)} {float_to_go(s.value)}"
                 if s.timestamp is not None:
                     line += f" {int(float(s.timestamp) * 1000):d}"
                 line += "\n"
@@ -137,7 +144,7 @@ class Renderer:
             for s in metric.samples:
                 if s.native_histogram:
                     raise UnsupportedError("native histogram")
-                line = self._name(names, s.name, s.labels, _om_value)
+                line = names(s.name, s.labels)
                 value = float_to_go(s.value) if s.value is not None else ""
                 line += f" {value}"
                 if s.timestamp is not None:

@@ -118,14 +118,15 @@ class OTelTracing:
     # -- the request's server span ---------------------------------------------------------
 
     @staticmethod
-    def _instrumented(req: Any) -> bool:
+    def _instrumented() -> bool:
+        """Whether opentelemetry-instrumentation-flask instruments the current app."""
         from flask import current_app
 
         return bool(getattr(current_app, "_is_instrumented_by_opentelemetry", False))
 
     def start(self, req: Any, route: str, started: float) -> None:
         """Start the server span, unless opentelemetry-instrumentation-flask does."""
-        if self._instrumented(req):
+        if self._instrumented():
             return
         environ = req.environ
         parent = propagate.extract(environ, getter=WSGI_GETTER)
