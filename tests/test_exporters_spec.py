@@ -183,7 +183,7 @@ def test_the_generic_endpoint_gets_the_traces_path(
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "grpc and http/json are not supported"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/json is not supported"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317", "port 4317 is OTLP/gRPC"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "gzip or none"),

@@ -41,6 +41,8 @@ class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    #: The body was longer than ``max_bytes`` and was cut there (``fetch(truncate=True)``).
+    truncated: bool = False
 
     @property
     def content_type(self) -> str:
@@ -90,11 +92,13 @@ def fetch(
     timeout: float = 10.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     context: ssl.SSLContext | None = None,
+    truncate: bool = False,
 ) -> Answer:
     """One request to ``url`` that ends within ``timeout`` seconds, whatever the peer does.
 
     Raises :class:`DeadlineExceededError` past the deadline, :class:`BodyTooLargeError` past
-    ``max_bytes``, ``OSError``/``http.client.HTTPException`` when the exchange fails.
+    ``max_bytes`` (or, with ``truncate``, returns the first ``max_bytes`` and stops reading),
+    ``OSError``/``http.client.HTTPException`` when the exchange fails.
     """
     deadline = time.monotonic() + timeout
     parts = urllib.parse.urlsplit(url)
@@ -107,12 +111,18 @@ def fetch(
         connection.request(method, target, body=body, headers=headers or {})
         response = connection.getresponse()
         declared = response.getheader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        too_long = declared is not None and declared.isdigit() and int(declared) > max_bytes
+        if too_long and not truncate:
             raise BodyTooLargeError(f"{url} answered {declared} bytes, more than {max_bytes}")
         chunks: list[bytes] = []
         size = 0
-        while chunk := response.read(_CHUNK):
+        truncated = False
+        while chunk := response.read(min(_CHUNK, max_bytes + 1 - size)):
             size += len(chunk)
+            if size > max_bytes and truncate:
+                chunks.append(chunk[: len(chunk) - (size - max_bytes)])
+                truncated = True
+                break
             if size > max_bytes:
                 raise BodyTooLargeError(f"{url} answered more than {max_bytes} bytes")
             chunks.append(chunk)
@@ -124,6 +134,7 @@ def fetch(
             response.status,
             {name.lower(): value for name, value in response.getheaders()},
             b"".join(chunks),
+            truncated,
         )
     except (OSError, http.client.HTTPException) as exc:
         if watchdog.fired and not isinstance(exc, DeadlineExceededError):

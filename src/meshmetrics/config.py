@@ -170,6 +170,7 @@ _PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
 _URL_PATH = re.compile(r"^/[^\s?#<>]*$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 _DURATION = re.compile(
     r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
@@ -353,33 +354,41 @@ def _host(text: str) -> str | None:
         return str(ipaddress.ip_address(text))
     except ValueError:
         pass
-    if len(text) <= 253 and _HOSTNAME.match(text) and ".." not in text:
+    if len(text) <= 253 and _HOSTNAME.fullmatch(text) and ".." not in text:
         return text
     return None
 
 
 def _trace_endpoint(value: Any, ctx: Context) -> TraceEndpoint | None:
     tracing = ctx.get("tracing", "off")
-    if isinstance(value, HostPort | HttpEndpoint):
+    grpc = tracing == "otlp" and ctx.get("trace_protocol") == "grpc"
+    if isinstance(value, HttpEndpoint):
+        value = value.url  # built in code: the same rules as text
+    if isinstance(value, HostPort):
         endpoint: TraceEndpoint = value
     elif value is None or value == "":
         return None
     elif tracing == "jaeger":
         endpoint = _host_port(value)
+    elif grpc:
+        endpoint = _grpc_endpoint(value, bool(ctx.get("trace_insecure", False)))
     else:
         endpoint = _http_endpoint(value)
     if tracing == "jaeger" and not isinstance(endpoint, HostPort):
         raise _InvalidError("host:port of the Jaeger agent with tracing='jaeger'")
     if tracing in ("otlp", "zipkin") and not isinstance(endpoint, HttpEndpoint):
         raise _InvalidError(f"an http(s) URL with tracing='{tracing}'")
-    if (
-        tracing == "otlp"
-        and isinstance(endpoint, HttpEndpoint)
-        and urlsplit(endpoint.url).port == 4317
-    ):
+    port = urlsplit(endpoint.url).port if isinstance(endpoint, HttpEndpoint) else None
+    if tracing == "otlp" and not grpc and port == 4317:
         raise _InvalidError(
-            "an OTLP/HTTP URL: port 4317 is OTLP/gRPC, which meshmetrics does not speak; "
-            "the collector's OTLP/HTTP port is 4318 (http://HOST:4318/v1/traces)"
+            "an OTLP/HTTP URL: port 4317 is OTLP/gRPC; set OTEL_EXPORTER_OTLP_PROTOCOL=grpc "
+            "(with pip install 'meshmetrics[otlp-grpc]') or use the collector's OTLP/HTTP "
+            "port 4318 (http://HOST:4318/v1/traces)"
+        )
+    if grpc and port == 4318:
+        raise _InvalidError(
+            "an OTLP/gRPC endpoint: port 4318 is OTLP/HTTP; use the collector's gRPC port "
+            "(http://HOST:4317) or trace_protocol='http/protobuf'"
         )
     return endpoint
 
@@ -409,7 +418,7 @@ def _headers(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
     rule = "comma-separated key=value pairs (values URL-encoded), e.g. api-key=s3cret"
     items = _key_values(value, rule)
     for key, header_value in items:
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", key) or not (
+        if not _HEADER_NAME.fullmatch(key) or not (
             header_value.isprintable() and header_value.isascii()
         ):
             raise _InvalidError(rule + " (header names are HTTP tokens, values printable ASCII)")
@@ -448,13 +457,17 @@ def _certificate(value: Any, _: Context) -> str | None:
     return path
 
 
+#: The OTLP transports spoken: ``grpc`` needs the ``otlp-grpc`` extra.
+OTLP_PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
+
+
 def _protocol(value: Any, _: Context) -> str:
     text = value.strip().lower() if isinstance(value, str) else value
-    if text == "http/protobuf":
-        return text
+    if text in OTLP_PROTOCOLS:
+        return cast(str, text)
     raise _InvalidError(
-        "http/protobuf: meshmetrics exports OTLP over HTTP with protobuf (grpc and http/json "
-        "are not supported; point it at the collector's port 4318)"
+        "http/protobuf (OTLP/HTTP, port 4318) or grpc (OTLP/gRPC, port 4317, with "
+        "pip install 'meshmetrics[otlp-grpc]'); http/json is not supported"
     )
 
 
@@ -478,24 +491,57 @@ def _host_port(value: Any) -> HostPort:
     return HostPort(host, port)
 
 
+_NO_USERINFO = (
+    "without user:password@ (it would never be sent): put credentials in "
+    "OTEL_EXPORTER_OTLP_HEADERS / trace_headers, e.g. Authorization=Basic%20BASE64"
+)
+
+
 def _http_endpoint(value: Any) -> HttpEndpoint:
     rule = "an http(s) URL with a host and a port from 1 to 65535 (http://collector:4318/v1/traces)"
     text = _text(value, rule).strip()
-    if any(c.isspace() for c in text):
+    if not text.isprintable() or any(c.isspace() for c in text):
         raise _InvalidError(rule)
-    parts = urlsplit(text)
     try:
+        parts = urlsplit(text)
         port = parts.port
-    except ValueError:
+        hostname = parts.hostname
+    except ValueError:  # an unclosed '[', a port that is not a number
         raise _InvalidError(rule) from None
+    if "@" in parts.netloc:
+        raise _InvalidError(f"{rule}, {_NO_USERINFO}")
     if (
         parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or _host(parts.hostname) is None
+        or not hostname
+        or _host(hostname) is None
         or (port is not None and not 1 <= port <= 65535)
     ):
         raise _InvalidError(rule)
     return HttpEndpoint(text)
+
+
+def _grpc_endpoint(value: Any, insecure: bool) -> HttpEndpoint:
+    """An OTLP/gRPC target: an http(s) URL (the scheme decides TLS, per the exporter spec),
+    or ``host:port``, secure unless ``insecure`` (``OTEL_EXPORTER_OTLP_INSECURE``)."""
+    rule = (
+        "an OTLP/gRPC endpoint: http://HOST:4317 (plain text), https://HOST:4317 (TLS) or "
+        "HOST:PORT (TLS unless OTEL_EXPORTER_OTLP_INSECURE=true)"
+    )
+    text = _text(value, rule).strip()
+    if "://" not in text:
+        try:
+            target = _host_port(text)
+        except _InvalidError:
+            raise _InvalidError(rule) from None
+        text = f"{'http' if insecure else 'https'}://{target}"
+    try:
+        endpoint = _http_endpoint(text)
+    except _InvalidError as exc:
+        raise _InvalidError(f"{rule}, {_NO_USERINFO}" if "@" in exc.rule else rule) from None
+    parts = urlsplit(endpoint.url)
+    if parts.port is None:
+        raise _InvalidError(rule)
+    return HttpEndpoint(f"{parts.scheme}://{parts.netloc}")
 
 
 def _names(value: Any, _: Context) -> frozenset[str]:
@@ -694,12 +740,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("scrape_interval", _scrape_interval, "30s"),
     Option("tracing", _tracing, "off"),
     Option("sampler", _sampler, ConstSampler(True)),
+    Option("trace_protocol", _protocol, "http/protobuf"),
+    Option("trace_insecure", _boolean, False),
     Option("trace_endpoint", _trace_endpoint, None),
     Option("trace_headers", _headers, ()),
     Option("trace_compression", _compression, "none"),
     Option("trace_timeout", _timeout, 10.0),
     Option("trace_certificate", _certificate, None),
-    Option("trace_protocol", _protocol, "http/protobuf"),
     Option("resource_attributes", _attributes, ()),
     Option("span_queue_size", _whole_number(1, 1_000_000), 4096),
     Option("span_queue_bytes", _whole_number(64 * 1024, 1 << 34), DEFAULT_SPAN_QUEUE_BYTES),
@@ -731,12 +778,13 @@ class InstrumentOptions(TypedDict, total=False):
     scrape_interval: str
     tracing: TracingBackend
     sampler: Sampler | str
+    trace_protocol: str
+    trace_insecure: bool
     trace_endpoint: str | HostPort | HttpEndpoint | None
     trace_headers: Mapping[str, str] | str
     trace_compression: str
     trace_timeout: float
     trace_certificate: str | None
-    trace_protocol: str
     resource_attributes: Mapping[str, str] | str
     span_queue_size: int
     span_queue_bytes: int
@@ -801,8 +849,16 @@ class MeshConfig:
     #: decision (Envoy's) keep it. Default from ``JAEGER_SAMPLER_TYPE``/``_PARAM`` or
     #: ``OTEL_TRACES_SAMPLER``/``_ARG``, else always.
     sampler: Sampler = field(default_factory=lambda: ConstSampler(True))
+    #: OTLP transport: ``http/protobuf`` (OTLP/HTTP, port 4318) or ``grpc`` (OTLP/gRPC,
+    #: port 4317, the ``otlp-grpc`` extra): ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``.
+    trace_protocol: str = "http/protobuf"
+    #: OTLP/gRPC to a ``host:port`` endpoint (no scheme) without TLS:
+    #: ``OTEL_EXPORTER_OTLP_(TRACES_)INSECURE``.  An ``http://``/``https://`` scheme decides
+    #: by itself, as the exporter spec says.
+    trace_insecure: bool = False
     #: Where spans go: ``host:port`` of the Jaeger agent (a :class:`HostPort`), or the
-    #: OTLP/HTTP traces URL (an :class:`HttpEndpoint`). Default from
+    #: OTLP/HTTP traces URL or OTLP/gRPC target (an :class:`HttpEndpoint`; never with
+    #: ``user:password@``: credentials go in ``trace_headers``). Default from
     #: ``JAEGER_AGENT_HOST``/``_PORT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``.
     trace_endpoint: HostPort | HttpEndpoint | None = None
     #: Headers of every export request (OTLP and Zipkin): ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``
@@ -816,8 +872,6 @@ class MeshConfig:
     #: CA certificates (PEM) to verify an https endpoint: ``OTEL_EXPORTER_OTLP_(TRACES_)
     #: CERTIFICATE``.
     trace_certificate: str | None = None
-    #: ``http/protobuf`` (the only one spoken; ``grpc`` is refused by name).
-    trace_protocol: str = "http/protobuf"
     #: Resource attributes of exported spans: ``OTEL_RESOURCE_ATTRIBUTES``.
     resource_attributes: tuple[tuple[str, str], ...] = ()
     #: Finished spans waiting for export; beyond it spans are dropped (and counted).
@@ -846,7 +900,10 @@ class MeshConfig:
             resolved[f.name] = value
             object.__setattr__(self, f.name, value)
         if self.tracing != "off" and self.trace_endpoint is None:
-            object.__setattr__(self, "trace_endpoint", _default_endpoint(self.tracing))
+            default = _default_endpoint(self.tracing, self.trace_protocol)
+            object.__setattr__(self, "trace_endpoint", default)
+        if self.tracing == "otlp" and self.trace_protocol == "grpc":
+            _check_grpc_metadata(self.trace_headers, self.source_of("trace_headers"))
         if self.mtls == "strict" and self.metrics_port is None:
             raise ConfigError(
                 "mtls",
@@ -900,11 +957,26 @@ class MeshConfig:
         return MeshConfig(**values)
 
 
-def _default_endpoint(tracing: str) -> TraceEndpoint | None:
+def _check_grpc_metadata(headers: tuple[tuple[str, str], ...], source: str) -> None:
+    """Headers sent as gRPC metadata: lower-case keys of ``0-9 a-z - _ .``, not ``grpc-``."""
+    for key, _ in headers:
+        if not re.fullmatch(r"[0-9a-z_.-]+", key.lower()) or key.lower().startswith("grpc-"):
+            raise ConfigError(
+                "trace_headers",
+                redacted("trace_headers", headers),
+                source,
+                "gRPC metadata with trace_protocol='grpc': keys of 0-9, a-z, '-', '_' and '.' "
+                f"not starting with 'grpc-' ({key!r} is not)",
+            )
+
+
+def _default_endpoint(tracing: str, protocol: str = "http/protobuf") -> TraceEndpoint | None:
     if tracing == "jaeger":
         return HostPort("localhost", 6831)
     if tracing == "zipkin":
         return HttpEndpoint("http://localhost:9411/api/v2/spans")
+    if tracing == "otlp" and protocol == "grpc":
+        return HttpEndpoint("http://localhost:4317")
     if tracing == "otlp":
         return HttpEndpoint("http://localhost:4318/v1/traces")
     return None  # otel: the TracerProvider's exporters
@@ -931,7 +1003,47 @@ def _convert(option: Option, value: Any, source: str, resolved: Context) -> Any:
     try:
         return option.convert(value, resolved)
     except _InvalidError as exc:
-        raise ConfigError(option.name, value, source, exc.rule) from None
+        raise ConfigError(option.name, redacted(option.name, value), source, exc.rule) from None
+
+
+#: Options whose values may hold credentials: an error names them without the secret.
+_SECRET_OPTIONS = frozenset({"trace_endpoint", "trace_headers"})
+
+
+def redacted(option: str, value: Any) -> Any:
+    """``value`` as an error message may show it: no header value, no ``user:password@``,
+    no value of a query parameter known to carry secrets."""
+    if option not in _SECRET_OPTIONS:
+        return value
+    if option == "trace_headers":
+        if isinstance(value, str):
+            keys = [part.partition("=")[0] for part in value.split(",") if "=" in part]
+        elif isinstance(value, Mapping):
+            keys = [str(k) for k in value]
+        elif isinstance(value, tuple | list):
+            keys = [str(p[0]) if isinstance(p, tuple | list) and p else "" for p in value]
+        else:
+            return "REDACTED"
+        # a key that is not an HTTP token may be a secret written in the wrong place
+        shown = [k.strip() if _HEADER_NAME.fullmatch(k.strip()) else "?" for k in keys]
+        return ",".join(f"{key}=REDACTED" for key in shown) or "REDACTED"
+    text = value.url if isinstance(value, HttpEndpoint) else value
+    if not isinstance(text, str):
+        return value
+    return _redacted_url(text)
+
+
+def _redacted_url(text: str) -> str:
+    """Everything up to the last ``@`` of a URL (or a ``host:port``) is a possible
+    ``user:password``, even where ``urlsplit`` would not see one."""
+    from .tracing.redaction import REDACTED, redact_url
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    if "@" in rest:
+        rest = f"{REDACTED}@{rest.rpartition('@')[2]}"
+    return redact_url(f"{scheme}{sep}{rest}", DEFAULT_SENSITIVE_QUERY_PARAMS)
 
 
 def _reject_unknown(given: Mapping[str, Any]) -> None:
@@ -991,19 +1103,19 @@ def _raw_value(
             return "OTEL_SERVICE_NAME", env["OTEL_SERVICE_NAME"].strip()
         return "the application name; pass service=...", _service_from_name(default_service)
     if option.name in _FROM_TRACING_ENV:
-        found = _FROM_TRACING_ENV[option.name](env, resolved.get("tracing", "off"))
+        found = _FROM_TRACING_ENV[option.name](env, resolved)
         if found is not None:
             return found
     return "default", option.default
 
 
-def _metrics_host_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+def _metrics_host_default(env: Mapping[str, str], _: Context) -> tuple[str, str] | None:
     if env.get("KUBERNETES_SERVICE_HOST"):  # set in every pod: scraped on the pod IP
         return "the default inside a Kubernetes pod (KUBERNETES_SERVICE_HOST is set)", "0.0.0.0"
     return None
 
 
-def _tracing_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+def _tracing_default(env: Mapping[str, str], _: Context) -> tuple[str, str] | None:
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return "OTEL_SDK_DISABLED", "off"
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -1029,7 +1141,8 @@ _OTEL_SAMPLERS = {
 }
 
 
-def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
+def _sampler_default(env: Mapping[str, str], ctx: Context) -> tuple[str, str] | None:
+    tracing = ctx.get("tracing", "off")
     if tracing != "otlp" and "JAEGER_SAMPLER_TYPE" in env:
         kind = env["JAEGER_SAMPLER_TYPE"].strip()
         return "JAEGER_SAMPLER_TYPE", f"{kind}:{env.get('JAEGER_SAMPLER_PARAM', '1').strip()}"
@@ -1043,12 +1156,14 @@ def _sampler_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | 
     return None
 
 
-def _otlp_variable(name: str) -> Callable[[Mapping[str, str], str], tuple[str, str] | None]:
+def _otlp_variable(
+    name: str, backends: tuple[str, ...] = ("otlp", "zipkin")
+) -> Callable[[Mapping[str, str], Context], tuple[str, str] | None]:
     """``OTEL_EXPORTER_OTLP_TRACES_<NAME>``, else ``OTEL_EXPORTER_OTLP_<NAME>`` (the spec's
-    precedence: signal-specific over generic); only for the OTLP and Zipkin backends."""
+    precedence: signal-specific over generic); only for ``backends``."""
 
-    def default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
-        if tracing not in ("otlp", "zipkin"):
+    def default(env: Mapping[str, str], ctx: Context) -> tuple[str, str] | None:
+        if ctx.get("tracing", "off") not in backends:
             return None
         for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
             if env.get(variable, "").strip():
@@ -1070,13 +1185,14 @@ def _milliseconds_to_seconds(text: str) -> str:
         return text
 
 
-def _resource_default(env: Mapping[str, str], _: str) -> tuple[str, str] | None:
+def _resource_default(env: Mapping[str, str], _: Context) -> tuple[str, str] | None:
     if env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip():
         return "OTEL_RESOURCE_ATTRIBUTES", env["OTEL_RESOURCE_ATTRIBUTES"]
     return None
 
 
-def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] | None:
+def _endpoint_default(env: Mapping[str, str], ctx: Context) -> tuple[str, str] | None:
+    tracing = ctx.get("tracing", "off")
     if tracing == "jaeger":
         host = env.get("JAEGER_AGENT_HOST") or "localhost"
         port = env.get("JAEGER_AGENT_PORT") or "6831"
@@ -1088,12 +1204,14 @@ def _endpoint_default(env: Mapping[str, str], tracing: str) -> tuple[str, str] |
             return "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
         if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             base = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
+            if ctx.get("trace_protocol") == "grpc":  # a gRPC target is used as it is
+                return "OTEL_EXPORTER_OTLP_ENDPOINT", base
             return "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces"
     return None
 
 
 #: Options whose default comes from the variables other Jaeger/OpenTelemetry clients read.
-_FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], str], tuple[str, str] | None]] = {
+_FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], Context], tuple[str, str] | None]] = {
     "metrics_host": _metrics_host_default,
     "tracing": _tracing_default,
     "sampler": _sampler_default,
@@ -1102,7 +1220,8 @@ _FROM_TRACING_ENV: dict[str, Callable[[Mapping[str, str], str], tuple[str, str] 
     "trace_compression": _otlp_variable("COMPRESSION"),
     "trace_timeout": _otlp_variable("TIMEOUT"),
     "trace_certificate": _otlp_variable("CERTIFICATE"),
-    "trace_protocol": _otlp_variable("PROTOCOL"),
+    "trace_protocol": _otlp_variable("PROTOCOL", ("otlp",)),
+    "trace_insecure": _otlp_variable("INSECURE", ("otlp",)),
     "resource_attributes": _resource_default,
 }
 

@@ -114,15 +114,21 @@ class JaegerAgent(_Receiver):
         self.sock.close()
 
 
+#: What an HTTP receiver answers: status and headers, and optionally a body.
+HTTPAnswer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]
+
+
 class _HTTPReceiver(_Receiver):
     """An HTTP receiver: records each request (path, headers), gunzips bodies, and answers
-    with ``answers`` in turn (``(status, headers)``; 200 once they are used up)."""
+    with ``answers`` in turn (``(status, headers[, body])``), then with ``default_answer``
+    (200 unless set: a receiver that always throttles sets ``(503, {...})``)."""
 
     def __init__(self, decode: Any) -> None:
         receiver = self
         self.spans: list[Span] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self.answers: list[tuple[int, dict[str, str]]] = []
+        self.answers: list[HTTPAnswer] = []
+        self.default_answer: HTTPAnswer = (200, {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -130,14 +136,17 @@ class _HTTPReceiver(_Receiver):
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 receiver.requests.append((self.path, dict(self.headers.items())))
-                status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
+                answer = receiver.answers.pop(0) if receiver.answers else receiver.default_answer
+                status, headers = answer[0], answer[1]
+                payload = answer[2] if len(answer) > 2 else b""
                 if status == 200:
                     receiver.spans.extend(decode(body))
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, *args: Any) -> None:
                 pass

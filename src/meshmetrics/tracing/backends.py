@@ -15,6 +15,8 @@ from .spans import MeshTracer, ScopeManager
 
 #: The extra that brings each backend's wire format.
 EXTRAS = {"jaeger": "jaeger", "otlp": "otlp", "otel": "otel"}
+#: OTLP/gRPC's extra (grpcio, opentelemetry-proto's stub, google.rpc's RetryInfo).
+GRPC_EXTRA = "otlp-grpc"
 
 
 def exporter_for(config: MeshConfig) -> Exporter:
@@ -25,6 +27,8 @@ def exporter_for(config: MeshConfig) -> Exporter:
         "service.namespace": config.namespace,
         "service.version": config.version,
     }
+    if config.tracing == "otlp" and config.trace_protocol == "grpc":
+        return _grpc_exporter(config, resource)
     try:
         if config.tracing == "jaeger":
             from .exporters import JaegerUDPExporter
@@ -52,6 +56,27 @@ def exporter_for(config: MeshConfig) -> Exporter:
     except ImportError as exc:
         raise MissingExtraError(
             "tracing", config.tracing, config.source_of("tracing"), EXTRAS[config.tracing], str(exc)
+        ) from exc
+
+
+def _grpc_exporter(config: MeshConfig, resource: dict[str, str]) -> Exporter:
+    endpoint = config.trace_endpoint
+    assert isinstance(endpoint, HttpEndpoint)
+    try:
+        from .otlp_grpc import OTLPGrpcExporter
+
+        return OTLPGrpcExporter(
+            config.service,
+            endpoint,
+            resource,
+            headers=config.trace_headers,
+            compression=config.trace_compression,
+            timeout=config.trace_timeout,
+            certificate=config.trace_certificate,
+        )
+    except ImportError as exc:
+        raise MissingExtraError(
+            "trace_protocol", "grpc", config.source_of("trace_protocol"), GRPC_EXTRA, str(exc)
         ) from exc
 
 

@@ -1,4 +1,7 @@
-"""Wire formats for finished spans: Jaeger's agent protocol and OTLP/HTTP.
+"""Wire formats for finished spans: Jaeger's agent protocol, OTLP/HTTP and Zipkin.
+
+OTLP/gRPC lives in :mod:`.otlp_grpc`, OTLP's messages in :mod:`.otlp`, the retry policy
+shared by the HTTP and gRPC senders in :mod:`.retry`.
 
 Each exporter imports its optional dependency when it is built, which happens in
 :func:`meshmetrics.instrument`: a missing extra is a configuration error there,
@@ -7,15 +10,20 @@ never a failed request.
 
 from __future__ import annotations
 
-import email.utils
 import gzip
+import http.client
 import json
 import socket
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._http import fetch
+from .._http import Answer, fetch
+from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from .otlp import attribute_items
+from .processor import Outcome
+from .redaction import redact_url
+from .retry import Backoff, retry_after
 
 if TYPE_CHECKING:
     from ..config import HostPort, HttpEndpoint
@@ -23,12 +31,16 @@ if TYPE_CHECKING:
 
 #: Largest datagram the Jaeger agent reads (its default max packet size).
 MAX_UDP_PACKET = 65000
-#: A collector's answer to an export is small; more is not read.
+#: A collector's answer to an export is small; more is not read (a 2xx stays a success).
 _MAX_ANSWER = 1024 * 1024
 
 
 class ExportRejectedError(OSError):
     """The trace backend answered, but not with success (a 3xx, 4xx or 5xx status)."""
+
+
+class ExportFailedError(OSError):
+    """The exchange with the trace backend failed (its message without credentials)."""
 
 
 # -- Jaeger agent: compact Thrift over UDP ----------------------------------------------
@@ -182,27 +194,21 @@ def _signed(value: int) -> int:
 
 #: Statuses after which the spec says to retry (with the server's Retry-After when given).
 RETRYABLE = frozenset({429, 502, 503, 504})
-_FIRST_BACKOFF = 0.5
 
 
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+def safe_url(url: str) -> str:
+    """``url`` as a log line or an error may show it: no ``user:password@``, no value of a
+    query parameter known to carry secrets (the configuration refuses the first; this
+    holds for an endpoint built in code too)."""
+    return redact_url(url, DEFAULT_SENSITIVE_QUERY_PARAMS)
 
 
 class HttpSender:
     """POSTs one batch within ``timeout`` seconds in all: headers, gzip, a CA file, and
-    retries on 429/502/503/504 honouring ``Retry-After`` while the budget lasts.  Only a
-    2xx counts as delivered (a redirected POST delivered nothing)."""
+    retries on 429/502/503/504 with exponential back-off that ``Retry-After`` may lengthen,
+    while the budget lasts.  Only a 2xx counts as delivered (a redirected POST delivered
+    nothing); a 2xx body past ``_MAX_ANSWER`` is cut there, still a success.  Errors name
+    the URL without credentials and never a header value."""
 
     def __init__(
         self,
@@ -214,130 +220,81 @@ class HttpSender:
         certificate: str | None = None,
     ) -> None:
         self.url = endpoint.url
+        self._shown = safe_url(endpoint.url)
         self._headers = dict(headers)
         self._gzip = compression == "gzip"
         self._timeout = timeout
         self._context = ssl.create_default_context(cafile=certificate) if certificate else None
         self.retries = 0
 
-    def post(self, body: bytes, content_type: str) -> None:
+    def post(self, body: bytes, content_type: str) -> Answer:
+        """The collector's 2xx answer (its body cut at ``_MAX_ANSWER``), or an exception."""
         headers = {**self._headers, "Content-Type": content_type}
         if self._gzip:
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
         deadline = time.monotonic() + self._timeout
-        backoff = _FIRST_BACKOFF
+        backoff = Backoff()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{self.url}: no success within {self._timeout:g} s")
-            answer = fetch(
-                self.url,
-                method="POST",
-                body=body,
-                headers=headers,
-                timeout=remaining,
-                max_bytes=_MAX_ANSWER,
-                context=self._context,
-            )
+                raise TimeoutError(f"{self._shown}: no success within {self._timeout:g} s")
+            answer = self._fetch(body, headers, remaining)
             if 200 <= answer.status < 300:
-                return
+                return answer
             if answer.status not in RETRYABLE:
-                raise ExportRejectedError(f"{self.url} answered {answer.status}")
-            wait = retry_after(answer.headers.get("retry-after"))
-            wait = backoff if wait is None else wait
+                raise ExportRejectedError(f"{self._shown} answered {answer.status}")
+            wait = backoff.wait(retry_after(answer.headers.get("retry-after")))
             if time.monotonic() + wait >= deadline:
                 raise ExportRejectedError(
-                    f"{self.url} answered {answer.status}; retrying after {wait:g} s would "
+                    f"{self._shown} answered {answer.status}; retrying after {wait:g} s would "
                     f"pass the {self._timeout:g} s budget"
                 )
             self.retries += 1
             time.sleep(wait)
-            backoff *= 2
 
-
-def _attribute_items(span: MeshSpan) -> list[tuple[str, Any]]:
-    """The span's tags that are attributes (``span.kind`` and ``error`` are not)."""
-    return [(k, v) for k, v in span.tags.items() if k not in ("span.kind", "error")]
+    def _fetch(self, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        try:
+            return fetch(
+                self.url,
+                method="POST",
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                max_bytes=_MAX_ANSWER,
+                context=self._context,
+                truncate=True,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            if self.url == self._shown:
+                raise
+            # the same failure, its message without the URL's secrets
+            text = str(exc).replace(self.url, self._shown)
+            raise ExportFailedError(f"{type(exc).__name__}: {text}") from None
 
 
 # -- OTLP over HTTP (protobuf) -----------------------------------------------------------
 
 
 class OTLPHTTPExporter:
-    """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (OTLP/HTTP, protobuf)."""
+    """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (OTLP/HTTP, protobuf);
+    the spans its answer rejects (``partial_success``) are counted as dropped."""
 
     confirms_delivery = True
 
     def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-        from opentelemetry.proto.common.v1 import common_pb2
-        from opentelemetry.proto.resource.v1 import resource_pb2
-        from opentelemetry.proto.trace.v1 import trace_pb2
+        from .otlp import OTLPEncoder, PartialSuccess
 
-        self._pb = (trace_service_pb2, common_pb2, trace_pb2)
         self.sender = sender
-        attributes = {**resource, "service.name": service}
-        self._resource = resource_pb2.Resource(
-            attributes=[self._attribute(k, v) for k, v in attributes.items()]
-        )
+        self._encoder = OTLPEncoder(service, resource)
+        self._partial = PartialSuccess()
 
-    def _attribute(self, key: str, value: Any) -> Any:
-        common = self._pb[1]
-        if isinstance(value, bool):
-            any_value = common.AnyValue(bool_value=value)
-        elif isinstance(value, int) and -(2**63) <= value < 2**63:
-            any_value = common.AnyValue(int_value=value)
-        elif isinstance(value, float):
-            any_value = common.AnyValue(double_value=value)
-        else:
-            any_value = common.AnyValue(string_value=str(value)[:4096])
-        return common.KeyValue(key=key, value=any_value)
-
-    def _to_proto(self, span: MeshSpan) -> Any:
-        trace_pb2 = self._pb[2]
-        kind = {"server": 2, "client": 3}.get(str(span.tags.get("span.kind")), 1)
-        start = int(span.start_time * 1e9)
-        proto = trace_pb2.Span(
-            trace_id=span.context.trace_id.to_bytes(16, "big"),
-            span_id=span.context.span_id.to_bytes(8, "big"),
-            name=span.operation_name,
-            kind=kind,
-            start_time_unix_nano=start,
-            end_time_unix_nano=start + int(span.duration * 1e9),
-            attributes=[self._attribute(k, v) for k, v in _attribute_items(span)],
-            events=[
-                trace_pb2.Span.Event(
-                    time_unix_nano=int(ts * 1e9),
-                    name=str(fields.get("event", "log")),
-                    attributes=[self._attribute(k, v) for k, v in fields.items()],
-                )
-                for ts, fields in span.logs
-            ],
-        )
-        if span.context.parent_id:
-            proto.parent_span_id = span.context.parent_id.to_bytes(8, "big")
-        if span.tags.get("error") is True:
-            proto.status.code = trace_pb2.Status.STATUS_CODE_ERROR
-        return proto
-
-    def export(self, spans: list[MeshSpan]) -> int:
-        trace_service_pb2, _, trace_pb2 = self._pb
-        request = trace_service_pb2.ExportTraceServiceRequest(
-            resource_spans=[
-                trace_pb2.ResourceSpans(
-                    resource=self._resource,
-                    scope_spans=[
-                        trace_pb2.ScopeSpans(
-                            scope={"name": "meshmetrics"},
-                            spans=[self._to_proto(span) for span in spans],
-                        )
-                    ],
-                )
-            ]
-        )
-        self.sender.post(request.SerializeToString(), "application/x-protobuf")
-        return 0
+    def export(self, spans: list[MeshSpan]) -> Outcome:
+        request = self._encoder.request(spans)
+        answer = self.sender.post(request.SerializeToString(), "application/x-protobuf")
+        if answer.truncated or "json" in answer.content_type:
+            return Outcome()  # a 2xx; whatever it says past the cap is not read
+        return Outcome(rejected=self._partial.rejected(answer.body, len(spans)))
 
     def close(self) -> None:
         pass
@@ -367,7 +324,7 @@ class ZipkinExporter:
             "timestamp": int(span.start_time * 1e6),
             "duration": max(1, int(span.duration * 1e6)),
             "localEndpoint": self._endpoint,
-            "tags": {**self._resource_tags, **{k: str(v) for k, v in _attribute_items(span)}},
+            "tags": {**self._resource_tags, **{k: str(v) for k, v in attribute_items(span)}},
         }
         if context.parent_id:
             out["parentId"] = f"{context.parent_id:016x}"

@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -37,12 +38,34 @@ log = logging.getLogger("meshmetrics")
 MAX_BACKOFF = 10.0
 
 
-class Exporter(Protocol):
-    """Sends finished spans; returns how many were too large to ever send."""
+@dataclass(frozen=True)
+class Outcome:
+    """What became of the spans of a batch the backend did not take (beside failures,
+    which raise)."""
 
-    def export(self, spans: list[MeshSpan]) -> int: ...
+    #: Too large to ever send.
+    too_large: int = 0
+    #: Rejected by the backend in an accepted request (OTLP ``partial_success``).
+    rejected: int = 0
+
+
+class Exporter(Protocol):
+    """Sends finished spans; returns how many were too large to ever send (or an
+    :class:`Outcome`)."""
+
+    def export(self, spans: list[MeshSpan]) -> int | Outcome: ...
 
     def close(self) -> None: ...
+
+
+def count_delivery(
+    exporter: Exporter, counters: SpanCounters, result: int | Outcome, spans: int
+) -> None:
+    """Count a batch the backend answered: delivered, too large, rejected."""
+    outcome = result if isinstance(result, Outcome) else Outcome(too_large=result)
+    counters.too_large.inc(outcome.too_large)
+    counters.rejected.inc(outcome.rejected)
+    delivered_counter(exporter, counters).inc(spans - outcome.too_large - outcome.rejected)
 
 
 def delivered_counter(exporter: Exporter, counters: SpanCounters) -> Counter:
@@ -74,6 +97,7 @@ class SpanCounters:
         self.queue_full = self.dropped.labels("queue_full")
         self.too_large = self.dropped.labels("too_large")
         self.export_error = self.dropped.labels("export_error")
+        self.rejected = self.dropped.labels("rejected")
 
 
 class SimpleSpanProcessor:
@@ -85,12 +109,11 @@ class SimpleSpanProcessor:
 
     def on_end(self, span: MeshSpan) -> None:
         try:
-            too_large = self._exporter.export([span])
+            result = self._exporter.export([span])
         except Exception:
             self._counters.export_error.inc()
             return
-        self._counters.too_large.inc(too_large)
-        delivered_counter(self._exporter, self._counters).inc(1 - too_large)
+        count_delivery(self._exporter, self._counters, result, 1)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True
@@ -192,13 +215,12 @@ class BatchSpanProcessor:
                 self._counters.export_error.inc(len(batch))
                 continue
             try:
-                too_large = self._exporter.export(batch)
+                result = self._exporter.export(batch)
             except Exception as exc:
                 self._failed(exc, len(batch))
                 continue
             self._backoff = 0.0
-            self._counters.too_large.inc(too_large)
-            delivered_counter(self._exporter, self._counters).inc(len(batch) - too_large)
+            count_delivery(self._exporter, self._counters, result, len(batch))
         self._idle.set()
 
     def _failed(self, exc: Exception, spans: int) -> None:
