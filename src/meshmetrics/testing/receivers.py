@@ -1,8 +1,9 @@
 """Span receivers on 127.0.0.1: a Jaeger agent (compact Thrift over UDP), an OTLP/HTTP
-collector and a Zipkin v2 collector, decoding what meshmetrics (or any client) sends.
+collector, an OTLP/gRPC collector (a real grpcio server) and a Zipkin v2 collector,
+decoding what meshmetrics (or any client) sends.
 
 The demo shows traces with them without a Jaeger server; the tests assert on what
-they decode.  Needs the ``jaeger`` and ``otlp`` extras.
+they decode.  Needs the ``jaeger`` and ``otlp`` extras (``otlp-grpc`` for gRPC).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -174,36 +175,129 @@ class OTLPCollector(_HTTPReceiver):
         def decode(body: bytes) -> list[Span]:
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
-            decoded = []
-            for resource_spans in request.resource_spans:
-                resource = {
-                    a.key: getattr(a.value, a.value.WhichOneof("value"))
-                    for a in resource_spans.resource.attributes
-                }
-                self.resources.append(resource)
-                for scope in resource_spans.scope_spans:
-                    for s in scope.spans:
-                        tags = {
-                            a.key: getattr(a.value, a.value.WhichOneof("value"))
-                            for a in s.attributes
-                        }
-                        parent = int.from_bytes(s.parent_span_id, "big") if s.parent_span_id else 0
-                        decoded.append(
-                            Span(
-                                str(resource.get("service.name", "")),
-                                int.from_bytes(s.trace_id, "big"),
-                                int.from_bytes(s.span_id, "big"),
-                                parent,
-                                s.name,
-                                tags,
-                                [],
-                                s.start_time_unix_nano / 1e9,
-                            )
-                        )
-            return decoded
+            return _otlp_spans(request, self.resources)
 
         super().__init__(decode)
         self.endpoint = f"{self.base}/v1/traces"
+
+
+def _otlp_spans(request: Any, resources: list[dict[str, Any]]) -> list[Span]:
+    """The spans of an ``ExportTraceServiceRequest``; each resource appended to
+    ``resources``."""
+    decoded = []
+    for resource_spans in request.resource_spans:
+        resource = {
+            a.key: getattr(a.value, a.value.WhichOneof("value"))
+            for a in resource_spans.resource.attributes
+        }
+        resources.append(resource)
+        for scope in resource_spans.scope_spans:
+            for s in scope.spans:
+                tags = {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in s.attributes}
+                parent = int.from_bytes(s.parent_span_id, "big") if s.parent_span_id else 0
+                decoded.append(
+                    Span(
+                        str(resource.get("service.name", "")),
+                        int.from_bytes(s.trace_id, "big"),
+                        int.from_bytes(s.span_id, "big"),
+                        parent,
+                        s.name,
+                        tags,
+                        [],
+                        s.start_time_unix_nano / 1e9,
+                    )
+                )
+    return decoded
+
+
+@dataclass
+class GrpcAnswer:
+    """What the gRPC collector answers one ``Export``: a status code (``OK`` or a
+    ``grpc.StatusCode`` name), a ``RetryInfo`` delay in seconds (throttling), a partial
+    success, and a pause before answering (a slow collector)."""
+
+    code: str = "OK"
+    retry_delay: float | None = None
+    rejected: int = 0
+    message: str = ""
+    pause: float = 0.0
+    #: Spans of a request answered with an error are not kept.
+    keep: bool = field(init=False, default=True)
+
+    def __post_init__(self) -> None:
+        self.keep = self.code == "OK"
+
+
+class OTLPGrpcCollector(_Receiver):
+    """``TraceService/Export`` on 127.0.0.1 (grpcio): decodes spans, records each call's
+    metadata, answers with ``answers`` in turn, then ``default_answer``.  With
+    ``tls=(key_pem, cert_pem)`` it serves TLS only.  ``endpoint`` is the URL to configure
+    (``http://`` or ``https://``)."""
+
+    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
+        from concurrent import futures
+
+        import grpc
+        from google.protobuf import duration_pb2
+        from google.rpc import error_details_pb2, status_pb2
+        from opentelemetry.proto.collector.trace.v1 import (
+            trace_service_pb2,
+            trace_service_pb2_grpc,
+        )
+
+        receiver = self
+        self.spans: list[Span] = []
+        self.resources: list[dict[str, Any]] = []
+        self.calls: list[dict[str, str]] = []
+        self.answers: list[GrpcAnswer] = []
+        self.default_answer = GrpcAnswer()
+
+        def abort(context: Any, answer: GrpcAnswer) -> None:
+            code = getattr(grpc.StatusCode, answer.code)
+            if answer.retry_delay is not None:
+                seconds = int(answer.retry_delay)
+                delay = duration_pb2.Duration(
+                    seconds=seconds, nanos=int((answer.retry_delay - seconds) * 1e9)
+                )
+                status = status_pb2.Status(code=code.value[0], message=answer.code)
+                status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+                context.set_trailing_metadata(
+                    (("grpc-status-details-bin", status.SerializeToString()),)
+                )
+            context.abort(code, answer.message or answer.code)
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+                receiver.calls.append(dict(context.invocation_metadata()))
+                with receiver._lock:
+                    answer = receiver.answers.pop(0) if receiver.answers else None
+                answer = answer or receiver.default_answer
+                if answer.pause:
+                    time.sleep(answer.pause)
+                if not answer.keep:
+                    abort(context, answer)
+                receiver.spans.extend(_otlp_spans(request, receiver.resources))
+                response = trace_service_pb2.ExportTraceServiceResponse()
+                if answer.rejected or answer.message:
+                    response.partial_success.rejected_spans = answer.rejected
+                    response.partial_success.error_message = answer.message
+                return response
+
+        self._lock = threading.Lock()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        stubs: Any = trace_service_pb2_grpc  # generated, untyped
+        stubs.add_TraceServiceServicer_to_server(Service(), self.server)
+        if tls is None:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+        else:
+            credentials = grpc.ssl_server_credentials([tls])
+            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
+            self.endpoint = f"https://127.0.0.1:{self.port}"
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.stop(grace=None).wait(5)
 
 
 class ZipkinCollector(_HTTPReceiver):
