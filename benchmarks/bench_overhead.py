@@ -135,6 +135,49 @@ def meshmetrics_tracing(sampled: bool) -> Flask:
     return app
 
 
+#: Where the OTLP variants export: set by the parent for the callgrind runs (a collector
+#: outside the measured process), else a collector started in this process.
+OTLP_ENDPOINTS = {"http": "BENCH_OTLP_HTTP_ENDPOINT", "grpc": "BENCH_OTLP_GRPC_ENDPOINT"}
+_RECEIVERS: list[Any] = []
+
+
+def start_collector(protocol: str) -> str:
+    """A real OTLP collector (HTTP or gRPC) on 127.0.0.1 that decodes and keeps nothing."""
+    from meshmetrics.testing.receivers import OTLPCollector, OTLPGrpcCollector
+
+    receiver = OTLPGrpcCollector() if protocol == "grpc" else OTLPCollector()
+    receiver.spans = _Discard()
+    _RECEIVERS.append(receiver)
+    return str(receiver.endpoint)
+
+
+class _Discard(list[Any]):
+    """A span list that keeps nothing (a long benchmark would hold every span)."""
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+def meshmetrics_otlp(protocol: str) -> Flask:
+    """meshmetrics exporting every span over OTLP/HTTP or OTLP/gRPC to a real collector."""
+    from meshmetrics import instrument
+
+    endpoint = os.environ.get(OTLP_ENDPOINTS[protocol]) or start_collector(protocol)
+    app = make_app()
+    inst = instrument(
+        app,
+        service="bench",
+        tracing="otlp",
+        trace_protocol="grpc" if protocol == "grpc" else "http/protobuf",
+        trace_endpoint=endpoint,
+        span_queue_size=1_000_000,
+    )
+    assert inst.tracing is not None
+    tracing = inst.tracing
+    FINISHERS.append(lambda: tracing.tracer.shutdown(60))
+    return app
+
+
 def _otel_sdk() -> Any:
     """The OpenTelemetry SDK as an application sets it up: every trace sampled, a batch
     processor in front of an exporter that only counts (no network, so the figure is the
@@ -194,6 +237,8 @@ VARIANTS: dict[str, Callable[[], Flask]] = {
     "meshmetrics+tracing-sampled": lambda: meshmetrics_tracing(True),
     "pfe+otel-flask-sampled": otel_flask,
     "meshmetrics+otel-sampled": meshmetrics_otel,
+    "meshmetrics+otlp-http-sampled": lambda: meshmetrics_otlp("http"),
+    "meshmetrics+otlp-grpc-sampled": lambda: meshmetrics_otlp("grpc"),
 }
 
 
@@ -293,7 +338,15 @@ def main() -> None:
     micros = (
         {v: float("nan") for v in variants} if args.no_timing else median_microseconds(variants)
     )
+    if args.callgrind:  # the measured processes export to collectors outside them
+        for protocol, variable in OTLP_ENDPOINTS.items():
+            if any(f"otlp-{protocol}" in v for v in variants):
+                os.environ[variable] = start_collector(protocol)
     instructions = {v: per_request_instructions(v) for v in variants} if args.callgrind else {}
+    for finish in FINISHERS:  # export what is queued while the collectors still listen
+        finish()
+    for receiver in _RECEIVERS:
+        receiver.close()
     from importlib.metadata import version
 
     print(f"Flask {version('flask')}, Python {sys.version.split()[0]}, one process, WSGI callable")
