@@ -319,3 +319,60 @@ sys.exit(os.waitstatus_to_exitcode(status) or (0 if ok else 4))
 """
     subprocess.run([PYTHON, "-c", code], cwd=TESTS, check=True, timeout=60)
     assert len(grpc_collector.wait_for(3, 10)) == 3
+
+
+class ByteCountingRelay:
+    """A TCP relay on 127.0.0.1 counting the bytes a client sends through it."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.sent = 0
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._threads = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._threads.Thread(
+                target=self._pipe, args=(client, upstream, True), daemon=True
+            ).start()
+            self._threads.Thread(
+                target=self._pipe, args=(upstream, client, False), daemon=True
+            ).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, count: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if count:
+                    self.sent += len(data)
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_gzip_compresses_the_batch_on_the_wire(grpc_collector: OTLPGrpcCollector) -> None:
+    sent = {}
+    for compression in ("none", "gzip"):
+        relay = ByteCountingRelay(grpc_collector.port)
+        try:
+            app, inst = grpc_app(f"http://127.0.0.1:{relay.port}", trace_compression=compression)
+            requests_then_flush(app, inst, 50)  # 50 alike spans: very compressible
+            sent[compression] = relay.sent
+        finally:
+            relay.close()
+    assert len(grpc_collector.wait_for(100)) == 100
+    assert sent["gzip"] < sent["none"] / 2, sent
