@@ -147,7 +147,8 @@ class HostPort:
 
 @dataclass(frozen=True)
 class HttpEndpoint:
-    """An http(s) URL with a host and a valid port (the OTLP/HTTP traces URL)."""
+    """An http(s) URL with a host and a valid port, never ``user:password@``: the OTLP/HTTP
+    traces URL, the Zipkin spans URL, or the OTLP/gRPC target (``scheme://host:port``)."""
 
     url: str
 
