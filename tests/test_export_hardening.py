@@ -136,6 +136,16 @@ def test_a_bad_header_names_the_key_never_the_value() -> None:
     assert SECRET not in str(info.value)
 
 
+def test_the_configs_repr_shows_no_header_value() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{SECRET}",
+    }
+    config = resolve_config({}, default_service="svc", environ=environ)
+    assert config.trace_headers == (("Authorization", f"Bearer {SECRET}"),)
+    assert SECRET not in repr(config)
+
+
 def test_export_failures_log_no_credential(
     collector: OTLPCollector, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -864,7 +864,8 @@ class MeshConfig:
     trace_endpoint: HostPort | HttpEndpoint | None = None
     #: Headers of every export request (OTLP and Zipkin): ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``
     #: or ``OTEL_EXPORTER_OTLP_HEADERS`` (``key=value,...``).
-    trace_headers: tuple[tuple[str, str], ...] = ()
+    #: (Not in the config's ``repr``: values are often credentials.)
+    trace_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     #: ``gzip`` or ``none``: ``OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION``.
     trace_compression: str = "none"
     #: Seconds one export may take in all, retries included; default from
