@@ -88,8 +88,8 @@ def warn_unknown_exclusions(entries: list[str], apps: Iterable[Flask]) -> None:
     if entries:
         log.warning(
             "meshmetrics: excluded_paths %s match no route template of app %s and no "
-            "declared path prefix, so they exclude nothing: list a route template as "
-            "declared ('/api/v1/user/<user_id>'), or name a prefix that is not a Flask "
+            "declared path prefix, so they exclude nothing: list a route as declared "
+            "(with a Blueprint's url_prefix), or name a prefix that is not a Flask "
             "route with path_prefixes={'/prefix/': '/prefix/'} and exclude its label",
             ", ".join(repr(entry) for entry in entries),
             ", ".join(repr(app.name) for app in apps),
