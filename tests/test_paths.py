@@ -204,3 +204,24 @@ def test_declared_exclusions_are_not_named(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.WARNING, logger="meshmetrics"):
         app.test_client().get("/ok")
     assert [r for r in caplog.records if "exclude nothing" in r.getMessage()] == []
+
+
+def test_a_101_through_start_response_counts_as_101_without_latency() -> None:
+    """A server or layer that sends the 101 through WSGI (no library involved)."""
+    app = Flask("raw")
+    inner = app.wsgi_app
+
+    def layer(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/raw/":
+            start_response("101 Switching Protocols", [("Upgrade", "websocket")])
+            return []
+        return inner(environ, start_response)
+
+    app.wsgi_app = layer  # type: ignore[method-assign]
+    instrument(app, path_prefixes=["/raw/"])
+    client = app.test_client()
+    client.get("/raw/", headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    text = client.get("/metrics").text
+    assert value(text, "flask_http_request_total", path="/raw/", status="101") == 1
+    assert value(text, "flask_http_request_duration_seconds_count", path="/raw/") == 0
+    assert value(text, "flask_http_request_exceptions_total") == 0

@@ -205,14 +205,18 @@ class AppObserver:
         try:
             body = self.wsgi_app(environ, observed_start_response)
         except BaseException as exc:
-            if upgraded(environ, state.status, exc, websocket_rule(state.req)):
+            if "HTTP_UPGRADE" in environ and upgraded(
+                environ, state.status, exc, websocket_rule(state.req)
+            ):
                 self._finish(state, environ, SWITCHING_PROTOCOLS, None)  # not an error
             else:
                 self._finish(state, environ, 500, exc)
             raise
         if state.streamed and not state.done:
             return ObservedBody(body, self, state, environ)
-        if upgraded(environ, state.status, None, websocket_rule(state.req)):
+        if (state.status == SWITCHING_PROTOCOLS or "HTTP_UPGRADE" in environ) and upgraded(
+            environ, state.status, None, websocket_rule(state.req)
+        ):
             self._finish(state, environ, SWITCHING_PROTOCOLS, None)
         else:
             self._finish(state, environ, state.status or 500, None)
