@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from helpers import value
 from meshmetrics import ConfigError, instrument
 from meshmetrics.config import resolve_config
+from meshmetrics.paths import prefix_label
 from meshmetrics.upgrade import asks_upgrade, upgraded
 
 # -- the option ------------------------------------------------------------------------------
@@ -225,3 +226,11 @@ def test_a_101_through_start_response_counts_as_101_without_latency() -> None:
     assert value(text, "flask_http_request_total", path="/raw/", status="101") == 1
     assert value(text, "flask_http_request_duration_seconds_count", path="/raw/") == 0
     assert value(text, "flask_http_request_exceptions_total") == 0
+
+
+@given(tables, st.text(_SAFE, max_size=30).map(lambda t: "/" + t))
+def test_the_longest_matching_prefix_names_a_path(table: dict[str, str], path: str) -> None:
+    config = resolve_config({"path_prefixes": table}, default_service="svc")
+    matching = [prefix for prefix in table if path.startswith(prefix)]
+    expected = table[max(matching, key=len)] if matching else None
+    assert prefix_label(config.path_prefixes, path) == expected
