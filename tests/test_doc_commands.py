@@ -39,6 +39,8 @@ ELSEWHERE = {
     ".venv/bin/python -m pytest -q": "the README's test command: .ci/run runs it in a fresh clone",
     "pip install -e '.[examples]'": "an installation into the user's environment: .ci/run and "
     ".ci/smoke_plain_install.sh install the package into fresh virtual environments",
+    "python -m pytest -q -n 0 -m servers tests/servers": "the servers matrix: .ci/run runs "
+    "it after installing the servers extra",
     "python -m meshmetrics check live.yaml --release komplete-prometheus": "reads the output of "
     "the kubectl command before it (the same check runs on generated files below)",
     "python -m meshmetrics check examples/cmpt756s1/k8s/*.yaml --prometheus "

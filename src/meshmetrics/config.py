@@ -313,6 +313,47 @@ def _excluded_paths(value: Any, ctx: Context) -> tuple[str, ...]:
         raise _InvalidError(rule) from None
 
 
+_PREFIX = re.compile(r"^/[^\s?#<>,=]*$")
+_PREFIX_LABEL = re.compile(r"^/[^\s?#,=]*$")
+PATH_PREFIXES_RULE = (
+    "path prefixes to name, as {prefix: label} or 'PREFIX[=LABEL],...' (the label defaults "
+    "to the prefix): each prefix a URL path starting with '/' (not '/' itself) without "
+    "spaces, '?', '#', '<', '>', ',' or '=', each label starting with '/' without spaces, "
+    "'?', '#', ',' or '=' and not '<unmatched>', no prefix twice"
+)
+
+
+def _path_prefixes(value: Any, _: Context) -> tuple[tuple[str, str], ...]:
+    """``{prefix: label}`` (or prefixes alone, or ``PREFIX[=LABEL],...``), longest first."""
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, str):
+        pairs = []
+        for part in value.split(","):
+            if part.strip():
+                prefix, sep, label = part.strip().partition("=")
+                pairs.append((prefix.strip(), label.strip() if sep else prefix.strip()))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        try:
+            pairs = [p if isinstance(p, tuple) and len(p) == 2 else (p, p) for p in value]
+        except TypeError:
+            raise _InvalidError(PATH_PREFIXES_RULE) from None
+    for prefix, label in pairs:
+        if not (
+            isinstance(prefix, str)
+            and isinstance(label, str)
+            and prefix != "/"
+            and _PREFIX.match(prefix)
+            and _PREFIX_LABEL.match(label)
+            and len(label) <= 256
+        ):
+            raise _InvalidError(PATH_PREFIXES_RULE)
+    if len({prefix for prefix, _ in pairs}) != len(pairs):
+        raise _InvalidError(PATH_PREFIXES_RULE)
+    return tuple(sorted(pairs, key=lambda pair: (-len(pair[0]), pair[0])))
+
+
 def _boolean(value: Any, _: Context) -> bool:
     if isinstance(value, bool):
         return value
@@ -729,6 +770,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("buckets", _buckets, DEFAULT_BUCKETS),
     Option("prefix", _prefix, "flask"),
     Option("excluded_paths", _excluded_paths, DEFAULT_EXCLUDED_PATHS),
+    Option("path_prefixes", _path_prefixes, ()),
     Option(
         "release",
         _matching(
@@ -775,6 +817,7 @@ class InstrumentOptions(TypedDict, total=False):
     buckets: Sequence[float]
     prefix: str
     excluded_paths: Sequence[str]
+    path_prefixes: Mapping[str, str] | Sequence[str] | str
     release: str
     scrape_interval: str
     tracing: TracingBackend
@@ -834,9 +877,15 @@ class MeshConfig:
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     #: Prefix of the request metric names (``flask`` as in prometheus-flask-exporter).
     prefix: str = "flask"
-    #: Routes neither measured nor traced: a route is excluded when its template equals
-    #: an entry exactly.  The metrics endpoint is always excluded.
+    #: Routes neither measured nor traced: a route is excluded when its template (or the
+    #: label of a ``path_prefixes`` entry) equals an entry exactly.  The metrics endpoint
+    #: is always excluded.
     excluded_paths: tuple[str, ...] = DEFAULT_EXCLUDED_PATHS
+    #: Labels of requests no route of the app matched, by path prefix (``{prefix: label}``,
+    #: longest prefix first): a WSGI layer's endpoint such as Socket.IO's gets a ``path``
+    #: label of its own instead of ``<unmatched>``, and ``excluded_paths`` may list the
+    #: label.  Flask-SocketIO's endpoint (``/socket.io/``) is named so by default.
+    path_prefixes: tuple[tuple[str, str], ...] = ()
     #: Helm release of kube-prometheus-stack: the ``release`` label its Prometheus selects.
     release: str = "kube-prometheus-stack"
     #: How often Prometheus scrapes the service (a Prometheus duration).

@@ -34,6 +34,8 @@ from .exposition import (
 )
 from .metrics import RequestMetrics
 from .middleware import AppObserver, RequestCore
+from .paths import check_exclusions
+from .serving import several_processes
 from .tracing.client import TracingSession
 from .tracing.server import RequestTracing
 
@@ -102,6 +104,7 @@ class Instrumentation:
             self.request_metrics,
             self.tracing,
             frozenset((*config.excluded_paths, config.metrics_path)),
+            config.path_prefixes,
         )
         self._apps: list[tuple[Flask, AppObserver]] = []
         self._active = True
@@ -196,9 +199,10 @@ class Instrumentation:
         """Once per process, at its first request: start the metrics port, check the server."""
         if self.metrics_server is not None and not self.metrics_server.running:
             self.metrics_server.start()
+        check_exclusions(self.config, self._apps)
         if self.multiprocess:
             return
-        if environ.get("wsgi.multiprocess"):
+        if several_processes(environ):
             log.warning(
                 "meshmetrics: this WSGI server runs several processes but %s is not set: each "
                 "process counts alone and every scrape sees one of them; use "

@@ -107,15 +107,18 @@ class RequestMetrics:
         method: str,
         path: str,
         status: int,
-        seconds: float,
+        seconds: float | None,
         exemplar: dict[str, str] | None,
         exception: str | None,
     ) -> None:
-        """Count one finished request (and its exception, if it raised one)."""
-        key = (method, path, status)
-        pair = self._children.get(key) or self._request_children(key)
-        histogram, counter = pair
-        histogram.observe(seconds, exemplar)
-        counter.inc()
+        """Count one finished request (and its exception, if it raised one); ``seconds``
+        is ``None`` for a request whose time is no latency (an upgraded connection)."""
+        if seconds is None:  # no histogram series of its own either
+            self.requests.labels(method, path, str(status)).inc()
+        else:
+            key = (method, path, status)
+            histogram, counter = self._children.get(key) or self._request_children(key)
+            histogram.observe(seconds, exemplar)
+            counter.inc()
         if exception is not None:
             self.exceptions.labels(method, path, str(status), exception).inc()

@@ -38,7 +38,9 @@ from .metrics import (
     RequestMetrics,
     method_label,
 )
+from .paths import move_outside_engineio, prefix_label
 from .tracing.server import RequestTracing
+from .upgrade import SWITCHING_PROTOCOLS, upgraded, websocket_rule
 
 log = logging.getLogger("meshmetrics")
 
@@ -81,10 +83,13 @@ class RequestCore:
         metrics: RequestMetrics,
         tracing: RequestTracing | None,
         excluded: frozenset[str],
+        prefixes: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.metrics = metrics
         self.tracing = tracing
         self.excluded = excluded
+        #: ``path_prefixes``: labels of requests no route matched, longest prefix first
+        self.prefixes = prefixes
 
     def start(self, state: RequestState, req: Any, path: str) -> None:
         method = req.method
@@ -123,7 +128,8 @@ class RequestCore:
                     method or "",
                     path or UNMATCHED,
                     status,
-                    perf_counter() - state.started,
+                    # an upgraded connection's session is not a response time
+                    None if status == SWITCHING_PROTOCOLS else perf_counter() - state.started,
                     tracing.exemplar(environ) if tracing is not None else None,
                     type(exc).__name__ if exc is not None else None,
                 )
@@ -168,6 +174,10 @@ class AppObserver:
         self.active = True
         self._on_first_request: Callable[[dict[str, Any]], None] | None = on_first_request
         self._first_hook = on_first_request
+        self._app = weakref.ref(app)
+        #: the labels of requests no route matched: ``path_prefixes``, and an Engine.IO
+        #: layer's endpoint unless a prefix names it
+        self.prefixes = core.prefixes
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forked(ref))
         install_hooks(app)
@@ -183,6 +193,7 @@ class AppObserver:
             return self.wsgi_app(environ, start_response)
         if self._on_first_request is not None:
             hook, self._on_first_request = self._on_first_request, None
+            self._find_engineio()
             hook(environ)
         state = RequestState(perf_counter(), self)
         environ[STATE_KEY] = state
@@ -194,11 +205,21 @@ class AppObserver:
         try:
             body = self.wsgi_app(environ, observed_start_response)
         except BaseException as exc:
-            self._finish(state, environ, 500, exc)
+            if "HTTP_UPGRADE" in environ and upgraded(
+                environ, state.status, exc, websocket_rule(state.req)
+            ):
+                self._finish(state, environ, SWITCHING_PROTOCOLS, None)  # not an error
+            else:
+                self._finish(state, environ, 500, exc)
             raise
         if state.streamed and not state.done:
             return ObservedBody(body, self, state, environ)
-        self._finish(state, environ, state.status or 500, None)
+        if (state.status == SWITCHING_PROTOCOLS or "HTTP_UPGRADE" in environ) and upgraded(
+            environ, state.status, None, websocket_rule(state.req)
+        ):
+            self._finish(state, environ, SWITCHING_PROTOCOLS, None)
+        else:
+            self._finish(state, environ, state.status or 500, None)
         return body
 
     def _finish(
@@ -218,12 +239,24 @@ class AppObserver:
 
     def _route_late(self, state: RequestState, environ: dict[str, Any]) -> None:
         """A request Flask never routed for us (no hook ran: a WSGI layer answered, or
-        the request context could not be built): the whole app counts it unmatched."""
-        if self.scope is None:
+        the request context could not be built): the whole app counts it under its
+        prefix's label (unless excluded), else unmatched."""
+        label = prefix_label(self.prefixes, environ.get("PATH_INFO", ""))
+        if self.scope is None and label not in self.core.excluded:
             state.method = method_label(environ.get("REQUEST_METHOD", ""))
-            state.path = UNMATCHED
+            state.path = label or UNMATCHED
         else:
             state.done = True
+
+    def _find_engineio(self) -> None:
+        """Measure an Engine.IO layer's requests (moving outside it if it wraps us), under
+        its endpoint's label unless ``path_prefixes`` names that prefix."""
+        app = self._app()
+        path = move_outside_engineio(app, self) if app is not None else None
+        if path is not None and path not in dict(self.prefixes):
+            self.prefixes = tuple(
+                sorted((*self.prefixes, (path, path)), key=lambda p: (-len(p[0]), p[0]))
+            )
 
     def body_done(
         self,
@@ -259,7 +292,10 @@ class AppObserver:
         rule = req.url_rule or _rule_of_405(req)
         if self.scope is not None and (rule is None or not self._in_scope(rule)):
             return None
-        path = rule.rule if rule is not None else UNMATCHED
+        if rule is not None:
+            path = rule.rule
+        else:
+            path = prefix_label(self.prefixes, req.environ.get("PATH_INFO", "")) or UNMATCHED
         return None if path in self.core.excluded else path
 
     def extend_scope(self, blueprint_name: str) -> None:
