@@ -68,14 +68,11 @@ def check_command(
     URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML),
     which are also validated strictly against the prometheus-operator CRDs and Grafana's
     dashboard schema that meshmetrics ships."""
-    from ..tools.check import (
-        ERROR,
-        Finding,
-        check_live,
-        check_manifests,
-        check_url,
-        load_manifests,
-    )
+    from ..diagnose.exposition import check_url
+    from ..diagnose.findings import Finding, Severity
+    from ..diagnose.monitors import check_manifests
+    from ..diagnose.objects import load_manifests
+    from ..diagnose.prometheus import check_live
 
     parsed_headers = {}
     for header in headers:
@@ -110,7 +107,9 @@ def check_command(
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 fail(f"cannot read {path}: {exc}")
-            findings += [Finding(ERROR, str(path), problem) for problem in validate_text(text)]
+            findings += [
+                Finding(Severity.ERROR, str(path), problem) for problem in validate_text(text)
+            ]
         try:
             objects = load_manifests(files)
         except Exception as exc:
@@ -122,7 +121,8 @@ def check_command(
         fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
     for finding in findings:
         click.echo(finding.line())
-    errors = sum(f.severity == ERROR for f in findings)
-    click.echo(f"{errors} error(s), {sum(f.severity == 'WARN' for f in findings)} warning(s)")
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    warnings = sum(f.severity is Severity.WARNING for f in findings)
+    click.echo(f"{errors} error(s), {warnings} warning(s)")
     if errors:
         sys.exit(1)

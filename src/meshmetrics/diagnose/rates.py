@@ -1,4 +1,5 @@
-"""``meshmetrics top``: per-route rate, errors, latency and in-flight, live, from ``/metrics``.
+"""Per-route rate, errors, latency and in-flight between two scrapes of ``/metrics``: the
+engine of ``meshmetrics top``.
 
 Numbers come from the difference between two scrapes, like Prometheus' ``rate()``:
 request rate and 5xx ratio from the request counter, p50/p95/p99 from the latency
@@ -19,9 +20,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .check import exposition_text, get, metrics_url
-
-RouteKey = tuple[str, str]  # (service, route)
+from .scrape import exposition_text, get, metrics_url
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
