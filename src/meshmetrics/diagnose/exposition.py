@@ -1,23 +1,67 @@
 """A ``/metrics`` URL: reachable, a format Prometheus accepts, parses (in both formats),
-the request metrics there; then its cardinality, lint and tracing health."""
+the request metrics there; then its cardinality, lint and tracing health.
+
+One deadline (``timeout``) covers the whole check: both downloads, the parsing (line by
+line as the page arrives) and the judgement; a family's samples are judged and dropped
+as soon as it is parsed, so memory follows the largest family, not the page.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from http.client import HTTPException
-from typing import Any
+from typing import Any, TextIO, cast
 from urllib.parse import urlsplit
 
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
-from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.openmetrics.parser import text_fd_to_metric_families as parse_om
+from prometheus_client.parser import text_fd_to_metric_families as parse_text
 
 from .._http import BodyTooLargeError
-from .cardinality import cardinality
+from .cardinality import Tally, family_cardinality, summary
 from .findings import Finding, Severity
 from .lint import lint
-from .scrape import MAX_BODY, exposition_text, get, metrics_url
-from .tracing import tracing_health
+from .scrape import (
+    MAX_BODY,
+    PART_BREAK,
+    Deadline,
+    Family,
+    Page,
+    get,
+    in_parts,
+    lines,
+    metrics_url,
+    open_page,
+)
+from .tracing import tracing_health, wanted_samples
 
 _ACCEPTED_TYPES = ("text/plain", "application/openmetrics-text")
+_OPENMETRICS = "application/openmetrics-text"
+
+
+def _failed(url: str, exc: BaseException, timeout: float) -> Finding:
+    """Why the page could not be read whole."""
+    if isinstance(exc, TimeoutError):
+        return Finding(
+            Severity.ERROR,
+            url,
+            f"no complete answer within {timeout:g} s",
+            "the app is stuck or the scrape is too large: Prometheus' scrape_timeout "
+            "(10 s by default) fails the same way; raise --timeout to read it whole",
+        )
+    if isinstance(exc, BodyTooLargeError):
+        return Finding(
+            Severity.ERROR,
+            url,
+            str(exc)[:300],
+            "a page this large is a cardinality problem of its own: look for raw paths "
+            "or ids in labels (raise the limit with --max-bytes to see them)",
+        )
+    return Finding(
+        Severity.ERROR,
+        url,
+        f"unreachable ({type(exc).__name__}: {exc})"[:300],
+        "is the service running? with minikube: kubectl port-forward svc/NAME PORT",
+    )
 
 
 def check_url(
@@ -29,54 +73,58 @@ def check_url(
     timeout: float = 10.0,
     max_bytes: int = MAX_BODY,
 ) -> list[Finding]:
+    """Everything a ``/metrics`` URL shows, within ``timeout`` seconds in all."""
     url = metrics_url(target)
+    deadline = Deadline(timeout)
     try:
-        response = get(url, headers=headers, timeout=timeout, max_bytes=max_bytes)
-    except TimeoutError:
-        return [
-            Finding(
-                Severity.ERROR,
-                url,
-                f"no complete answer within {timeout:g} s",
-                "the app is stuck or the scrape is too large: Prometheus' scrape_timeout "
-                "(10 s by default) fails the same way",
-            )
-        ]
-    except BodyTooLargeError as exc:
-        return [
-            Finding(
-                Severity.ERROR,
-                url,
-                str(exc)[:300],
-                "a page this large is a cardinality problem of its own: look for raw paths "
-                "or ids in labels (raise the limit with --max-bytes to see them)",
-            )
-        ]
+        with open_page(url, headers, deadline, max_bytes) as page:
+            findings = _redirected(url, page)
+            checks = (max_series, max_label_values)
+            return findings + _read_page(url, headers, page, deadline, checks)
     except (OSError, ValueError, HTTPException) as exc:
+        return [_failed(url, exc, timeout)]
+
+
+def _redirected(url: str, page: Page) -> list[Finding]:
+    if not page.redirects:
+        return []
+    dropped = any(r.headers_dropped for r in page.redirects)
+    return [
+        Finding(
+            Severity.WARNING if dropped else Severity.INFO,
+            url,
+            "redirected: " + "; ".join(r.describe() for r in page.redirects),
+            "Prometheus follows redirects too (follow_redirects), with its credentials only "
+            "to the same host: point the scrape at the final URL"
+            if dropped
+            else "",
+        )
+    ]
+
+
+def _read_page(
+    url: str,
+    headers: dict[str, str] | None,
+    page: Page,
+    deadline: Deadline,
+    checks: tuple[int, int],
+) -> list[Finding]:
+    if page.status == 404:
+        return [_diagnose_404(url, deadline)]
+    if page.status in (401, 403):
         return [
             Finding(
                 Severity.ERROR,
                 url,
-                f"unreachable ({type(exc).__name__}: {exc})"[:300],
-                "is the service running? with minikube: kubectl port-forward svc/NAME PORT",
-            )
-        ]
-    if response.status == 404:
-        return [_diagnose_404(url, headers, timeout)]
-    if response.status in (401, 403):
-        return [
-            Finding(
-                Severity.ERROR,
-                url,
-                f"{response.status}: the metrics need credentials",
+                f"{page.status}: the metrics need credentials",
                 "pass them with --header 'Authorization: ...'; in the ServiceMonitor use "
                 "endpoints[].authorization or basicAuth",
             )
         ]
-    if response.status != 200:
-        return [Finding(Severity.ERROR, url, f"answered {response.status}", "see the app's log")]
+    if page.status != 200:
+        return [Finding(Severity.ERROR, url, f"answered {page.status}", "see the app's log")]
     findings = [Finding(Severity.OK, url, "reachable")]
-    content_type = response.content_type
+    content_type = page.content_type
     media = content_type.split(";")[0].strip().lower()
     if media not in _ACCEPTED_TYPES:
         findings.append(
@@ -89,9 +137,11 @@ def check_url(
             )
         )
         return findings
+    judged: list[Finding] = []
     try:
-        parser = parse_om if media == "application/openmetrics-text" else parse_text
-        families = list(parser(exposition_text(response)))
+        families = list(_judged_families(url, page, media, deadline, checks, judged))
+    except (TimeoutError, BodyTooLargeError):
+        raise
     except Exception as exc:  # the parsers raise ValueError and friends
         findings.append(
             Finding(
@@ -104,25 +154,68 @@ def check_url(
         return findings
     findings.append(Finding(Severity.OK, url, f"{content_type} parses: {len(families)} families"))
     if media == "text/plain":
-        findings.append(_check_openmetrics(url, headers, timeout))
+        findings.append(_check_openmetrics(url, headers, deadline))
     findings += _expected_families(url, families)
-    findings += cardinality(url, families, max_series, max_label_values)
+    findings.append(summary(url, {f.name: f.series for f in families}))
+    findings += judged
     findings += lint(url, families)
     findings += tracing_health(url, families)
     return findings
 
 
-def _check_openmetrics(url: str, headers: dict[str, str] | None, timeout: float) -> Finding:
+def _judged_families(
+    url: str,
+    page: Page,
+    media: str,
+    deadline: Deadline,
+    checks: tuple[int, int],
+    judged: list[Finding],
+) -> Iterator[Family]:
+    """Each family as it is parsed, its cardinality judged into ``judged``, its samples
+    dropped unless a later check reads them.  A text page is parsed in parts of at most
+    :data:`~.scrape.PART_SAMPLES` samples, so a family of a million series is never held
+    whole."""
+    page_lines = lines(page, deadline)
+    if media == _OPENMETRICS:
+        parts = parse_om(page_lines)  # type: ignore[no-untyped-call]
+    else:  # the parser only iterates over its argument
+        parts = parse_text(cast("TextIO", in_parts(page_lines)))
+    current: tuple[Any, Tally, list[Any]] | None = None
+    for part in parts:
+        if part.name == PART_BREAK:
+            continue
+        if current is None or current[0].name != part.name:
+            if current is not None:
+                yield _judge(url, current, checks, judged)
+            current = (part, Tally(part.name, part.type), [])
+        current[1].add(part.samples)
+        if wanted_samples(part.name):
+            current[2].extend(part.samples)
+    if current is not None:
+        yield _judge(url, current, checks, judged)
+
+
+def _judge(
+    url: str, current: tuple[Any, Tally, list[Any]], checks: tuple[int, int], judged: list[Finding]
+) -> Family:
+    first, tally, kept = current
+    judged += family_cardinality(url, tally, *checks)
+    return Family(first.name, first.type, first.documentation, tally.series, tuple(kept))
+
+
+def _check_openmetrics(url: str, headers: dict[str, str] | None, deadline: Deadline) -> Finding:
     """What Prometheus negotiates first (and needs for exemplars): OpenMetrics."""
     accept = {**(headers or {}), "Accept": "application/openmetrics-text; version=1.0.0"}
     try:
-        response = get(url, headers=accept, timeout=timeout)
-        media = response.content_type.split(";")[0].strip().lower()
-        if media != "application/openmetrics-text":
-            return Finding(
-                Severity.INFO, url, "no OpenMetrics offered (text format only): no exemplars"
-            )
-        families = list(parse_om(exposition_text(response)))  # type: ignore[no-untyped-call]
+        with open_page(url, accept, deadline) as page:
+            media = page.content_type.split(";")[0].strip().lower()
+            if media != _OPENMETRICS:
+                return Finding(
+                    Severity.INFO, url, "no OpenMetrics offered (text format only): no exemplars"
+                )
+            count = 0
+            for _ in parse_om(lines(page, deadline)):  # type: ignore[no-untyped-call]
+                count += 1
     except Exception as exc:
         return Finding(
             Severity.ERROR,
@@ -130,14 +223,14 @@ def _check_openmetrics(url: str, headers: dict[str, str] | None, timeout: float)
             f"the OpenMetrics answer does not parse: {exc}"[:300],
             "Prometheus asks for OpenMetrics first: fix the exporter",
         )
-    return Finding(Severity.OK, url, f"OpenMetrics parses too: {len(families)} families")
+    return Finding(Severity.OK, url, f"OpenMetrics parses too: {count} families")
 
 
-def _diagnose_404(url: str, headers: dict[str, str] | None, timeout: float) -> Finding:
+def _diagnose_404(url: str, deadline: Deadline) -> Finding:
     parts = urlsplit(url)
     root = f"{parts.scheme}://{parts.netloc}/"
     try:
-        get(root, headers=headers, timeout=timeout)
+        get(root, timeout=deadline.remaining(root))
     except (OSError, ValueError, HTTPException):
         return Finding(Severity.ERROR, url, "404", "check the metrics path")
     return Finding(

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.client import HTTPException
-from typing import Any
+from typing import Any, TextIO, cast
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.parser import text_fd_to_metric_families
 
-from .scrape import exposition_text, get, metrics_url
+from .scrape import Deadline, lines, metrics_url, open_page
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -74,11 +74,17 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
     Raises ``OSError`` (``TimeoutError`` past the deadline), ``HTTPException`` or
     ``ValueError`` (an error status, a body too large, invalid UTF-8 or exposition).
     """
-    response = get(metrics_url(url), timeout=timeout)
-    if response.status != 200:
-        raise ValueError(f"answered {response.status}")
+    deadline = Deadline(timeout)
+    with open_page(metrics_url(url), None, deadline) as page:
+        if page.status != 200:
+            raise ValueError(f"answered {page.status}")
+        # the text parser only iterates over its argument: lines as they arrive
+        return _read(url, text_fd_to_metric_families(cast("TextIO", lines(page, deadline))))
+
+
+def _read(url: str, families: Iterable[Any]) -> Scrape:
     result = Scrape(service=url, at=time.monotonic())
-    for family in text_string_to_metric_families(exposition_text(response)):
+    for family in families:
         for s in family.samples:
             if s.name.endswith("service_info") and "service" in s.labels:
                 result.service = s.labels["service"]

@@ -7,6 +7,11 @@ from typing import Any
 from .findings import Finding, Severity
 
 
+def wanted_samples(family: str) -> bool:
+    """Does :func:`tracing_health` read this family's samples?"""
+    return family.startswith("meshmetrics_spans") or family.endswith("http_request")
+
+
 def _sum(families: list[Any], sample: str, **labels: str) -> float | None:
     values = [
         s.value
