@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, Response, redirect
+from flask import Flask, Response, redirect, request
 from prometheus_client.parser import text_fd_to_metric_families
 
 from helpers import RawHTTPServer, canned, run_cli, serve_in_thread
@@ -163,3 +163,27 @@ def test_an_info_metric_with_many_series_still_warns() -> None:
         server.close()
     assert any("x_build_info{commit} has 150 values (> 100)" in line for line in lines), lines
     assert not any("holds ids" in line for line in lines)
+
+
+def test_the_openmetrics_pass_skips_a_family_it_would_hold_whole(
+    serve: Callable[[Flask], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshmetrics.diagnose import exposition
+
+    monkeypatch.setattr(exposition, "OPENMETRICS_FAMILY_LIMIT", 1_000)
+    asked: list[str] = []
+    app = Flask("both_formats")
+
+    @app.route("/metrics")
+    def metrics() -> Response:
+        asked.append(request.headers.get("Accept", ""))
+        if "openmetrics" in asked[-1]:
+            return Response(b"# EOF\n", content_type="application/openmetrics-text")
+        return Response(page(1_001), content_type="text/plain; version=0.0.4")
+
+    lines = [f.line() for f in check_url(serve(app))]
+    assert any("OpenMetrics answer not parsed: big has 1001 series" in line for line in lines)
+    assert len(asked) == 1
+    monkeypatch.setattr(exposition, "OPENMETRICS_FAMILY_LIMIT", 1_001)
+    lines = [f.line() for f in check_url(serve(app))]
+    assert any("OpenMetrics parses too: 0 families" in line for line in lines), lines
