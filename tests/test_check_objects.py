@@ -281,3 +281,23 @@ def test_the_strict_mtls_advice_names_the_flag(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "meshmetrics manifests --mtls strict --metrics-port 9464" in result.stdout
+
+
+def test_dashboards_nested_past_the_parsers_depth(tmp_path: Path) -> None:
+    panel: dict[str, Any] = {"title": "deepest", "targets": [{"expr": "sum(a:b:rate5m)"}]}
+    for _ in range(400):
+        panel = {"title": "row", "panels": [panel]}
+    deep_panels = json.dumps({"panels": [panel]})
+    for text in ("[" * 100_000 + "]" * 100_000, deep_panels):
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "d", "namespace": "cmpt756e4"},
+            "data": {"d.json": text},
+        }
+        result = run_cli("check", write(tmp_path, SERVICE, MONITOR, configmap))
+        assert result.returncode in (1, 3), result.stdout
+        lines = result.stdout.splitlines()
+        errors = sum(line.startswith("ERROR ") for line in lines)
+        assert lines[-1].startswith(f"{errors} error(s)")
+    assert "panel 'deepest' reads a:b:rate5m" in result.stdout

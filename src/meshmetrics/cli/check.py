@@ -146,8 +146,12 @@ def _check_files(
             findings.append(Finding(Severity.UNKNOWN, str(path), str(exc)))
             continue
         readable.append(path)
-        text = path.read_text(encoding="utf-8")
-        findings += [Finding(Severity.ERROR, str(path), problem) for problem in validate_text(text)]
+        try:
+            problems = validate_text(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            findings.append(Finding(Severity.UNKNOWN, str(path), "nested too deeply to validate"))
+            continue
+        findings += [Finding(Severity.ERROR, str(path), problem) for problem in problems]
     if readable:
         findings += check_manifests(objects, release)
         findings += check_dashboards(objects)

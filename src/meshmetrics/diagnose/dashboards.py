@@ -27,11 +27,13 @@ def recorded_names(expr: str) -> set[str]:
     return {name for name in _NAME.findall(bare) if ":" in name.strip(":")}
 
 
-def _panels(node: Any) -> Iterator[dict[str, Any]]:
-    """Every panel of a dashboard, those in collapsed rows too."""
-    for panel in mappings(mapping(node).get("panels")):
+def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel of a dashboard, those in collapsed rows too (however deep)."""
+    pending = mappings(dashboard.get("panels"))
+    while pending:
+        panel = pending.pop(0)
         yield panel
-        yield from _panels(panel)
+        pending[:0] = mappings(panel.get("panels"))
 
 
 def _dashboards(configmap: KubeObject) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -267,6 +267,8 @@ def lint_dashboard_json(text: str) -> list[str]:
         dashboard = json.loads(text)
     except json.JSONDecodeError as exc:
         return [f"not JSON: {exc}"]
+    except RecursionError:
+        return ["not JSON a dashboard can be: nested too deeply"]
     if not isinstance(dashboard, dict):
         return ["a dashboard is a JSON object"]
     errors = [
