@@ -54,14 +54,15 @@ if TYPE_CHECKING:
     type=click.FloatRange(0.1, 600),
     default=10.0,
     show_default=True,
-    help="Seconds a URL may take to answer, whole (a trickling answer is cut there).",
+    help="Seconds the check of a URL may take in all: its answers and their parsing (a "
+    "trickling or huge page is cut there, as Prometheus' scrape_timeout cuts it).",
 )
 @click.option(
     "--max-bytes",
     type=click.IntRange(1024),
     default=64 * 1024 * 1024,
     show_default=True,
-    help="Largest /metrics body read.",
+    help="Largest /metrics body read (a larger one is refused).",
 )
 def check_command(
     targets: tuple[str, ...],
