@@ -97,10 +97,7 @@ def _redirected(url: str, page: Page) -> list[Finding]:
             Severity.WARNING if dropped else Severity.INFO,
             url,
             "redirected: " + "; ".join(r.describe() for r in page.redirects),
-            "Prometheus follows redirects too (follow_redirects), with its credentials only "
-            "to the same host: point the scrape at the final URL"
-            if dropped
-            else "",
+            "give the final URL (and point the ServiceMonitor's path there)" if dropped else "",
         )
     ]
 
@@ -112,62 +109,65 @@ def _read_page(
     deadline: Deadline,
     checks: tuple[int, int],
 ) -> list[Finding]:
-    if page.status == 404:
-        return [_diagnose_404(url, deadline)]
-    if page.status in (401, 403):
-        return [
-            Finding(
-                Severity.ERROR,
-                url,
-                f"{page.status}: the metrics need credentials",
-                "pass them with --header 'Authorization: ...'; in the ServiceMonitor use "
-                "endpoints[].authorization or basicAuth",
-            )
-        ]
-    if page.status != 200:
-        return [Finding(Severity.ERROR, url, f"answered {page.status}", "see the app's log")]
+    refused = _refused(url, page, deadline)
+    if refused is not None:
+        return [refused]
     findings = [Finding(Severity.OK, url, "reachable")]
-    content_type = page.content_type
-    media = content_type.split(";")[0].strip().lower()
+    media = page.content_type.split(";")[0].strip().lower()
     if media not in _ACCEPTED_TYPES:
-        findings.append(
-            Finding(
-                Severity.ERROR,
-                url,
-                f"Content-Type {content_type or '(none)'!r} is not a Prometheus format",
-                "Prometheus 3 fails such scrapes: answer 'text/plain; version=0.0.4' or "
-                "'application/openmetrics-text; version=1.0.0' (prometheus_client does)",
-            )
-        )
-        return findings
+        return [*findings, _not_a_format(url, page.content_type)]
     judged: list[Finding] = []
     try:
         families = list(_judged_families(url, page, media, deadline, checks, judged))
     except (TimeoutError, BodyTooLargeError):
         raise
     except Exception as exc:  # the parsers raise ValueError and friends
-        findings.append(
-            Finding(
-                Severity.ERROR,
-                url,
-                f"exposition does not parse: {exc}"[:300],
-                "fix the exporter; Prometheus drops the whole scrape",
-            )
-        )
-        return findings
-    findings.append(Finding(Severity.OK, url, f"{content_type} parses: {len(families)} families"))
+        problem = f"exposition does not parse: {exc}"[:300]
+        fix = "fix the exporter; Prometheus drops the whole scrape"
+        return [*findings, Finding(Severity.ERROR, url, problem, fix)]
+    parsed = f"{page.content_type} parses: {len(families)} families"
+    findings.append(Finding(Severity.OK, url, parsed))
     if media == "text/plain":
-        largest = max(families, key=lambda f: f.series, default=None)
-        if largest is not None and largest.series > OPENMETRICS_FAMILY_LIMIT:
-            findings.append(_openmetrics_not_checked(url, largest))
-        else:
-            findings.append(_check_openmetrics(url, headers, deadline))
+        findings.append(_openmetrics(url, headers, deadline, families))
     findings += _expected_families(url, families)
     findings.append(summary(url, {f.name: f.series for f in families}))
-    findings += judged
-    findings += lint(url, families)
-    findings += tracing_health(url, families)
-    return findings
+    return findings + judged + lint(url, families) + tracing_health(url, families)
+
+
+def _refused(url: str, page: Page, deadline: Deadline) -> Finding | None:
+    """The finding for an answer that is not a page of metrics (``None`` for a 200)."""
+    if page.status == 404:
+        return _diagnose_404(url, deadline)
+    if page.status in (401, 403):
+        return Finding(
+            Severity.ERROR,
+            url,
+            f"{page.status}: the metrics need credentials",
+            "pass them with --header 'Authorization: ...'; in the ServiceMonitor use "
+            "endpoints[].authorization or basicAuth",
+        )
+    if page.status != 200:
+        return Finding(Severity.ERROR, url, f"answered {page.status}", "see the app's log")
+    return None
+
+
+def _not_a_format(url: str, content_type: str) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        url,
+        f"Content-Type {content_type or '(none)'!r} is not a Prometheus format",
+        "Prometheus 3 fails such scrapes: answer 'text/plain; version=0.0.4' or "
+        "'application/openmetrics-text; version=1.0.0' (prometheus_client does)",
+    )
+
+
+def _openmetrics(
+    url: str, headers: dict[str, str] | None, deadline: Deadline, families: list[Family]
+) -> Finding:
+    largest = max(families, key=lambda f: f.series, default=None)
+    if largest is not None and largest.series > OPENMETRICS_FAMILY_LIMIT:
+        return _openmetrics_not_checked(url, largest)
+    return _check_openmetrics(url, headers, deadline)
 
 
 def _judged_families(
