@@ -182,7 +182,7 @@ def _judged_families(
     dropped unless a later check reads them.  A text page is parsed in parts of at most
     :data:`~.scrape.PART_SAMPLES` samples, so a family of a million series is never held
     whole."""
-    page_lines = lines(page, deadline)
+    page_lines = lines(page.answer.chunks(), deadline)
     if media == _OPENMETRICS:
         parts = parse_om(page_lines)  # type: ignore[no-untyped-call]
     else:  # the parser only iterates over its argument
@@ -231,7 +231,7 @@ def _check_openmetrics(url: str, headers: dict[str, str] | None, deadline: Deadl
                     Severity.INFO, url, "no OpenMetrics offered (text format only): no exemplars"
                 )
             count = 0
-            for _ in parse_om(lines(page, deadline)):  # type: ignore[no-untyped-call]
+            for _ in parse_om(lines(page.answer.chunks(), deadline)):  # type: ignore[no-untyped-call]
                 count += 1
     except Exception as exc:
         return Finding(

@@ -79,7 +79,9 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
         if page.status != 200:
             raise ValueError(f"answered {page.status}")
         # the text parser only iterates over its argument: lines as they arrive
-        return _read(url, text_fd_to_metric_families(cast("TextIO", lines(page, deadline))))
+        return _read(
+            url, text_fd_to_metric_families(cast("TextIO", lines(page.answer.chunks(), deadline)))
+        )
 
 
 def _read(url: str, families: Iterable[Any]) -> Scrape:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -127,26 +127,28 @@ def get(
         return Answer(page.status, page.answer.headers, body)
 
 
-def lines(page: Page, deadline: Deadline) -> Iterator[str]:
-    """The body's lines as they arrive, decoded as strictly as Prometheus decodes them
-    (UTF-8), the deadline checked at each line."""
+def lines(chunks: Iterable[bytes], deadline: Deadline) -> Iterator[str]:
+    """The body's lines as its chunks arrive (``page.answer.chunks()``), decoded as strictly
+    as Prometheus decodes them (UTF-8), the deadline checked at each line."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset, rest = 0, ""
-    for chunk in page.answer.chunks():
+    for chunk in chunks:
+        held = len(decoder.getstate()[0])  # an incomplete character from the last chunk
         try:
             text = rest + decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            raise _not_utf8(offset + exc.start) from None
+            raise _not_utf8(offset - held + exc.start) from None
         offset += len(chunk)
         *complete, rest = text.split("\n")
         for line in complete:
             if time.monotonic() > deadline.at:
                 raise TimeoutError(f"the page was not parsed within {deadline.seconds:g} s")
             yield line + "\n"
+    held = len(decoder.getstate()[0])
     try:
         rest += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
-        raise _not_utf8(offset + exc.start) from None
+        raise _not_utf8(offset - held + exc.start) from None
     if rest:
         yield rest
 
