@@ -15,6 +15,11 @@ from typing import Any
 
 MONITOR_KINDS = ("ServiceMonitor", "PodMonitor")
 WORKLOAD_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet")
+#: The label (or annotation) a pod opts out of Istio's sidecar with.
+SIDECAR_INJECT = "sidecar.istio.io/inject"
+#: The port Istio's injected ``istio-proxy`` container declares for Envoy's own statistics
+#: (``/stats/prometheus``; 15020 is the agent's merged endpoint).
+ISTIO_SIDECAR_PORTS = {"http-envoy-prom": 15090}
 
 
 class UnreadableInputError(ValueError):
@@ -38,6 +43,11 @@ def text(value: object, default: str = "") -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return default
+
+
+def texts(value: object) -> list[str]:
+    """The text of each item of ``value`` if it is a list, else none."""
+    return [text(v) for v in value] if isinstance(value, list) else []
 
 
 def string_map(value: object) -> dict[str, str]:
@@ -117,11 +127,7 @@ def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
             return False
     for expr in mappings(selector.get("matchExpressions")):
         key, op = text(expr.get("key")), expr.get("operator")
-        values = (
-            [text(v) for v in expr.get("values") or []]
-            if isinstance(expr.get("values"), list)
-            else []
-        )
+        values = texts(expr.get("values"))
         if (op == "In" and labels.get(key) not in values) or (
             op == "NotIn" and labels.get(key) in values
         ):
@@ -136,12 +142,7 @@ def monitor_namespaces(monitor: KubeObject) -> set[str] | None:
     selector = mapping(monitor.spec.get("namespaceSelector"))
     if selector.get("any") is True:
         return None
-    names = (
-        {text(n) for n in selector.get("matchNames") or []}
-        if isinstance(selector.get("matchNames"), list)
-        else set()
-    )
-    return names or {monitor.namespace}
+    return set(texts(selector.get("matchNames"))) or {monitor.namespace}
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,3 @@ class PodTemplate:
             {name: n if isinstance(n, int) else None for name, n in ports.items()},
             sidecar_opt_out=inject == "false",
         )
-
-
-#: The label (or annotation) a pod opts out of Istio's sidecar with.
-SIDECAR_INJECT = "sidecar.istio.io/inject"
-#: The port Istio's injected ``istio-proxy`` container declares for Envoy's merged metrics.
-ISTIO_SIDECAR_PORTS = {"http-envoy-prom": 15090}
