@@ -169,3 +169,52 @@ def test_prometheus_api_payloads_of_any_shape(
     base, answer = prometheus
     answer[0] = json.dumps(payload).encode()
     _check(yaml.safe_dump_all([SERVICE, MONITOR]), "--prometheus", base)
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[tuple[str, list[tuple[bytes, str]]]]:
+    answer = [(b"", "text/plain")]
+    app = Flask("generated_exporter")
+
+    @app.route("/metrics")
+    def metrics() -> Response:
+        body, content_type = answer[0]
+        return Response(body, content_type=content_type)
+
+    base, stop = serve_in_thread(app)
+    yield base, answer
+    stop()
+
+
+exposition_lines = st.sampled_from(
+    [
+        "# HELP x_total Help.\n",
+        "# TYPE x_total counter\n",
+        "# TYPE h histogram\n",
+        'x_total{path="/users/1234"} 1\n',
+        'h_bucket{le="+Inf"} 1\n',
+        "h_count 1\n",
+        "flask_http_request_duration_seconds_count 1\n",
+        'flask_service_info{version="3f2a9c1e8b7d6a5f4e3d"} 1\n',
+        'meshmetrics_spans_dropped_total{reason="queue_full"} 3\n',
+        "# EOF\n",
+    ]
+) | st.text(max_size=30).map(lambda t: t + "\n")
+
+
+@SETTINGS
+@given(
+    st.lists(exposition_lines, max_size=12),
+    st.sampled_from(
+        ["text/plain; version=0.0.4", "application/openmetrics-text; version=1.0.0", "text/html"]
+    ),
+)
+def test_metrics_pages_of_any_content(
+    exporter: tuple[str, list[tuple[bytes, str]]], page: list[str], content_type: str
+) -> None:
+    base, answer = exporter
+    answer[0] = ("".join(page).encode("utf-8", "surrogatepass"), content_type)
+    result = run_cli("check", base)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith(f"{sum(line.startswith('ERROR ') for line in lines)} error(s)")
