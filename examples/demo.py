@@ -31,12 +31,12 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from meshmetrics import Instrumentation
+from meshmetrics.diagnose.rates import Scrape, rows, scrape
 from meshmetrics.manifests import DEFAULT_KINDS, ManifestOptions, build_objects, to_yaml
 from meshmetrics.manifests.dashboard import dashboard_expressions
 from meshmetrics.manifests.model import model_from_registry
 from meshmetrics.manifests.validate import OPERATOR_VERSION, validate_text
 from meshmetrics.testing.receivers import JaegerAgent, Span
-from meshmetrics.tools.top import Scrape, rows, scrape
 
 NAMESPACE = "cmpt756e4"
 RELEASE = "komplete-prometheus"

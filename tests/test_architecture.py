@@ -14,7 +14,12 @@ from meshmetrics.config import InstrumentOptions, MeshConfig
 
 PACKAGE = ROOT / "src" / "meshmetrics"
 THIS = Path(__file__).resolve()
-TOOLING = ("meshmetrics.manifests", "meshmetrics.cli", "meshmetrics.tools", "meshmetrics.testing")
+TOOLING = (
+    "meshmetrics.manifests",
+    "meshmetrics.cli",
+    "meshmetrics.diagnose",
+    "meshmetrics.testing",
+)
 OPTIONAL = ("yaml", "grafana_foundation_sdk", "jsonschema", "rich", "jaeger_client", "thrift")
 
 
@@ -113,3 +118,17 @@ def test_nothing_refers_outside_the_repository() -> None:
 
 def test_typed_options_match_the_config_fields() -> None:
     assert set(typing.get_type_hints(InstrumentOptions)) == {f.name for f in fields(MeshConfig)}
+
+
+def test_commands_and_their_engines_are_layered() -> None:
+    """``cli/`` parses arguments and prints; ``diagnose/`` knows what check and top find.
+    The engines never import the command line, and no engine shares a command's file name."""
+    commands = {p.stem for p in (PACKAGE / "cli").glob("*.py")} - {"__init__"}
+    engines = {p.stem for p in (PACKAGE / "diagnose").glob("*.py")} - {"__init__"}
+    assert commands & engines == set()
+    for path in (PACKAGE / "diagnose").glob("*.py"):
+        upward = [
+            t for t in _imports(path) if t.startswith(("meshmetrics.cli", "meshmetrics.manifests"))
+        ]
+        assert upward == [], f"{path.name} imports {upward}"
+    assert not (PACKAGE / "tools").exists()

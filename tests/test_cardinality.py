@@ -9,8 +9,8 @@ from flask import Flask
 
 from helpers import samples, series_count, serve_in_thread
 from meshmetrics import OTHER_METHOD, UNMATCHED, instrument
+from meshmetrics.diagnose.exposition import check_url
 from meshmetrics.metrics import STANDARD_METHODS
-from meshmetrics.tools.check import check_url
 
 REQUEST_COUNT = 10_000
 #: histogram: 14 buckets + +Inf, _count, _sum; counter: _total (no ``_created`` series:

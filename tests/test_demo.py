@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import PYTHON, ROOT
-from meshmetrics.tools.top import quantile
+from meshmetrics.diagnose.rates import quantile
 
 pytestmark = pytest.mark.slow
 DEMO = ROOT / "examples" / "demo.py"

@@ -312,7 +312,7 @@ def test_an_https_collector_verified_with_the_configured_ca(
 
 
 def test_check_reports_tracing_health(otlp: OTLPCollector) -> None:
-    from meshmetrics.tools.check import check_url
+    from meshmetrics.diagnose.exposition import check_url
 
     def findings(endpoint: str) -> list[str]:
         app, inst = traced_app(tracing="otlp", trace_endpoint=endpoint)

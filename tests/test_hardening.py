@@ -28,8 +28,8 @@ from helpers import (
 from meshmetrics import instrument
 from meshmetrics._http import BodyTooLargeError, DeadlineExceededError, fetch
 from meshmetrics.config import ConfigError, HttpEndpoint
-from meshmetrics.tools.check import check_url
-from meshmetrics.tools.top import scrape
+from meshmetrics.diagnose.exposition import check_url
+from meshmetrics.diagnose.rates import scrape
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
 from meshmetrics.tracing.propagation import forwarded
 from meshmetrics.tracing.redaction import redact_url

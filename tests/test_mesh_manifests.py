@@ -17,12 +17,12 @@ from flask import Flask
 from helpers import PYTHON, Server, run_cli
 from meshmetrics import instrument
 from meshmetrics.config import ConfigError, MeshConfig
+from meshmetrics.diagnose.monitors import check_manifests
 from meshmetrics.manifests import build_objects, default_kinds, grafana_values, model_from_config
 from meshmetrics.manifests.objects import TRACE_ID_LABEL, ManifestOptions
 from meshmetrics.manifests.validate import validate_object
 from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 from meshmetrics.testing.receivers import OTLPCollector
-from meshmetrics.tools.check import check_manifests
 
 STRICT = MeshConfig(
     service="cmpt756s1",

@@ -11,7 +11,7 @@ from flask import Flask, abort
 
 from helpers import free_port, run_cli, serve_in_thread
 from meshmetrics import instrument
-from meshmetrics.tools.top import Top, snapshot
+from meshmetrics.diagnose.rates import Top, snapshot
 
 
 def service(name: str) -> Flask:

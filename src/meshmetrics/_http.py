@@ -3,7 +3,9 @@
 Socket timeouts bound each read, not the exchange: a peer that trickles a byte every
 second never trips them.  :func:`fetch` arms a watchdog that shuts the socket down
 when the deadline passes (whatever phase the exchange is in: connecting, sending,
-reading headers or body) and stops reading a body past ``max_bytes``.  Redirects are
+reading headers or body) and stops reading a body past ``max_bytes``; :func:`stream`
+hands the body over chunk by chunk under the same bounds, for callers that parse as it
+arrives instead of holding it whole.  Redirects are
 never followed silently: a 3xx is returned as such, and callers that want to follow
 one do so explicitly (a POST answered 302 has not delivered anything).
 
@@ -19,6 +21,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 #: Bodies larger than this are refused by default (a /metrics page of 50k series is ~5 MiB).
@@ -83,6 +86,96 @@ def _connection(
     raise ValueError(f"not an http(s) URL: {parts.geturl()!r}")
 
 
+@dataclass
+class Streamed:
+    """An answer whose body is still on the wire: :meth:`chunks` reads it under the bounds."""
+
+    url: str
+    status: int
+    headers: dict[str, str]
+    _response: http.client.HTTPResponse
+    _watchdog: _Watchdog
+    _deadline: float
+    _timeout: float
+    _max_bytes: int
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def _late(self) -> DeadlineExceededError:
+        return DeadlineExceededError(f"{self.url} did not answer whole within {self._timeout:g} s")
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body, a chunk at a time; raises past the deadline or ``max_bytes``."""
+        size = 0
+        try:
+            while chunk := self._response.read(_CHUNK):
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise BodyTooLargeError(
+                        f"{self.url} answered more than {self._max_bytes} bytes"
+                    )
+                if time.monotonic() > self._deadline:
+                    raise self._late()
+                yield chunk
+        except (OSError, http.client.HTTPException) as exc:
+            if self._watchdog.fired and not isinstance(exc, DeadlineExceededError):
+                raise self._late() from exc
+            raise
+        if self._watchdog.fired:
+            raise self._late()
+
+
+@contextlib.contextmanager
+def stream(
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    context: ssl.SSLContext | None = None,
+) -> Iterator[Streamed]:
+    """One request to ``url``, its status and headers read, its body left to
+    :meth:`Streamed.chunks`; the whole exchange ends within ``timeout`` seconds.
+
+    Raises as :func:`fetch` does; the connection is closed when the block ends.
+    """
+    deadline = time.monotonic() + timeout
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    connection = _connection(parts, timeout, context)
+    watchdog = _Watchdog(connection, timeout)
+    try:
+        try:
+            connection.request(method, target, body=body, headers=headers or {})
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog.fired:
+                raise DeadlineExceededError(f"{url} did not answer within {timeout:g} s") from exc
+            raise
+        declared = response.getheader("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise BodyTooLargeError(f"{url} answered {declared} bytes, more than {max_bytes}")
+        yield Streamed(
+            url,
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            response,
+            watchdog,
+            deadline,
+            timeout,
+            max_bytes,
+        )
+    finally:
+        watchdog.cancel()
+        connection.close()
+
+
 def fetch(
     url: str,
     *,
@@ -100,46 +193,34 @@ def fetch(
     ``max_bytes`` (or, with ``truncate``, returns the first ``max_bytes`` and stops reading),
     ``OSError``/``http.client.HTTPException`` when the exchange fails.
     """
-    deadline = time.monotonic() + timeout
-    parts = urllib.parse.urlsplit(url)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    connection = _connection(parts, timeout, context)
-    watchdog = _Watchdog(connection, timeout)
-    try:
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        declared = response.getheader("Content-Length")
-        too_long = declared is not None and declared.isdigit() and int(declared) > max_bytes
-        if too_long and not truncate:
-            raise BodyTooLargeError(f"{url} answered {declared} bytes, more than {max_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        truncated = False
-        while chunk := response.read(min(_CHUNK, max_bytes + 1 - size)):
-            size += len(chunk)
-            if size > max_bytes and truncate:
-                chunks.append(chunk[: len(chunk) - (size - max_bytes)])
-                truncated = True
-                break
-            if size > max_bytes:
-                raise BodyTooLargeError(f"{url} answered more than {max_bytes} bytes")
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise DeadlineExceededError(f"{url} did not answer whole within {timeout:g} s")
-        if watchdog.fired:
-            raise DeadlineExceededError(f"{url} did not answer whole within {timeout:g} s")
-        return Answer(
-            response.status,
-            {name.lower(): value for name, value in response.getheaders()},
-            b"".join(chunks),
-            truncated,
-        )
-    except (OSError, http.client.HTTPException) as exc:
-        if watchdog.fired and not isinstance(exc, DeadlineExceededError):
-            raise DeadlineExceededError(f"{url} did not answer whole within {timeout:g} s") from exc
-        raise
-    finally:
-        watchdog.cancel()
-        connection.close()
+    with stream(
+        url,
+        method=method,
+        body=body,
+        headers=headers,
+        timeout=timeout,
+        max_bytes=_UNCAPPED if truncate else max_bytes,
+        context=context,
+    ) as answer:
+        if not truncate:
+            return Answer(answer.status, answer.headers, b"".join(answer.chunks()))
+        kept, truncated = _first_bytes(answer.chunks(), max_bytes)
+        return Answer(answer.status, answer.headers, kept, truncated)
+
+
+#: ``stream``'s cap when ``fetch`` truncates the body itself.
+_UNCAPPED = 1 << 62
+
+
+def _first_bytes(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of ``chunks``, and whether there were more (then the
+    rest is never read)."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if size + len(chunk) > limit:
+            kept.append(chunk[: limit - size])
+            return b"".join(kept), True
+        kept.append(chunk)
+        size += len(chunk)
+    return b"".join(kept), False

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._errors import fail, needs_extra
 
+if TYPE_CHECKING:
+    from ..diagnose.findings import Finding
 
-@click.command("check")
+
+@click.command(
+    "check",
+    epilog="Exit status: 0 no error found; 1 errors found; 2 bad usage; 3 an input could not "
+    "be checked (a file that is not YAML, an unusable Prometheus API answer) and no error "
+    "was found elsewhere.",
+)
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--release", help="The Helm release Prometheus selects monitors by.")
 @click.option(
@@ -45,14 +54,15 @@ from ._errors import fail, needs_extra
     type=click.FloatRange(0.1, 600),
     default=10.0,
     show_default=True,
-    help="Seconds a URL may take to answer, whole (a trickling answer is cut there).",
+    help="Seconds the check of a URL may take in all: its answers and their parsing (a "
+    "trickling or huge page is cut there, as Prometheus' scrape_timeout cuts it).",
 )
 @click.option(
     "--max-bytes",
     type=click.IntRange(1024),
     default=64 * 1024 * 1024,
     show_default=True,
-    help="Largest /metrics body read.",
+    help="Largest /metrics body read (a larger one is refused).",
 )
 def check_command(
     targets: tuple[str, ...],
@@ -65,31 +75,20 @@ def check_command(
     max_bytes: int,
 ) -> None:
     """Find why Prometheus does not see a service: TARGET is a /metrics URL, a service base
-    URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML),
-    which are also validated strictly against the prometheus-operator CRDs and Grafana's
-    dashboard schema that meshmetrics ships."""
-    from ..tools.check import (
-        ERROR,
-        Finding,
-        check_live,
-        check_manifests,
-        check_url,
-        load_manifests,
-    )
+    URL, or manifest files (ServiceMonitor/PodMonitor with the Service/Deployment YAML, the
+    dashboard and its PrometheusRule), which are also validated strictly against the
+    prometheus-operator CRDs and Grafana's dashboard schema that meshmetrics ships."""
+    from ..diagnose.exposition import check_url
+    from ..diagnose.findings import Severity, exit_status
 
-    parsed_headers = {}
-    for header in headers:
-        key, sep, value = header.partition(":")
-        if not sep or not key.strip():
-            fail(f"--header {header!r} must be 'Name: value'")
-        if not (key + value).isascii() or not (key + value).isprintable():
-            fail(f"--header {header!r}: HTTP header names and values are printable ASCII")
-        parsed_headers[key.strip()] = value.strip()
+    parsed_headers = _headers(headers)
     urls = [t for t in targets if t.startswith(("http://", "https://"))]
     files = [Path(t) for t in targets if t not in urls]
     for path in files:
         if not path.is_file():
             fail(f"{path} is neither an http(s) URL nor a file")
+    if prometheus is not None and not files:
+        fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
     findings = []
     for url in urls:
         findings += check_url(
@@ -101,28 +100,62 @@ def check_command(
             max_bytes=max_bytes,
         )
     if files:
-        try:
-            from ..manifests.validate import validate_text
-        except ImportError as exc:
-            needs_extra("check FILE", exc)
-        for path in files:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                fail(f"cannot read {path}: {exc}")
-            findings += [Finding(ERROR, str(path), problem) for problem in validate_text(text)]
-        try:
-            objects = load_manifests(files)
-        except Exception as exc:
-            fail(f"cannot read the manifests: {exc}")
-        findings += check_manifests(objects, release)
-        if prometheus is not None:
-            findings += check_live(prometheus, objects, timeout)
-    elif prometheus is not None:
-        fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
+        findings += _check_files(files, release, prometheus, timeout)
     for finding in findings:
         click.echo(finding.line())
-    errors = sum(f.severity == ERROR for f in findings)
-    click.echo(f"{errors} error(s), {sum(f.severity == 'WARN' for f in findings)} warning(s)")
-    if errors:
-        sys.exit(1)
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    warnings = sum(f.severity is Severity.WARNING for f in findings)
+    unchecked = sum(f.severity is Severity.UNKNOWN for f in findings)
+    summary = f"{errors} error(s), {warnings} warning(s)"
+    click.echo(summary + (f", {unchecked} input(s) not checked" if unchecked else ""))
+    sys.exit(exit_status(findings))
+
+
+def _headers(headers: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for header in headers:
+        key, sep, value = header.partition(":")
+        if not sep or not key.strip():
+            fail(f"--header {header!r} must be 'Name: value'")
+        if not (key + value).isascii() or not (key + value).isprintable():
+            fail(f"--header {header!r}: HTTP header names and values are printable ASCII")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _check_files(
+    files: list[Path], release: str | None, prometheus: str | None, timeout: float
+) -> list[Finding]:
+    """Each file validated strictly, then the objects of all of them checked together."""
+    try:
+        from ..manifests.validate import validate_text
+    except ImportError as exc:
+        needs_extra("check FILE", exc)
+    from ..diagnose.dashboards import check_dashboards
+    from ..diagnose.findings import Finding, Severity
+    from ..diagnose.monitors import check_manifests
+    from ..diagnose.objects import UnreadableInputError, parse_manifests
+    from ..diagnose.prometheus import check_live
+
+    findings: list[Finding] = []
+    objects = []
+    readable = []
+    for path in files:
+        try:
+            objects += parse_manifests(path)
+        except UnreadableInputError as exc:
+            findings.append(Finding(Severity.UNKNOWN, str(path), str(exc)))
+            continue
+        readable.append(path)
+        try:
+            problems = validate_text(path.read_text(encoding="utf-8"))
+        except RecursionError:
+            findings.append(Finding(Severity.UNKNOWN, str(path), "nested too deeply to validate"))
+            continue
+        findings += [Finding(Severity.ERROR, str(path), problem) for problem in problems]
+    if readable:
+        findings += check_manifests(objects, release)
+        findings += check_dashboards(objects)
+        if prometheus is not None:
+            findings += check_live(prometheus, objects, timeout)
+    return findings

@@ -26,7 +26,7 @@ def top_command(urls: tuple[str, ...], interval: float, once: bool) -> None:
         from rich.live import Live
     except ImportError as exc:
         needs_extra("top", exc)
-    from ..tools.top import Top, render, snapshot
+    from ..diagnose.rates import Top, render, snapshot
 
     for url in urls:
         if not url.startswith(("http://", "https://")):

@@ -140,7 +140,8 @@ def validate_text(text: str) -> list[str]:
     unpacked: list[Any] = []
     for obj in objects:  # `kubectl get -o yaml` wraps objects in a List
         is_list = isinstance(obj, dict) and str(obj.get("kind", "")).endswith("List")
-        unpacked += (obj.get("items") or []) if is_list else [obj]
+        items = obj.get("items") if is_list else [obj]
+        unpacked += items if isinstance(items, list) else [obj]
     for index, obj in enumerate(unpacked):
         where = _where(obj, index)
         errors += [f"{where}: {e}" for e in validate_object(obj)]
@@ -149,7 +150,8 @@ def validate_text(text: str) -> list[str]:
 
 def _where(obj: Any, index: int) -> str:
     if isinstance(obj, dict):
-        name = (obj.get("metadata") or {}).get("name", f"#{index}")
+        meta = obj.get("metadata")
+        name = meta.get("name", f"#{index}") if isinstance(meta, dict) else f"#{index}"
         return f"{obj.get('kind', '?')} {name}"
     return f"document #{index}"
 
@@ -171,7 +173,8 @@ def validate_object(obj: Any) -> list[str]:
         path = ".".join(str(p) for p in error.absolute_path) or "<root>"
         errors.append(f"{path}: {error.message}")
     if kind == "PeerAuthentication":
-        errors += _peer_authentication_errors(obj.get("spec") or {})
+        spec = obj.get("spec")
+        errors += _peer_authentication_errors(spec if isinstance(spec, dict) else {})
     return errors
 
 
@@ -179,11 +182,14 @@ def _peer_authentication_errors(spec: dict[str, Any]) -> list[str]:
     """Istio's rules across fields: port-level modes need a workload selector (Istio ignores
     them otherwise), and a port is 1-65535."""
     ports = spec.get("portLevelMtls") or {}
-    errors = []
-    if ports and not (spec.get("selector") or {}).get("matchLabels"):
+    selector = spec.get("selector")
+    errors: list[str] = []
+    if not isinstance(ports, dict):
+        return errors  # the CRD schema reports it
+    if ports and not (selector.get("matchLabels") if isinstance(selector, dict) else None):
         errors.append("spec.portLevelMtls: needs spec.selector.matchLabels (a workload selector)")
     for port in ports:
-        if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+        if not str(port).isdecimal() or not 1 <= int(port) <= 65535:
             errors.append(f"spec.portLevelMtls: {port!r} is not a port number 1-65535")
     return errors
 
@@ -200,11 +206,16 @@ def _metadata_errors(meta: Any) -> list[str]:
         not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace)
     ):
         errors.append(f"metadata.namespace {namespace!r} is not a DNS-1123 label")
-    for key, value in (meta.get("labels") or {}).items():
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        return [*errors, "metadata.labels: must be a mapping"]
+    for key, value in labels.items():
         errors += _key_errors(key, "label")
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
             errors.append(f"label {key!r}: value {value!r} is not a label value (quote numbers)")
     annotations = meta.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        return [*errors, "metadata.annotations: must be a mapping"]
     size = 0
     for key, value in annotations.items():
         errors += _key_errors(key, "annotation")
@@ -228,6 +239,8 @@ def _key_errors(key: Any, what: str) -> list[str]:
 def _configmap_errors(configmap: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     data = configmap.get("data") or {}
+    if not isinstance(data, dict):
+        return ["data: must be a mapping"]
     size = 0
     for key, value in data.items():
         if not isinstance(key, str) or len(key) > 253 or not _CONFIGMAP_KEY.match(key):
@@ -254,6 +267,8 @@ def lint_dashboard_json(text: str) -> list[str]:
         dashboard = json.loads(text)
     except json.JSONDecodeError as exc:
         return [f"not JSON: {exc}"]
+    except RecursionError:
+        return ["not JSON a dashboard can be: nested too deeply"]
     if not isinstance(dashboard, dict):
         return ["a dashboard is a JSON object"]
     errors = [

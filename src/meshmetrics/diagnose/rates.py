@@ -1,4 +1,5 @@
-"""``meshmetrics top``: per-route rate, errors, latency and in-flight, live, from ``/metrics``.
+"""Per-route rate, errors, latency and in-flight between two scrapes of ``/metrics``: the
+engine of ``meshmetrics top``.
 
 Numbers come from the difference between two scrapes, like Prometheus' ``rate()``:
 request rate and 5xx ratio from the request counter, p50/p95/p99 from the latency
@@ -12,16 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.client import HTTPException
-from typing import Any
+from typing import Any, TextIO, cast
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.parser import text_fd_to_metric_families
 
-from .check import exposition_text, get, metrics_url
-
-RouteKey = tuple[str, str]  # (service, route)
+from .scrape import Deadline, lines, metrics_url, open_page
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -75,11 +74,19 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
     Raises ``OSError`` (``TimeoutError`` past the deadline), ``HTTPException`` or
     ``ValueError`` (an error status, a body too large, invalid UTF-8 or exposition).
     """
-    response = get(metrics_url(url), timeout=timeout)
-    if response.status != 200:
-        raise ValueError(f"answered {response.status}")
+    deadline = Deadline(timeout)
+    with open_page(metrics_url(url), None, deadline) as page:
+        if page.status != 200:
+            raise ValueError(f"answered {page.status}")
+        # the text parser only iterates over its argument: lines as they arrive
+        return _read(
+            url, text_fd_to_metric_families(cast("TextIO", lines(page.answer.chunks(), deadline)))
+        )
+
+
+def _read(url: str, families: Iterable[Any]) -> Scrape:
     result = Scrape(service=url, at=time.monotonic())
-    for family in text_string_to_metric_families(exposition_text(response)):
+    for family in families:
         for s in family.samples:
             if s.name.endswith("service_info") and "service" in s.labels:
                 result.service = s.labels["service"]
