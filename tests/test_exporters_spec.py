@@ -329,3 +329,18 @@ def test_check_reports_tracing_health(otlp: OTLPCollector) -> None:
     assert any(line.startswith("OK") and "3 spans delivered" in line for line in healthy)
     refused = findings("http://127.0.0.1:9/v1/traces")
     assert any(line.startswith("WARN") and "(export_error)" in line for line in refused)
+
+
+def test_check_names_spans_the_collector_rejected() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from meshmetrics.diagnose.tracing import tracing_health
+
+    page = (
+        "# TYPE meshmetrics_spans_exported counter\n"
+        "meshmetrics_spans_exported_total 8\n"
+        "# TYPE meshmetrics_spans_dropped counter\n"
+        'meshmetrics_spans_dropped_total{reason="rejected"} 2\n'
+    )
+    lines = [f.line() for f in tracing_health("u", list(text_string_to_metric_families(page)))]
+    assert any(line.startswith("WARN") and "2 spans dropped (rejected)" in line for line in lines)

@@ -39,7 +39,7 @@ def tracing_health(url: str, families: list[Any]) -> list[Finding]:
     )
     drops = {
         reason: _sum(families, "meshmetrics_spans_dropped_total", reason=reason) or 0.0
-        for reason in ("export_error", "queue_full", "too_large")
+        for reason in ("export_error", "queue_full", "too_large", "rejected")
     }
     fix = {
         "export_error": "the backend refused or is unreachable: check trace_endpoint (the "
@@ -48,6 +48,8 @@ def tracing_health(url: str, families: list[Any]) -> list[Finding]:
         "queue_full": "the backend cannot keep up: sample less (sampler=probabilistic:0.1) "
         "or raise span_queue_size",
         "too_large": "spans above the UDP datagram limit: use tracing=otlp or zipkin",
+        "rejected": "the collector accepted the batch but rejected these spans (OTLP "
+        "partial_success): the app's log names the collector's reason once",
     }
     for reason, count in drops.items():
         if count:
