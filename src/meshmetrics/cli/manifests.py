@@ -22,12 +22,16 @@ from ..manifests import (
     ManifestOptions,
     ServiceModel,
     build_objects,
+    default_kinds,
     grafana_values,
     model_from_config,
     model_from_registry,
     to_multi_yaml,
     to_yaml,
 )
+from ..manifests.autoscaling import AUTOSCALERS, Autoscale, Scaling, adapter_values
+from ..manifests.kiali import custom_dashboards_patch
+from ..manifests.workload import MESH_MODES, Workload
 from ._errors import fail, fail_config
 
 
@@ -299,6 +303,7 @@ def manifest_options(func: Any) -> Any:
             type=click.IntRange(1, 65535),
             help="Container port of the generated Service (default: --service-port).",
         ),
+        *cluster_options(),
         click.option(
             "--out",
             type=click.Path(file_okay=False, path_type=Path),
@@ -315,16 +320,106 @@ def manifest_options(func: Any) -> Any:
     return func
 
 
+def cluster_options() -> list[Any]:
+    """The pods, their autoscaler, Istio's data-plane mode and Kiali (issue 22)."""
+    return [
+        click.option("--version", help="The app's version: the pods' version label."),
+        click.option("--image", help="Container image of the Deployment (default SERVICE:latest)."),
+        click.option(
+            "--mesh",
+            type=click.Choice(MESH_MODES, case_sensitive=False),
+            default="sidecar",
+            show_default=True,
+            help="Istio's data plane in the namespace: sidecar, or ambient (ztunnel).",
+        ),
+        click.option(
+            "--autoscale",
+            metavar="rps:N|inflight:N",
+            help="Scale the Deployment to keep N requests per second (rps) or N requests in "
+            "progress (inflight) per pod; adds the autoscaler object.",
+        ),
+        click.option("--min-replicas", type=int, default=1, show_default=True),
+        click.option("--max-replicas", type=int, default=5, show_default=True),
+        click.option(
+            "--autoscaler",
+            type=click.Choice(AUTOSCALERS, case_sensitive=False),
+            default="hpa",
+            show_default=True,
+            help="hpa (with prometheus-adapter) or keda (a ScaledObject).",
+        ),
+        click.option(
+            "--scale-down-window",
+            type=int,
+            default=300,
+            show_default=True,
+            help="Seconds of lower load before the autoscaler removes pods.",
+        ),
+        click.option(
+            "--prometheus-url",
+            help="Prometheus as the adapter and KEDA reach it (default: the release's "
+            "Service in istio-system, port 9090).",
+        ),
+        click.option(
+            "--adapter-values",
+            is_flag=True,
+            help="The prometheus-adapter Helm values serving the autoscaling metrics, "
+            "instead of objects.",
+        ),
+        click.option(
+            "--kiali-patch",
+            is_flag=True,
+            help="The Kiali CR patch adding the dashboard (Kiali 1.36+), instead of objects.",
+        ),
+    ]
+
+
+def _cluster(opts: dict[str, Any]) -> tuple[Workload, Scaling]:
+    """The Deployment's and autoscaler's options (``ConfigError`` naming the option)."""
+    autoscale = opts.pop("autoscale")
+    workload = Workload(image=opts.pop("image"), mesh=opts.pop("mesh").lower())
+    scaling = Scaling(
+        autoscale=Autoscale.parse(autoscale) if autoscale is not None else None,
+        min_replicas=opts.pop("min_replicas"),
+        max_replicas=opts.pop("max_replicas"),
+        autoscaler=opts.pop("autoscaler").lower(),
+        scale_down_window=opts.pop("scale_down_window"),
+        prometheus_url=opts.pop("prometheus_url"),
+    )
+    return workload, scaling
+
+
+#: Values files (not objects): chart values and a CR patch, by flag.
+_VALUE_FILES = {
+    "grafana_values": "grafana-values.yaml",
+    "adapter_values": "prometheus-adapter-values.yaml",
+    "kiali_patch": "kiali-custom-dashboards-patch.yaml",
+}
+
+
+def _values(model: ServiceModel, options: ManifestOptions, wanted: set[str]) -> dict[str, Any]:
+    build = {
+        "grafana_values": lambda: grafana_values(model, options),
+        "adapter_values": lambda: adapter_values(model, options.scaling),
+        "kiali_patch": lambda: custom_dashboards_patch(model),
+    }
+    return {name: build[flag]() for flag, name in _VALUE_FILES.items() if flag in wanted}
+
+
 def run_manifests(app: Flask | None, **opts: Any) -> None:
     """Generate, then print, write (``--out``) or compare (``--check``) the manifests."""
     kinds = _kinds(opts.pop("kinds"))
-    grafana = opts.pop("grafana_values")
+    wanted_values = {flag for flag in _VALUE_FILES if opts.pop(flag)}
     label_key, label_value = _label(opts.pop("dashboard_label"))
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
         fail("--out and --check exclude each other")
     try:
+        workload, scaling = _cluster(opts)
+        if scaling.autoscale is not None and "autoscaler" not in (kinds or ("autoscaler",)):
+            kinds = (*kinds, "autoscaler") if kinds else None
         options = ManifestOptions(
+            workload=workload,
+            scaling=scaling,
             monitor_namespace=opts.pop("monitor_namespace"),
             dashboard_namespace=opts.pop("dashboard_namespace"),
             dashboard_label=label_key,
@@ -354,13 +449,21 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         istio=istio,
         recording_rules=recording,
     )
-    if grafana:
-        click.echo(to_yaml(grafana_values(model, options)), nl=False)
-        return
+    if kinds is None and scaling.autoscale is not None:
+        kinds = (*default_kinds(model.config), "autoscaler")
     try:
-        objects = build_objects(model, kinds, options)
+        objects = (
+            _values(model, options, wanted_values)
+            if wanted_values
+            else build_objects(model, kinds, options)
+        )
     except ValueError as exc:
         fail(str(exc))
+    if wanted_values and out is None and check is None:
+        if len(objects) > 1:
+            fail("one values file at a time without --out (each is a file of its own)")
+        click.echo(to_yaml(next(iter(objects.values()))), nl=False)
+        return
     if out is None and check is None:
         click.echo(to_multi_yaml(objects.values()), nl=False)
         return

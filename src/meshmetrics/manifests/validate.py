@@ -158,11 +158,16 @@ def validate_object(obj: Any) -> list[str]:
     """The problems of one Kubernetes object (known kinds only)."""
     if not isinstance(obj, dict):
         return ["not a mapping"]
+    from . import cluster_schemas  # the cluster objects' and values files' schemas
+
+    values = cluster_schemas.values_errors(obj)
+    if values is not None:  # a Helm values file or a CR patch: no metadata
+        return values
     errors = _metadata_errors(obj.get("metadata"))
     kind, api = obj.get("kind"), obj.get("apiVersion")
     if (api, kind) == ("v1", "ConfigMap"):
         return errors + _configmap_errors(obj)
-    validator = _crd_validators().get((str(api), str(kind)))
+    validator = _crd_validators().get((str(api), str(kind))) or cluster_schemas.validator_for(obj)
     if validator is None:
         if isinstance(api, str) and api.startswith("monitoring.coreos.com/"):
             return [*errors, f"unknown apiVersion/kind {api}/{kind} for prometheus-operator"]
@@ -172,6 +177,8 @@ def validate_object(obj: Any) -> list[str]:
         errors.append(f"{path}: {error.message}")
     if kind == "PeerAuthentication":
         errors += _peer_authentication_errors(obj.get("spec") or {})
+    if not errors:
+        errors += cluster_schemas.semantic_errors(obj)
     return errors
 
 
