@@ -326,6 +326,12 @@ def cluster_options() -> list[Any]:
         click.option("--version", help="The app's version: the pods' version label."),
         click.option("--image", help="Container image of the Deployment (default SERVICE:latest)."),
         click.option(
+            "--env-secret",
+            multiple=True,
+            metavar="SECRET",
+            help="A Secret whose keys become the container's environment; repeatable.",
+        ),
+        click.option(
             "--mesh",
             type=click.Choice(MESH_MODES, case_sensitive=False),
             default="sidecar",
@@ -376,7 +382,9 @@ def cluster_options() -> list[Any]:
 def _cluster(opts: dict[str, Any]) -> tuple[Workload, Scaling]:
     """The Deployment's and autoscaler's options (``ConfigError`` naming the option)."""
     autoscale = opts.pop("autoscale")
-    workload = Workload(image=opts.pop("image"), mesh=opts.pop("mesh").lower())
+    workload = Workload(
+        image=opts.pop("image"), mesh=opts.pop("mesh").lower(), secrets=opts.pop("env_secret")
+    )
     scaling = Scaling(
         autoscale=Autoscale.parse(autoscale) if autoscale is not None else None,
         min_replicas=opts.pop("min_replicas"),

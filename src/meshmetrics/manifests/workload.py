@@ -37,6 +37,9 @@ _IMAGE = re.compile(
 )
 
 
+_SECRET = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+
+
 @dataclass(frozen=True)
 class Workload:
     """How the service's pods run: image, resources, the mesh's data-plane mode."""
@@ -48,6 +51,9 @@ class Workload:
     memory_limit: str = "256Mi"
     #: Istio's data plane in the namespace: ``sidecar`` or ``ambient`` (ztunnel).
     mesh: str = "sidecar"
+    #: Secrets whose keys become the container's environment (the app's own settings,
+    #: e.g. a JWT key every replica must share).
+    secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.image is not None and (
@@ -60,6 +66,11 @@ class Workload:
                 "a container image reference such as cmpt756s1:v1 or "
                 "registry.example:5000/team/cmpt756s1:v1 (lower-case name, optional tag/digest)",
             )
+        for secret in self.secrets:
+            if not isinstance(secret, str) or len(secret) > 253 or not _SECRET.match(secret):
+                raise ConfigError(
+                    "env_secret", secret, "argument", "a Secret's name (a DNS-1123 subdomain)"
+                )
         if self.mesh not in MESH_MODES:
             raise ConfigError("mesh", self.mesh, "argument", f"one of {', '.join(MESH_MODES)}")
 
@@ -171,6 +182,11 @@ def deployment(
         "imagePullPolicy": "IfNotPresent",
         "ports": ports,
         "env": environment(c, port),
+        **(
+            {"envFrom": [{"secretRef": {"name": name}} for name in workload.secrets]}
+            if workload.secrets
+            else {}
+        ),
         "readinessProbe": _probe(ready, c.port_name, 5),
         "livenessProbe": {**_probe(live, c.port_name, 10), "failureThreshold": 3},
         "resources": {
