@@ -100,10 +100,10 @@ class Scaling:
                 raise ConfigError(name, value, "argument", rule)
         if self.max_replicas < self.min_replicas:
             raise ConfigError(
-                "max_replicas",
-                self.max_replicas,
+                "min_replicas",
+                self.min_replicas,
                 "argument",
-                f"at least min_replicas ({self.min_replicas})",
+                f"at most max_replicas ({self.max_replicas})",
             )
         if self.autoscaler not in AUTOSCALERS:
             raise ConfigError(

@@ -126,6 +126,18 @@ def environment(config: MeshConfig, port: int) -> list[dict[str, Any]]:
 _IANA_SVC_NAME = re.compile(r"\A(?!.*--)(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
 
 
+_LABEL_VALUE = re.compile(r"\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z")
+
+
+def _check_labels(config: MeshConfig) -> None:
+    """The version becomes a pod label: stricter than the metric label it also is."""
+    if not _LABEL_VALUE.match(config.version):
+        raise ValueError(
+            f"--version {config.version!r} cannot be the pods' version label: at most 63 "
+            "characters of A-Z, a-z, 0-9, '-', '_', '.', starting and ending alphanumeric"
+        )
+
+
 def _check_port_names(config: MeshConfig) -> None:
     """A container port's name is an IANA service name: stricter than a Service port's."""
     names = [("--port-name", config.port_name)]
@@ -166,6 +178,7 @@ def deployment(
     (a ``replicas`` in the applied manifest would reset it on every apply)."""
     c = model.config
     _check_port_names(c)
+    _check_labels(c)
     port = target_port or service_port
     live, ready = probe_paths(c)
     ports = [{"name": c.port_name, "containerPort": port, "protocol": "TCP"}]
