@@ -2,10 +2,10 @@
 
 - No sidecar: no Envoy on 15090 in the app's pods and no metrics merging; the app's
   ``/metrics`` is scraped on its own port, as in sidecar mode.
-- ztunnel (a DaemonSet in Istio's namespace) reports L4 metrics only
-  (``istio_tcp_*``), on port 15020; ``istio_requests_total`` exists only where a waypoint
-  proxy handles the traffic (``reporter="waypoint"``).  Without a waypoint the app's own
-  request counter is the only L7 request signal.
+- ztunnel (a DaemonSet in Istio's namespace) reports L4 metrics only (``istio_tcp_*``),
+  on port 15020 (``ztunnel-stats``); ``istio_requests_total`` exists only where a
+  waypoint proxy handles the traffic (``reporter="waypoint"``).  Without a waypoint the
+  app's own request counter is the only L7 request signal.
 - ``portLevelMtls`` is honoured for a policy with a workload selector outside the root
   namespace, and turned into a ztunnel rule only when the workload's mode is STRICT: the
   generated policy says STRICT rather than inheriting it (``UNSET``).
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-#: ztunnel's and a waypoint's metrics port (the Envoy-based waypoint serves its statistics
-#: merged there, and has no application to count twice).
-ISTIO_METRICS_PORT = 15020
-#: The label Istio puts on the waypoint proxies it deploys.
-WAYPOINT_LABEL = "gateway.istio.io/managed"
-WAYPOINT_CONTROLLER = "istio.io-mesh-controller"
+#: ztunnel's DaemonSet: pods labelled ``app: ztunnel``, metrics on 15020 (``ztunnel-stats``,
+#: served at ``/metrics`` and ``/stats/prometheus``) - Istio's ztunnel chart.
+ZTUNNEL_PORT = "ztunnel-stats"
+#: Waypoints are Gateways of class ``istio-waypoint``; their Envoy's own statistics are on
+#: ``http-envoy-prom`` (15090), as a sidecar's (Istio's waypoint template).
+WAYPOINT_CLASS_LABEL = "gateway.networking.k8s.io/gateway-class-name"
+WAYPOINT_CLASS = "istio-waypoint"
 
 
 def _pod_monitor(
@@ -29,7 +30,7 @@ def _pod_monitor(
     labels: dict[str, str],
     selector: dict[str, Any],
     namespaces: dict[str, Any],
-    interval: str,
+    endpoint: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -41,15 +42,8 @@ def _pod_monitor(
             "jobLabel": "app",
             "podMetricsEndpoints": [
                 {
-                    "path": "/stats/prometheus",
-                    "interval": interval,
-                    "relabelings": [
-                        {
-                            "action": "keep",
-                            "sourceLabels": ["__meta_kubernetes_pod_container_port_number"],
-                            "regex": str(ISTIO_METRICS_PORT),
-                        }
-                    ],
+                    **endpoint,
+                    # Istio's standard metrics only
                     "metricRelabelings": [
                         {"action": "keep", "sourceLabels": ["__name__"], "regex": "istio_.*"}
                     ],
@@ -69,15 +63,15 @@ def ambient_monitors(
         labels,
         {"matchLabels": {"app": "ztunnel"}},
         {"matchNames": [istio_namespace]},
-        interval,
+        {"port": ZTUNNEL_PORT, "path": "/metrics", "interval": interval},
     )
     waypoint = _pod_monitor(
         "istio-waypoints",
         namespace,
         labels,
-        {"matchLabels": {WAYPOINT_LABEL: WAYPOINT_CONTROLLER}},
+        {"matchLabels": {WAYPOINT_CLASS_LABEL: WAYPOINT_CLASS}},
         {"any": True},
-        interval,
+        {"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": interval},
     )
     return {
         "istio-ztunnel-podmonitor.yaml": ztunnel,
