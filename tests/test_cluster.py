@@ -492,3 +492,31 @@ def test_dockerfile_cmd_serves_the_app_and_its_probes(name: str, tmp_path: Path)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(imagePullPolicy="Sometimes"), "Sometimes"),
+        (lambda c: c["ports"][0].update(name="http-metrics-port"), "http-metrics-port"),
+        (
+            lambda c: c.update(livenessProbe={"httpGet": {"path": "health", "port": "http"}}),
+            "health",
+        ),
+        (lambda c: c["resources"]["requests"].update(cpu="lots"), "lots"),
+        (lambda c: c.update(volumeMountz=[]), "volumeMountz"),
+    ],
+)
+def test_deployment_schema_names_what_is_wrong(change: Any, message: str) -> None:
+    deployment = _deployment()
+    change(deployment["spec"]["template"]["spec"]["containers"][0])
+    errors = validate_object(deployment)
+    assert any(message in e for e in errors), errors
+
+
+def test_deployment_refuses_a_version_a_pod_label_cannot_carry() -> None:
+    args = ["--version", "1.0+build"]  # a fine version for the metrics' label
+    result = run_cli("manifests", "--service", "shop", "--kind", "deployment", *args)
+    assert result.returncode == 2
+    assert "--version '1.0+build' cannot be the pods' version label" in result.stderr
+    assert run_cli("manifests", "--service", "shop", "--kind", "service", *args).returncode == 0

@@ -123,9 +123,6 @@ def environment(config: MeshConfig, port: int) -> list[dict[str, Any]]:
     return env
 
 
-_IANA_SVC_NAME = re.compile(r"\A(?!.*--)(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
-
-
 _LABEL_VALUE = re.compile(r"\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z")
 
 
@@ -136,19 +133,6 @@ def _check_labels(config: MeshConfig) -> None:
             f"--version {config.version!r} cannot be the pods' version label: at most 63 "
             "characters of A-Z, a-z, 0-9, '-', '_', '.', starting and ending alphanumeric"
         )
-
-
-def _check_port_names(config: MeshConfig) -> None:
-    """A container port's name is an IANA service name: stricter than a Service port's."""
-    names = [("--port-name", config.port_name)]
-    if config.metrics_port is not None:
-        names.append(("--metrics-port-name", config.metrics_port_name))
-    for flag, name in names:
-        if not _IANA_SVC_NAME.match(name):
-            raise ValueError(
-                f"{flag} {name!r} cannot name a container port: at most 15 characters of "
-                "a-z, 0-9 and '-', with a letter, no '--', not starting or ending with '-'"
-            )
 
 
 def _probe(path: str | None, port_name: str, period: int) -> dict[str, Any]:
@@ -177,7 +161,6 @@ def deployment(
     """An ``apps/v1`` Deployment; ``replicas=None`` when an autoscaler owns the count
     (a ``replicas`` in the applied manifest would reset it on every apply)."""
     c = model.config
-    _check_port_names(c)
     _check_labels(c)
     port = target_port or service_port
     live, ready = probe_paths(c)
