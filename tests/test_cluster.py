@@ -520,3 +520,45 @@ def test_deployment_refuses_a_version_a_pod_label_cannot_carry() -> None:
     assert result.returncode == 2
     assert "--version '1.0+build' cannot be the pods' version label" in result.stderr
     assert run_cli("manifests", "--service", "shop", "--kind", "service", *args).returncode == 0
+
+
+def _example_objects(name: str) -> list[dict[str, Any]]:
+    k8s = ROOT / "examples" / name / "k8s"
+    return [yaml.safe_load(p.read_text()) for p in sorted(k8s.glob("*.yaml"))]
+
+
+def _hand_written_without_version(by_kind: dict[str, Any]) -> None:
+    deployment = by_kind["Deployment"]
+    del deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    del deployment["spec"]["template"]["metadata"]["labels"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o["Deployment"]["spec"].update(replicas=2), "spec.replicas is set"),
+        (
+            lambda o: o["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"].update(name="s2"),
+            "scales Deployment 's2', not among the files",
+        ),
+        (lambda o: o["Service"]["spec"]["ports"][0].update(targetPort=8080), "targets 8080"),
+        (lambda o: o["Service"]["spec"]["selector"].update(app="other"), "matches no Deployment"),
+        (_hand_written_without_version, "podTargetLabels ['version']"),
+    ],
+)
+def test_objects_that_disagree_with_each_other_are_named(change: Any, message: str) -> None:
+    objects = _example_objects("cmpt756s1")
+    assert validate_text(yaml.safe_dump_all(objects)) == []
+    by_kind = {o["kind"]: o for o in objects}
+    change(by_kind)
+    errors = validate_text(yaml.safe_dump_all(objects))
+    assert any(message in e for e in errors), errors
+
+
+def test_an_hpa_and_a_scaled_object_on_one_deployment_fight() -> None:
+    objects = _example_objects("cmpt756s1")
+    keda = Scaling(Autoscale.parse("rps:10"), autoscaler="keda")
+    config = CONFIG.replace(service="cmpt756s1")
+    objects.append(_objects(config, ("autoscaler",), scaling=keda)["cmpt756s1-scaledobject.yaml"])
+    errors = validate_text(yaml.safe_dump_all(objects))
+    assert any("two autoscalers fight" in e for e in errors), errors

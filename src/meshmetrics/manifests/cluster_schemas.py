@@ -258,3 +258,128 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
             if key.startswith(("sidecar.istio.io/", "prometheus.istio.io/"))
         ]
     return errors
+
+
+# -- across objects: what only the set of files shows -------------------------------------
+
+
+def _ns(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "default")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return f"{obj.get('kind')}/{_ns(obj)}/{(obj.get('metadata') or {}).get('name')}"
+
+
+def _template(deployment: dict[str, Any]) -> dict[str, Any]:
+    template: dict[str, Any] = (deployment.get("spec") or {}).get("template") or {}
+    return template
+
+
+def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((_template(deployment).get("spec") or {}).get("containers") or [])
+
+
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict((_template(deployment).get("metadata") or {}).get("labels") or {})
+
+
+def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """Problems between the objects of one set (a service's files together): autoscalers
+    and their Deployment, the Service and its pods, the monitor's pod labels.  Objects
+    that are not in the set are not guessed at."""
+    objects = [o for o in objects if isinstance(o, dict)]
+    deployments = {
+        (_ns(o), (o.get("metadata") or {}).get("name")): o
+        for o in objects
+        if o.get("kind") == "Deployment"
+    }
+    return (
+        _autoscaler_cross_errors(objects, deployments)
+        + _service_cross_errors(objects, list(deployments.values()))
+        + _pod_label_cross_errors(objects, list(deployments.values()))
+    )
+
+
+def _autoscaler_cross_errors(
+    objects: list[dict[str, Any]], deployments: dict[tuple[str, Any], dict[str, Any]]
+) -> list[str]:
+    errors: list[str] = []
+    owners: dict[tuple[str, Any], list[str]] = {}
+    for obj in objects:
+        if obj.get("kind") not in ("HorizontalPodAutoscaler", "ScaledObject"):
+            continue
+        ref = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind", "Deployment") != "Deployment":
+            continue
+        key = (_ns(obj), ref.get("name"))
+        owners.setdefault(key, []).append(_name(obj))
+        if deployments and key not in deployments:
+            errors.append(f"{_name(obj)}: scales Deployment {key[1]!r}, not among the files")
+        elif key in deployments and "replicas" in (deployments[key].get("spec") or {}):
+            errors.append(
+                f"{_name(deployments[key])}: spec.replicas is set, and every apply resets the "
+                f"count {_name(obj)} chose: leave it out"
+            )
+    for (_, deployment), names in owners.items():
+        if len(names) > 1:
+            errors.append(
+                f"Deployment {deployment!r} is scaled by {' and '.join(names)}: two autoscalers "
+                "fight (KEDA makes an HPA of its own)"
+            )
+    return errors
+
+
+def _service_cross_errors(
+    objects: list[dict[str, Any]], deployments: list[dict[str, Any]]
+) -> list[str]:
+    errors = []
+    for service in objects:
+        if service.get("kind") != "Service" or not deployments:
+            continue
+        spec = service.get("spec") or {}
+        selector = spec.get("selector") or {}
+        pods = [
+            d
+            for d in deployments
+            if _ns(d) == _ns(service)
+            and selector
+            and all(_pod_labels(d).get(k) == v for k, v in selector.items())
+        ]
+        if not pods:
+            errors.append(f"{_name(service)}: selector {selector} matches no Deployment's pods")
+            continue
+        ports = [p for d in pods for c in _containers(d) for p in c.get("ports") or []]
+        numbers = {p.get("containerPort") for p in ports}
+        names = {p.get("name") for p in ports}
+        for port in spec.get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            if target not in (numbers if isinstance(target, int) else names):
+                errors.append(
+                    f"{_name(service)}: port {port.get('name') or port.get('port')} targets "
+                    f"{target!r}, which no container of {_name(pods[0])} declares"
+                )
+    return errors
+
+
+def _pod_label_cross_errors(
+    objects: list[dict[str, Any]], deployments: list[dict[str, Any]]
+) -> list[str]:
+    errors = []
+    for monitor in objects:
+        if monitor.get("kind") not in ("ServiceMonitor", "PodMonitor") or not deployments:
+            continue
+        spec = monitor.get("spec") or {}
+        wanted = spec.get("podTargetLabels") or []
+        app = ((spec.get("selector") or {}).get("matchLabels") or {}).get("app")
+        for deployment in deployments:
+            labels = _pod_labels(deployment)
+            if app is None or labels.get("app") != app:
+                continue
+            missing = [label for label in wanted if label not in labels]
+            if missing:
+                errors.append(
+                    f"{_name(monitor)}: podTargetLabels {missing} are not labels of "
+                    f"{_name(deployment)}'s pods: Kiali's queries find nothing"
+                )
+    return errors

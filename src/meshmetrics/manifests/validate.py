@@ -144,6 +144,10 @@ def validate_text(text: str) -> list[str]:
     for index, obj in enumerate(unpacked):
         where = _where(obj, index)
         errors += [f"{where}: {e}" for e in validate_object(obj)]
+    if not errors:  # the objects of one text together: autoscaler, Service, pods, monitor
+        from .cluster_schemas import cross_errors
+
+        errors += cross_errors(unpacked)
     return errors
 
 
