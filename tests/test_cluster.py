@@ -225,6 +225,12 @@ def test_release_names_give_the_chart_fullname() -> None:
     assert prometheus_fullname("prom") == "prom-kube-prometheus-stack"
     assert prometheus_fullname("a" * 25 + "-b") == "a" * 25
     assert [quantity(v) for v in (10, 0.5, 2.125)] == ["10", "500m", "2125m"]
+    big = Autoscale.parse("rps:123456.789")
+    assert big.spec == "rps:123456.789"
+    assert quantity(big.target) == "123456789m"
+    keda = Scaling(big, autoscaler="keda")
+    scaled = _objects(CONFIG, ("autoscaler",), scaling=keda)["cmpt756db-scaledobject.yaml"]
+    assert scaled["spec"]["triggers"][0]["metadata"]["threshold"] == "123456.789"
 
 
 def test_hand_written_objects_outside_the_subset_are_not_ours_to_refuse() -> None:

@@ -68,7 +68,7 @@ class Autoscale:
 
     @property
     def spec(self) -> str:
-        return f"{self.metric}:{self.target:g}"
+        return f"{self.metric}:{decimal(self.target)}"
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,11 @@ def service_query(config: MeshConfig, metric: str) -> str:
     return f"sum(avg_over_time({p}http_requests_in_progress{{{where}}}[{window}]))"
 
 
+def decimal(value: float) -> str:
+    """A target as a plain decimal with up to 3 places (``2.5``, ``123456.789``)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def quantity(value: float) -> str:
     """A Kubernetes quantity: ``10``, or milli-units (``2500m``) for fractions."""
     milli = round(value * 1000)
@@ -302,7 +307,7 @@ def scaled_object(model: ServiceModel, scaling: Scaling) -> dict[str, Any]:
                     "metadata": {
                         "serverAddress": f"{url}:{port}",
                         "query": service_query(c, scale.metric),
-                        "threshold": f"{scale.target:g}",
+                        "threshold": decimal(scale.target),
                     },
                 }
             ],
