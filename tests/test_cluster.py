@@ -494,6 +494,9 @@ def test_dockerfile_cmd_serves_the_app_and_its_probes(name: str, tmp_path: Path)
         text = requests.get(f"{base}/metrics", timeout=10).text
         assert f'service="{name}"' in text
         assert 'version="v1"' in text
+        # what the Kiali dashboard's CPU and memory charts read, per gunicorn worker
+        assert "\nprocess_cpu_seconds_total{" in text
+        assert "\nprocess_resident_memory_bytes{" in text
         assert "health" not in text.split("flask_http_request_total", 1)[-1].split("\n# ")[0]
     finally:
         os.killpg(proc.pid, 15)
