@@ -33,6 +33,7 @@ from meshmetrics.manifests.kiali import custom_dashboards_patch, monitoring_dash
 from meshmetrics.manifests.objects import ManifestOptions
 from meshmetrics.manifests.validate import validate_object, validate_text
 from meshmetrics.manifests.workload import Workload
+from meshmetrics.testing.receivers import ZipkinCollector
 
 CONFIG = MeshConfig(
     service="cmpt756db",
@@ -307,6 +308,10 @@ _FLAG_VALUES = {
     "--version": st.sampled_from(["v1", "2.0.1", "-bad"]),
     "--metrics-port": st.sampled_from(["9464", "0"]),
     "--port-name": st.sampled_from(["http", "http-web", "a-very-long-port-name"]),
+    "--tracing": st.sampled_from(["zipkin", "otlp", "jaeger", "off", "carrier-pigeon"]),
+    "--trace-endpoint": st.sampled_from(
+        ["http://zipkin.istio-system:9411/api/v2/spans", "jaeger-agent:6831", "nowhere"]
+    ),
 }
 
 
@@ -456,8 +461,11 @@ def test_dockerfile_builds_from_the_repository(name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_dockerfile_cmd_serves_the_app_and_its_probes(name: str, tmp_path: Path) -> None:
-    """The image's CMD, exactly, in a directory laid out as the image's /app."""
+def test_dockerfile_cmd_serves_the_app_and_its_probes(
+    name: str, tmp_path: Path, zipkin: ZipkinCollector
+) -> None:
+    """The image's CMD, exactly, in a directory laid out as the image's /app, with the
+    Deployment's environment (its span collector moved to loopback)."""
     steps = _dockerfile(name)
     cmd = json.loads(next(rest for instruction, rest in steps if instruction == "CMD"))
     assert cmd[:3] == ["gunicorn", "-c", "python:meshmetrics.gunicorn"]
@@ -471,6 +479,7 @@ def test_dockerfile_cmd_serves_the_app_and_its_probes(name: str, tmp_path: Path)
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
         **{e["name"]: e["value"] for e in container["env"] if "value" in e},
         "PORT": str(port),
+        "MESHMETRICS_TRACE_ENDPOINT": zipkin.endpoint,
         # the image binds 0.0.0.0:$PORT; here, loopback only
         "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}",
         "JWT_SECRET": "k" * 64,
@@ -497,6 +506,13 @@ def test_dockerfile_cmd_serves_the_app_and_its_probes(name: str, tmp_path: Path)
         # what the Kiali dashboard's CPU and memory charts read, per gunicorn worker
         assert "\nprocess_cpu_seconds_total{" in text
         assert "\nprocess_resident_memory_bytes{" in text
+        # the Deployment's tracing settings reach the app: probes are not traced, a request is
+        assert zipkin.spans == []
+        requests.get(
+            f"{base}/api/v1/{'datastore/read' if name == 'cmpt756db' else 'user/x'}", timeout=10
+        )
+        (span,) = zipkin.wait_for(1, timeout=20)
+        assert span.service == name
         assert "health" not in text.split("flask_http_request_total", 1)[-1].split("\n# ")[0]
     finally:
         os.killpg(proc.pid, 15)

@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from ..config import ConfigError, MeshConfig, resolve_config
+from ..config import TRACING_BACKENDS, ConfigError, MeshConfig, resolve_config
 from ..instrumentation import EXTENSION_KEY, Instrumentation
 from ..manifests import (
     DEFAULT_KINDS,
@@ -324,6 +324,12 @@ def cluster_options() -> list[Any]:
     """The pods, their autoscaler, Istio's data-plane mode and Kiali (issue 22)."""
     return [
         click.option("--version", help="The app's version: the pods' version label."),
+        click.option(
+            "--tracing",
+            type=click.Choice(TRACING_BACKENDS, case_sensitive=False),
+            help="Where the pods send spans (the Deployment's environment), e.g. zipkin.",
+        ),
+        click.option("--trace-endpoint", help="The span collector (URL; host:port for jaeger)."),
         click.option("--image", help="Container image of the Deployment (default SERVICE:latest)."),
         click.option(
             "--env-secret",
