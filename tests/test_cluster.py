@@ -20,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import ROOT, free_port, run_cli, wait_http
-from meshmetrics.config import MeshConfig
+from meshmetrics.config import ConfigError, MeshConfig
 from meshmetrics.manifests import build_objects, model_from_config
 from meshmetrics.manifests.autoscaling import (
     Autoscale,
     Scaling,
     adapter_values,
+    decimal,
     prometheus_fullname,
     quantity,
 )
@@ -587,3 +588,31 @@ def test_an_hpa_and_a_scaled_object_on_one_deployment_fight() -> None:
     objects.append(_objects(config, ("autoscaler",), scaling=keda)["cmpt756s1-scaledobject.yaml"])
     errors = validate_text(yaml.safe_dump_all(objects))
     assert any("two autoscalers fight" in e for e in errors), errors
+
+
+@given(st.text(max_size=30))
+def test_autoscale_parses_or_names_the_option(text: str) -> None:
+    try:
+        parsed = Autoscale.parse(text)
+    except ConfigError as exc:
+        error: ConfigError | None = exc
+    else:
+        error = None
+    if error is not None:
+        assert (error.option, error.value) == ("autoscale", text)
+        return
+    assert parsed.metric in ("rps", "inflight")
+    assert 0 < parsed.target <= 1e9
+    assert Autoscale.parse(parsed.spec) == parsed  # the spec reads back
+
+
+@given(
+    st.sampled_from(["rps", "inflight"]),
+    st.decimals(min_value="0.001", max_value="1000000000", places=3, allow_nan=False),
+)
+def test_every_accepted_target_is_an_exact_quantity(metric: str, number: Any) -> None:
+    parsed = Autoscale.parse(f"{metric}:{number}")
+    text = quantity(parsed.target)
+    milli = int(text[:-1]) if text.endswith("m") else int(text) * 1000
+    assert milli == int(number * 1000)
+    assert float(decimal(parsed.target)) == float(number)

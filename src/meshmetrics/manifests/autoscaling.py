@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from ..config import ConfigError, MeshConfig
@@ -52,19 +53,18 @@ class Autoscale:
         )
         metric, sep, number = str(text).partition(":")
         try:
-            target = float(number)
-        except ValueError:
+            exact = Decimal(number.strip())
+        except InvalidOperation:
             raise ConfigError("autoscale", text, "argument", rule) from None
         if (
             not sep
             or metric not in AUTOSCALE_METRICS
-            or not math.isfinite(target)
-            or target <= 0
-            or target > 1e9
-            or abs(round(target * 1000) - target * 1000) > 1e-6
+            or not exact.is_finite()
+            or not 0 < exact <= 10**9
+            or exact * 1000 != (exact * 1000).to_integral_value()  # a milli-quantity
         ):
             raise ConfigError("autoscale", text, "argument", rule)
-        return cls(metric, target)  # type: ignore[arg-type]
+        return cls(metric, float(exact))  # type: ignore[arg-type]
 
     @property
     def spec(self) -> str:
