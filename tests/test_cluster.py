@@ -27,6 +27,7 @@ from meshmetrics.manifests.autoscaling import (
     Scaling,
     adapter_values,
     decimal,
+    prometheus_address,
     prometheus_fullname,
     quantity,
 )
@@ -227,6 +228,14 @@ def test_release_names_give_the_chart_fullname() -> None:
     assert prometheus_fullname("prom") == "prom-kube-prometheus-stack"
     assert prometheus_fullname("a" * 25 + "-b") == "a" * 25
     assert [quantity(v) for v in (10, 0.5, 2.125)] == ["10", "500m", "2125m"]
+    for url, address in (
+        ("https://prometheus.example", ("https://prometheus.example", 443)),
+        (
+            "http://prometheus-operated.monitoring.svc:9090/",
+            ("http://prometheus-operated.monitoring.svc", 9090),
+        ),
+    ):
+        assert prometheus_address(CONFIG, Scaling(prometheus_url=url)) == address
     big = Autoscale.parse("rps:123456.789")
     assert big.spec == "rps:123456.789"
     assert quantity(big.target) == "123456789m"
@@ -304,7 +313,13 @@ _FLAG_VALUES = {
     ),
     "--env-secret": st.sampled_from(["jwt", "app.secrets", "Bad_Secret"]),
     "--prometheus-url": st.sampled_from(
-        ["http://prometheus-operated.monitoring.svc:9090", "prometheus:9090", "http://p/path"]
+        [
+            "http://prometheus-operated.monitoring.svc:9090",
+            "https://prometheus.example",
+            "prometheus:9090",
+            "http://p/path",
+            "http://p:99999",
+        ]
     ),
     "--version": st.sampled_from(["v1", "2.0.1", "-bad"]),
     "--metrics-port": st.sampled_from(["9464", "0"]),

@@ -33,6 +33,7 @@ AUTOSCALERS = ("hpa", "keda")
 MAX_WINDOW = 3600
 #: The kube-prometheus-stack chart's Prometheus Service port.
 PROMETHEUS_PORT = 9090
+_PROMETHEUS_URL = re.compile(r"(https?://[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?/?")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
@@ -117,7 +118,8 @@ class Scaling:
                 f"a whole number of seconds from 0 to {MAX_WINDOW} (Kubernetes' bound)",
             )
         url = self.prometheus_url
-        if url is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", url):
+        match = None if url is None else re.fullmatch(_PROMETHEUS_URL, url)
+        if url is not None and (match is None or not 1 <= int(match.group(2) or 80) <= 65535):
             raise ConfigError(
                 "prometheus_url",
                 url,
@@ -153,9 +155,11 @@ def prometheus_fullname(release: str) -> str:
 def prometheus_address(config: MeshConfig, scaling: Scaling) -> tuple[str, int]:
     """``(url without port, port)`` of the release's Prometheus Service."""
     if scaling.prometheus_url:
-        match = re.fullmatch(r"(https?://[^:/]+)(?::([0-9]+))?/?", scaling.prometheus_url)
+        match = _PROMETHEUS_URL.fullmatch(scaling.prometheus_url)
         assert match is not None  # checked in Scaling
-        return match.group(1), int(match.group(2) or PROMETHEUS_PORT)
+        base = match.group(1)
+        default = 443 if base.startswith("https:") else 80  # the URL's own port, as a client
+        return base, int(match.group(2) or default)
     host = f"{prometheus_fullname(config.release)}-prometheus.{scaling.prometheus_namespace}.svc"
     return f"http://{host}", PROMETHEUS_PORT
 
