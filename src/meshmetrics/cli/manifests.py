@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from ..config import TRACING_BACKENDS, ConfigError, MeshConfig, resolve_config
+from ..config import ConfigError, MeshConfig, resolve_config
 from ..instrumentation import EXTENSION_KEY, Instrumentation
 from ..manifests import (
     DEFAULT_KINDS,
@@ -23,16 +23,13 @@ from ..manifests import (
     ServiceModel,
     build_objects,
     default_kinds,
-    grafana_values,
     model_from_config,
     model_from_registry,
     to_multi_yaml,
     to_yaml,
 )
-from ..manifests.autoscaling import AUTOSCALERS, Autoscale, Scaling, adapter_values
-from ..manifests.kiali import custom_dashboards_patch
-from ..manifests.workload import MESH_MODES, Workload
 from ._errors import fail, fail_config
+from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
 
 
 def load_app(import_path: str) -> Flask:
@@ -320,115 +317,16 @@ def manifest_options(func: Any) -> Any:
     return func
 
 
-def cluster_options() -> list[Any]:
-    """The pods, their autoscaler, Istio's data-plane mode and Kiali (issue 22)."""
-    return [
-        click.option("--version", help="The app's version: the pods' version label."),
-        click.option(
-            "--tracing",
-            type=click.Choice(TRACING_BACKENDS, case_sensitive=False),
-            help="Where the pods send spans (the Deployment's environment), e.g. zipkin.",
-        ),
-        click.option("--trace-endpoint", help="The span collector (URL; host:port for jaeger)."),
-        click.option("--image", help="Container image of the Deployment (default SERVICE:latest)."),
-        click.option(
-            "--env-secret",
-            multiple=True,
-            metavar="SECRET",
-            help="A Secret whose keys become the container's environment; repeatable.",
-        ),
-        click.option(
-            "--mesh",
-            type=click.Choice(MESH_MODES, case_sensitive=False),
-            default="sidecar",
-            show_default=True,
-            help="Istio's data plane in the namespace: sidecar, or ambient (ztunnel).",
-        ),
-        click.option(
-            "--autoscale",
-            metavar="rps:N|inflight:N",
-            help="Scale the Deployment to keep N requests per second (rps) or N requests in "
-            "progress (inflight) per pod; adds the autoscaler object.",
-        ),
-        click.option("--min-replicas", type=int, default=1, show_default=True),
-        click.option("--max-replicas", type=int, default=5, show_default=True),
-        click.option(
-            "--autoscaler",
-            type=click.Choice(AUTOSCALERS, case_sensitive=False),
-            default="hpa",
-            show_default=True,
-            help="hpa (with prometheus-adapter) or keda (a ScaledObject).",
-        ),
-        click.option(
-            "--scale-down-window",
-            type=int,
-            default=300,
-            show_default=True,
-            help="Seconds of lower load before the autoscaler removes pods.",
-        ),
-        click.option(
-            "--prometheus-url",
-            help="Prometheus as the adapter and KEDA reach it (default: the release's "
-            "Service in istio-system, port 9090).",
-        ),
-        click.option(
-            "--adapter-values",
-            is_flag=True,
-            help="The prometheus-adapter Helm values serving the autoscaling metrics, "
-            "instead of objects.",
-        ),
-        click.option(
-            "--kiali-patch",
-            is_flag=True,
-            help="The Kiali CR patch adding the dashboard (Kiali 1.36+), instead of objects.",
-        ),
-    ]
-
-
-def _cluster(opts: dict[str, Any]) -> tuple[Workload, Scaling]:
-    """The Deployment's and autoscaler's options (``ConfigError`` naming the option)."""
-    autoscale = opts.pop("autoscale")
-    workload = Workload(
-        image=opts.pop("image"), mesh=opts.pop("mesh").lower(), secrets=opts.pop("env_secret")
-    )
-    scaling = Scaling(
-        autoscale=Autoscale.parse(autoscale) if autoscale is not None else None,
-        min_replicas=opts.pop("min_replicas"),
-        max_replicas=opts.pop("max_replicas"),
-        autoscaler=opts.pop("autoscaler").lower(),
-        scale_down_window=opts.pop("scale_down_window"),
-        prometheus_url=opts.pop("prometheus_url"),
-    )
-    return workload, scaling
-
-
-#: Values files (not objects): chart values and a CR patch, by flag.
-_VALUE_FILES = {
-    "grafana_values": "grafana-values.yaml",
-    "adapter_values": "prometheus-adapter-values.yaml",
-    "kiali_patch": "kiali-custom-dashboards-patch.yaml",
-}
-
-
-def _values(model: ServiceModel, options: ManifestOptions, wanted: set[str]) -> dict[str, Any]:
-    build = {
-        "grafana_values": lambda: grafana_values(model, options),
-        "adapter_values": lambda: adapter_values(model, options.scaling),
-        "kiali_patch": lambda: custom_dashboards_patch(model),
-    }
-    return {name: build[flag]() for flag, name in _VALUE_FILES.items() if flag in wanted}
-
-
 def run_manifests(app: Flask | None, **opts: Any) -> None:
     """Generate, then print, write (``--out``) or compare (``--check``) the manifests."""
     kinds = _kinds(opts.pop("kinds"))
-    wanted_values = {flag for flag in _VALUE_FILES if opts.pop(flag)}
+    wanted_values = {flag for flag in VALUE_FILES if opts.pop(flag)}
     label_key, label_value = _label(opts.pop("dashboard_label"))
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
         fail("--out and --check exclude each other")
     try:
-        workload, scaling = _cluster(opts)
+        workload, scaling = cluster_from_options(opts)
         if scaling.autoscale is not None and "autoscaler" not in (kinds or ("autoscaler",)):
             kinds = (*kinds, "autoscaler") if kinds else None
         options = ManifestOptions(
@@ -467,7 +365,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         kinds = (*default_kinds(model.config), "autoscaler")
     try:
         objects = (
-            _values(model, options, wanted_values)
+            values_documents(model, options, wanted_values)
             if wanted_values
             else build_objects(model, kinds, options)
         )
