@@ -27,7 +27,13 @@ from helpers import PYTHON, Server
 from meshmetrics.cli.manifests import build_model, load_app
 from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import build_objects, model_from_config
-from meshmetrics.manifests.autoscaling import Autoscale, Scaling, adapter_rules, adapter_values
+from meshmetrics.manifests.autoscaling import (
+    Autoscale,
+    Scaling,
+    adapter_rules,
+    adapter_values,
+    service_query,
+)
 from meshmetrics.manifests.kiali import charts, kiali_queries
 from meshmetrics.manifests.objects import ManifestOptions
 from meshmetrics.testing.autoscaling import HpaSimulator, render_metrics_query
@@ -82,15 +88,16 @@ def test_adapter_rules_give_each_pod_its_own_rate_and_kiali_charts_have_data(
     assert rules == adapter_rules(model.config)
     with LocalPrometheus(targets) as prom:
         assert len(prom.wait_for('count(up{job="shop"} == 1) == 2')) == 1, prom.log()[-2000:]
-        # three times the traffic on the first pod, over several scrapes
+        # four times the traffic on the first pod, over several scrapes
         for round_ in range(5):
             for pod_index, server in enumerate(two_pods):
-                for i in range(9 if pod_index == 0 else 3):
+                for i in range(12 if pod_index == 0 else 2):
                     requests.get(f"{server.base}/orders/{round_}-{i}", timeout=10)
                 requests.get(f"{server.base}/orders/broken", timeout=10)
             time.sleep(1.1)
         time.sleep(2.5)  # the last requests scraped
-        at = time.time()
+        # a moment in the past: every query below sees the same samples, none still arriving
+        at = time.time() - 1.0
         for rule in rules:
             series = _series_name(rule)
             query = render_metrics_query(
@@ -116,6 +123,11 @@ def test_adapter_rules_give_each_pod_its_own_rate_and_kiali_charts_have_data(
             assert list(_values(_query_at(prom, single, at))) == [PODS[1]]
             if "rate(" in query:
                 assert per_pod[PODS[0]] > 2 * per_pod[PODS[1]] > 0
+            # KEDA's trigger asks for the service's total (one element), which it divides
+            # by the replicas: the same per-pod average the HPA computes from the adapter
+            metric = "rps" if "rate(" in query else "inflight"
+            (total,) = _query_at(prom, service_query(model.config, metric), at)
+            assert float(total["value"][1]) == pytest.approx(sum(per_pod.values()))
 
         # Kiali's queries: {namespace, app, version}, which only podTargetLabels provide
         queries = kiali_queries(model, "shop-ns", "shop", "v1", window="30s")
