@@ -331,9 +331,7 @@ _FLAG_VALUES = {
 }
 
 
-@settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(st.sampled_from(sorted(_FLAG_VALUES)), st.just(None), max_size=6).flatmap(
         lambda keys: st.fixed_dictionaries({k: _FLAG_VALUES[k] for k in keys})
