@@ -49,8 +49,10 @@ def test_monitor_service_and_dashboard_agree(validator: Any) -> None:
         release="prom",
     )
     model = model_from_config(config)
-    # the PeerAuthentication needs metrics_port; the mesh-wide monitors are tested apart
-    everything = [k for k in KINDS if k not in ("peerauthentication", "istio-monitors")]
+    # the PeerAuthentication needs metrics_port, the autoscaler --autoscale; the mesh-wide
+    # monitors are tested apart
+    apart = ("peerauthentication", "istio-monitors", "autoscaler")
+    everything = [k for k in KINDS if k not in apart]
     text = to_multi_yaml(build_objects(model, everything).values())
     kinds = by_kind(text)
     svc, monitor, pod = kinds["Service"], kinds["ServiceMonitor"], kinds["PodMonitor"]
@@ -223,7 +225,7 @@ def test_out_and_check(tmp_path: Path) -> None:
     [
         (["--service", "Cmpt756_DB"], "invalid --service 'Cmpt756_DB'"),
         (["--service", "db", "--port-name", "http-metrics-port"], "invalid --port-name"),
-        (["--service", "db", "--kind", "deployment"], "unknown --kind 'deployment'"),
+        (["--service", "db", "--kind", "statefulset"], "unknown --kind 'statefulset'"),
         (["--service", "db", "--interval", "30"], "invalid --interval '30'"),
         (["--service", "db", "--monitor-namespace", "Mon"], "invalid --monitor-namespace 'Mon'"),
         (["--service", "db", "--dashboard-label", "novalue"], "must be KEY=VALUE"),

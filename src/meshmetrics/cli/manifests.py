@@ -22,13 +22,14 @@ from ..manifests import (
     ManifestOptions,
     ServiceModel,
     build_objects,
-    grafana_values,
+    default_kinds,
     model_from_config,
     model_from_registry,
     to_multi_yaml,
     to_yaml,
 )
 from ._errors import fail, fail_config
+from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
 
 
 def load_app(import_path: str) -> Flask:
@@ -299,6 +300,7 @@ def manifest_options(func: Any) -> Any:
             type=click.IntRange(1, 65535),
             help="Container port of the generated Service (default: --service-port).",
         ),
+        *cluster_options(),
         click.option(
             "--out",
             type=click.Path(file_okay=False, path_type=Path),
@@ -318,13 +320,18 @@ def manifest_options(func: Any) -> Any:
 def run_manifests(app: Flask | None, **opts: Any) -> None:
     """Generate, then print, write (``--out``) or compare (``--check``) the manifests."""
     kinds = _kinds(opts.pop("kinds"))
-    grafana = opts.pop("grafana_values")
+    wanted_values = {flag for flag in VALUE_FILES if opts.pop(flag)}
     label_key, label_value = _label(opts.pop("dashboard_label"))
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
         fail("--out and --check exclude each other")
     try:
+        workload, scaling = cluster_from_options(opts)
+        if scaling.autoscale is not None and "autoscaler" not in (kinds or ("autoscaler",)):
+            kinds = (*kinds, "autoscaler") if kinds else None
         options = ManifestOptions(
+            workload=workload,
+            scaling=scaling,
             monitor_namespace=opts.pop("monitor_namespace"),
             dashboard_namespace=opts.pop("dashboard_namespace"),
             dashboard_label=label_key,
@@ -354,13 +361,21 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         istio=istio,
         recording_rules=recording,
     )
-    if grafana:
-        click.echo(to_yaml(grafana_values(model, options)), nl=False)
-        return
+    if kinds is None and scaling.autoscale is not None:
+        kinds = (*default_kinds(model.config), "autoscaler")
     try:
-        objects = build_objects(model, kinds, options)
+        objects = (
+            values_documents(model, options, wanted_values)
+            if wanted_values
+            else build_objects(model, kinds, options)
+        )
     except ValueError as exc:
         fail(str(exc))
+    if wanted_values and out is None and check is None:
+        if len(objects) > 1:
+            fail("one values file at a time without --out (each is a file of its own)")
+        click.echo(to_yaml(next(iter(objects.values()))), nl=False)
+        return
     if out is None and check is None:
         click.echo(to_multi_yaml(objects.values()), nl=False)
         return

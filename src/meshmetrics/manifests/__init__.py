@@ -3,8 +3,10 @@
 :mod:`.model` (what the service exports), :mod:`.promql` (its queries),
 :mod:`.dashboard` (Grafana), :mod:`.objects` (ServiceMonitor/PodMonitor, Service,
 dashboard ConfigMap, PrometheusRule, as YAML) and :mod:`.validate` (strict offline
-validation with the shipped schemas).  Needs the ``manifests`` extra; the request
-path never imports this package.
+validation with the shipped schemas).  The cluster objects: :mod:`.workload` (Deployment),
+:mod:`.autoscaling` (HPA, prometheus-adapter values, KEDA), :mod:`.kiali` (dashboards),
+:mod:`.ambient` (Istio's ambient mode) and :mod:`.cluster_schemas` (their schemas).
+Needs the ``manifests`` extra; the request path never imports this package.
 """
 
 from .model import MetricFamily, ServiceModel, model_from_config, model_from_registry

@@ -15,16 +15,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ..config import ConfigError, MeshConfig
-from . import slo
+from . import ambient, autoscaling, kiali, slo, workload
+from .autoscaling import Scaling
 from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
 from .promql import RECORD_WINDOW
+from .workload import Workload
 
 API_MONITORING = "monitoring.coreos.com/v1"
 API_ISTIO_SECURITY = "security.istio.io/v1beta1"
@@ -36,6 +38,9 @@ KINDS = (
     "dashboard",
     "rules",
     "istio-monitors",
+    "deployment",
+    "autoscaler",
+    "kiali",
 )
 DEFAULT_KINDS = ("servicemonitor", "dashboard", "rules")
 #: Exemplars of sampled requests carry the trace id under this label (see tracing.server).
@@ -66,6 +71,9 @@ class ManifestOptions:
     target_port: int | None = None
     #: Namespace of istiod (and of Istio's Jaeger add-on, Service ``tracing``).
     istio_namespace: str = "istio-system"
+    #: The pods (image, resources, Istio's data-plane mode) and their autoscaler.
+    workload: Workload = field(default_factory=Workload)
+    scaling: Scaling = field(default_factory=Scaling)
 
     def __post_init__(self) -> None:
         """Every value checked here (``ConfigError`` naming the field), never in the cluster."""
@@ -179,6 +187,8 @@ def _monitor(
         "spec": {
             "selector": {"matchLabels": {"app": c.service}},
             "namespaceSelector": {"matchNames": [c.namespace]},
+            # Kiali's queries filter on app and version, which only the pod carries
+            "podTargetLabels": ["app", "version"],
             endpoints_key: [
                 {"port": scrape_port(c), "path": c.metrics_path, "interval": c.scrape_interval}
             ],
@@ -202,7 +212,7 @@ def service(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(c.service, c.namespace, {"app": c.service}),
+        "metadata": _metadata(c.service, c.namespace, _labels(model, release=False)),
         "spec": {
             "selector": {"app": c.service},
             "ports": [
@@ -244,7 +254,8 @@ def peer_authentication(model: ServiceModel, options: ManifestOptions) -> dict[s
         "metadata": _metadata(f"{c.service}-metrics", c.namespace, _labels(model, release=False)),
         "spec": {
             "selector": {"matchLabels": {"app": c.service}},
-            "mtls": {"mode": "UNSET"},
+            # ambient: ztunnel applies port exemptions of a STRICT workload policy only
+            "mtls": {"mode": "STRICT" if options.workload.mesh == "ambient" else "UNSET"},
             "portLevelMtls": {str(c.metrics_port): {"mode": "PERMISSIVE"}},
         },
     }
@@ -260,7 +271,31 @@ def istio_monitors(model: ServiceModel, options: ManifestOptions) -> dict[str, d
     c = model.config
     namespace = monitor_namespace(model, options)
     labels = {"app.kubernetes.io/managed-by": "meshmetrics", "release": c.release}
-    envoy = {
+    mesh_monitors = (
+        ambient.ambient_monitors(namespace, labels, options.istio_namespace, c.scrape_interval)
+        if options.workload.mesh == "ambient"
+        else {"istio-envoy-podmonitor.yaml": _envoy_monitor(namespace, labels, c.scrape_interval)}
+    )
+    istiod = {
+        "apiVersion": API_MONITORING,
+        "kind": "ServiceMonitor",
+        "metadata": _metadata("istiod", namespace, labels),
+        "spec": {
+            "jobLabel": "istio",
+            "targetLabels": ["app"],
+            "selector": {
+                "matchExpressions": [{"key": "istio", "operator": "In", "values": ["pilot"]}]
+            },
+            "namespaceSelector": {"matchNames": [options.istio_namespace]},
+            "endpoints": [{"port": "http-monitoring", "interval": c.scrape_interval}],
+        },
+    }
+    return {**mesh_monitors, "istio-istiod-servicemonitor.yaml": istiod}
+
+
+def _envoy_monitor(namespace: str, labels: dict[str, str], interval: str) -> dict[str, Any]:
+    """The sidecars' Envoy on its own port (sidecar mode)."""
+    return {
         "apiVersion": API_MONITORING,
         "kind": "PodMonitor",
         "metadata": _metadata("istio-envoy", namespace, labels),
@@ -274,7 +309,7 @@ def istio_monitors(model: ServiceModel, options: ManifestOptions) -> dict[str, d
                 {
                     "port": "http-envoy-prom",
                     "path": "/stats/prometheus",
-                    "interval": c.scrape_interval,
+                    "interval": interval,
                     "relabelings": [
                         {
                             "action": "keep",
@@ -290,21 +325,6 @@ def istio_monitors(model: ServiceModel, options: ManifestOptions) -> dict[str, d
             ],
         },
     }
-    istiod = {
-        "apiVersion": API_MONITORING,
-        "kind": "ServiceMonitor",
-        "metadata": _metadata("istiod", namespace, labels),
-        "spec": {
-            "jobLabel": "istio",
-            "targetLabels": ["app"],
-            "selector": {
-                "matchExpressions": [{"key": "istio", "operator": "In", "values": ["pilot"]}]
-            },
-            "namespaceSelector": {"matchNames": [options.istio_namespace]},
-            "endpoints": [{"port": "http-monitoring", "interval": c.scrape_interval}],
-        },
-    }
-    return {"istio-envoy-podmonitor.yaml": envoy, "istio-istiod-servicemonitor.yaml": istiod}
 
 
 def grafana_values(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
@@ -484,7 +504,35 @@ def _camel(service: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[-.]", service))
 
 
+def _deployment(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    return workload.deployment(
+        model,
+        options.workload,
+        service_port=options.service_port,
+        target_port=options.target_port,
+        replicas=None if options.scaling.autoscale else 1,
+        kiali_dashboard=kiali.dashboard_name(model),
+    )
+
+
+def _autoscaler(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    return autoscaling.autoscaler_object(model, options.scaling)
+
+
+def _kiali(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:
+    return kiali.monitoring_dashboard(model)
+
+
+def _file_name(model: ServiceModel, kind: str, options: ManifestOptions) -> str:
+    if kind == "autoscaler":
+        kind = "scaledobject" if options.scaling.autoscaler == "keda" else "hpa"
+    return f"{model.config.service}-{kind}.yaml"
+
+
 _BUILDERS = {
+    "deployment": _deployment,
+    "autoscaler": _autoscaler,
+    "kiali": _kiali,
     "servicemonitor": service_monitor,
     "podmonitor": pod_monitor,
     "service": service,
@@ -523,7 +571,7 @@ def build_objects(
         if kind == "istio-monitors":
             objects.update(istio_monitors(model, opts))
         else:
-            objects[f"{model.config.service}-{kind}.yaml"] = _BUILDERS[kind](model, opts)
+            objects[_file_name(model, kind, opts)] = _BUILDERS[kind](model, opts)
     return objects
 
 

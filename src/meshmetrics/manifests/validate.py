@@ -145,6 +145,10 @@ def validate_text(text: str) -> list[str]:
     for index, obj in enumerate(unpacked):
         where = _where(obj, index)
         errors += [f"{where}: {e}" for e in validate_object(obj)]
+    if not errors:  # the objects of one text together: autoscaler, Service, pods, monitor
+        from .cluster_schemas import cross_errors
+
+        errors += cross_errors(unpacked)
     return errors
 
 
@@ -160,11 +164,16 @@ def validate_object(obj: Any) -> list[str]:
     """The problems of one Kubernetes object (known kinds only)."""
     if not isinstance(obj, dict):
         return ["not a mapping"]
+    from . import cluster_schemas  # the cluster objects' and values files' schemas
+
+    values = cluster_schemas.values_errors(obj)
+    if values is not None:  # a Helm values file or a CR patch: no metadata
+        return values
     errors = _metadata_errors(obj.get("metadata"))
     kind, api = obj.get("kind"), obj.get("apiVersion")
     if (api, kind) == ("v1", "ConfigMap"):
         return errors + _configmap_errors(obj)
-    validator = _crd_validators().get((str(api), str(kind)))
+    validator = _crd_validators().get((str(api), str(kind))) or cluster_schemas.validator_for(obj)
     if validator is None:
         if isinstance(api, str) and api.startswith("monitoring.coreos.com/"):
             return [*errors, f"unknown apiVersion/kind {api}/{kind} for prometheus-operator"]
@@ -175,6 +184,8 @@ def validate_object(obj: Any) -> list[str]:
     if kind == "PeerAuthentication":
         spec = obj.get("spec")
         errors += _peer_authentication_errors(spec if isinstance(spec, dict) else {})
+    if not errors:
+        errors += cluster_schemas.semantic_errors(obj)
     return errors
 
 

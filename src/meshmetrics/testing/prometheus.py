@@ -35,9 +35,17 @@ class Target:
     scrape_pool: str | None = None
 
 
-def target_from_monitor(monitor: dict[str, Any], address: str, pod: str) -> Target:
-    """The target a ServiceMonitor would produce for the Service endpoint at ``address``."""
+def target_from_monitor(
+    monitor: dict[str, Any], address: str, pod: str, pod_labels: dict[str, str] | None = None
+) -> Target:
+    """The target a ServiceMonitor would produce for the Service endpoint at ``address``
+    (of a pod labelled ``pod_labels``: its ``podTargetLabels`` are copied onto the target)."""
     spec = monitor["spec"]
+    copied = {
+        name: (pod_labels or {})[name]
+        for name in spec.get("podTargetLabels", [])
+        if name in (pod_labels or {})
+    }
     service = spec["selector"]["matchLabels"]["app"]
     endpoint = spec["endpoints"][0]
     meta = monitor["metadata"]
@@ -50,6 +58,7 @@ def target_from_monitor(monitor: dict[str, Any], address: str, pod: str) -> Targ
             "service": service,
             "pod": pod,
             "endpoint": endpoint["port"],
+            **copied,
         },
         f"serviceMonitor/{meta.get('namespace', 'default')}/{meta['name']}/0",
     )

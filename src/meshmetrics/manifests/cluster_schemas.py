@@ -1,0 +1,385 @@
+"""Strict schemas of the cluster objects (Deployment, Service, HPA, ScaledObject, Kiali
+dashboards) and of the values files (prometheus-adapter's chart values, the Kiali CR's
+custom dashboards), with the rules across fields a schema cannot say.
+
+:mod:`.validate` consults this module for the kinds it does not know itself; the
+Deployment and Service subsets apply to objects meshmetrics generated (labelled
+``app.kubernetes.io/managed-by: meshmetrics``): a hand-written Service may use fields
+outside the subset, and those stay the API server's business.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+
+_OBJECTS = (
+    "deployments",
+    "services",
+    "horizontalpodautoscalers",
+    "scaledobjects",
+    "monitoringdashboards",
+)
+_VALUES = {"kiali-custom-dashboards": "spec", "prometheus-adapter-values": "rules"}
+#: Kinds checked only when meshmetrics generated them (the schema is what it emits).
+_OURS_ONLY = {("apps/v1", "Deployment"), ("v1", "Service")}
+_METRIC_NAME = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files("meshmetrics.manifests").joinpath("schemas", f"{name}.json")
+    loaded: dict[str, Any] = json.loads(text.read_text())
+    return loaded
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    from .validate import _strict  # one strictness for every shipped schema
+
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+@cache
+def _object_validators() -> dict[tuple[str, str], Any]:
+    found = {}
+    for name in _OBJECTS:
+        doc = _load(name)
+        for version, schema in doc["versions"].items():
+            api = f"{doc['group']}/{version}" if doc["group"] else version
+            found[(api, doc["kind"])] = _validator(schema)
+    return found
+
+
+@cache
+def _values_validators() -> dict[str, Any]:
+    return {name: _validator(_load(name)["schema"]) for name in _VALUES}
+
+
+def _managed(obj: dict[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get("app.kubernetes.io/managed-by") == "meshmetrics")
+
+
+def validator_for(obj: dict[str, Any]) -> Any | None:
+    """The strict validator of ``obj``'s kind, or ``None`` (not one of ours)."""
+    key = (str(obj.get("apiVersion")), str(obj.get("kind")))
+    if key in _OURS_ONLY and not _managed(obj):
+        return None
+    return _object_validators().get(key)
+
+
+def _schema_errors(validator: Any, doc: Any) -> list[str]:
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(doc)
+    ]
+
+
+def values_kind(doc: dict[str, Any]) -> str | None:
+    """Which values file a document without ``kind`` is: the adapter's chart values
+    (``rules``), a Kiali CR patch (``spec.custom_dashboards``), or neither."""
+    if "apiVersion" in doc or "kind" in doc:
+        return None
+    if isinstance(doc.get("spec"), dict) and "custom_dashboards" in doc["spec"]:
+        return "kiali-custom-dashboards"
+    if "rules" in doc and ("prometheus" in doc or isinstance(doc.get("rules"), dict)):
+        return "prometheus-adapter-values"
+    return None
+
+
+def values_errors(doc: dict[str, Any]) -> list[str] | None:
+    """The problems of a values file, or ``None`` when it is not one this module knows."""
+    kind = values_kind(doc)
+    if kind is None:
+        return None
+    errors = _schema_errors(_values_validators()[kind], doc)
+    if kind == "prometheus-adapter-values" and not errors:
+        errors += adapter_rule_errors(doc)
+    if kind == "kiali-custom-dashboards" and not errors:
+        for index, dashboard in enumerate(doc["spec"]["custom_dashboards"]):
+            errors += [f"spec.custom_dashboards.{index}.{e}" for e in dashboard_errors(dashboard)]
+    return errors
+
+
+def adapter_rule_errors(values: dict[str, Any]) -> list[str]:
+    """What prometheus-adapter would accept and then serve wrongly (or never)."""
+    rules = values.get("rules") or {}
+    errors: list[str] = []
+    names: dict[str, int] = {}
+    defaults = rules.get("default", True)  # the chart's default is true
+    for index, rule in enumerate(rules.get("custom") or []):
+        where = f"rules.custom.{index}"
+        query = rule["metricsQuery"]
+        for field in ("<<.LabelMatchers>>", "<<.GroupBy>>"):
+            if field not in query:
+                errors.append(
+                    f"{where}.metricsQuery: has no {field}: the adapter asks for a set of "
+                    "pods of one namespace and expects one value per object"
+                )
+        if "{{" in query:
+            errors.append(
+                f"{where}.metricsQuery: '{{{{' is Go's default delimiter; the adapter's "
+                "templates use << and >>"
+            )
+        overrides = (rule.get("resources") or {}).get("overrides") or {}
+        resources_named = {v.get("resource") for v in overrides.values()}
+        if "template" not in (rule.get("resources") or {}) and not (
+            resources_named & {"namespace", "namespaces"}
+        ):
+            errors.append(f"{where}.resources: a namespaced resource needs namespace mapped")
+        name = _exposed_name(rule)
+        if name is not None:
+            if name in names:
+                errors.append(
+                    f"{where}.name: {name!r} is also rules.custom.{names[name]}'s: rules must "
+                    "be mutually exclusive"
+                )
+            names[name] = index
+            series = _METRIC_NAME.match(rule["seriesQuery"])
+            if defaults and series and name in _default_names(series.group(1)):
+                errors.append(
+                    f"{where}.name: {name!r} is what the chart's default rules make of "
+                    f"{series.group(1)} (rules.default is on): set rules.default: false or "
+                    "another name"
+                )
+    return errors
+
+
+def _exposed_name(rule: dict[str, Any]) -> str | None:
+    """The name a rule serves, when it is a literal (``as`` without ``$`` references)."""
+    name = rule.get("name") or {}
+    exposed = name.get("as")
+    if isinstance(exposed, str) and exposed and "$" not in exposed:
+        return exposed
+    return None
+
+
+def _default_names(series: str) -> set[str]:
+    """The names the prometheus-adapter chart's default rules derive from a series."""
+    names = {series}  # gauges keep their name
+    for suffix in ("_seconds_total", "_total"):
+        if series.endswith(suffix):
+            names.add(series[: -len(suffix)])
+    return names
+
+
+def dashboard_errors(body: dict[str, Any]) -> list[str]:
+    """A Kiali dashboard's charts each name a metric."""
+    errors = []
+    for index, item in enumerate(body.get("items") or []):
+        chart = item.get("chart")
+        if chart is not None and "metricName" not in chart and "metrics" not in chart:
+            errors.append(f"items.{index}.chart: needs metrics (or metricName)")
+        if chart is None and "include" not in item:
+            errors.append(f"items.{index}: needs chart or include")
+    return errors
+
+
+def semantic_errors(obj: dict[str, Any]) -> list[str]:
+    """Rules across the fields of a valid object."""
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "HorizontalPodAutoscaler":
+        return _hpa_errors(spec)
+    if kind == "ScaledObject":
+        return _scaled_object_errors(spec, _managed(obj))
+    if kind == "MonitoringDashboard":
+        return [f"spec.{e}" for e in dashboard_errors(spec)]
+    if kind == "Deployment" and _managed(obj):
+        return _deployment_errors(obj)
+    return []
+
+
+def _hpa_errors(spec: dict[str, Any]) -> list[str]:
+    errors = []
+    if spec.get("minReplicas", 1) > spec.get("maxReplicas", 1):
+        errors.append("spec.minReplicas: above spec.maxReplicas")
+    for index, metric in enumerate(spec.get("metrics") or []):
+        kind = metric.get("type", "")
+        body = metric.get(kind[:1].lower() + kind[1:])
+        if body is None:
+            errors.append(f"spec.metrics.{index}: type {kind} needs its {kind.lower()} field")
+            continue
+        target = body.get("target") or {}
+        if kind == "Pods" and target.get("type") != "AverageValue":
+            errors.append(f"spec.metrics.{index}.pods.target: a Pods metric takes AverageValue")
+        field = {"AverageValue": "averageValue", "Value": "value"}.get(target.get("type", ""))
+        if field and field not in target:
+            errors.append(f"spec.metrics.{index}: target type {target['type']} needs {field}")
+    return errors
+
+
+def _scaled_object_errors(spec: dict[str, Any], ours: bool) -> list[str]:
+    errors = []
+    minimum = spec.get("minReplicaCount", 0)
+    if minimum > spec.get("maxReplicaCount", 100):
+        errors.append("spec.minReplicaCount: above spec.maxReplicaCount")
+    for index, trigger in enumerate(spec.get("triggers") or []):
+        if trigger.get("type") != "prometheus":
+            continue
+        missing = {"serverAddress", "query", "threshold"} - set(trigger.get("metadata") or {})
+        if missing:
+            errors.append(
+                f"spec.triggers.{index}.metadata: a prometheus trigger needs "
+                f"{', '.join(sorted(missing))}"
+            )
+        if ours and minimum < 1:
+            errors.append(
+                "spec.minReplicaCount: at least 1: a pod that does not exist reports no "
+                "requests, so a trigger on the app's own metric cannot scale it up from zero"
+            )
+    return errors
+
+
+def _deployment_errors(obj: dict[str, Any]) -> list[str]:
+    template = (obj.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    errors = [
+        f"spec.template.metadata.annotations: {key} makes Istio merge the app's metrics into "
+        "its own scrape (the ServiceMonitor scrapes the app)"
+        for key in annotations
+        if key.startswith("prometheus.io/")
+    ]
+    for label in ("app", "version"):
+        if label not in labels:
+            errors.append(f"spec.template.metadata.labels: needs {label} (Istio and Kiali)")
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if any(labels.get(k) != v for k, v in selector.items()):
+        errors.append("spec.selector.matchLabels: does not match the pod template's labels")
+    if labels.get("istio.io/dataplane-mode") == "ambient":
+        errors += [
+            f"spec.template.metadata.annotations: {key} is for sidecars; this pod runs in "
+            "ambient mode"
+            for key in annotations
+            if key.startswith(("sidecar.istio.io/", "prometheus.istio.io/"))
+        ]
+    return errors
+
+
+# -- across objects: what only the set of files shows -------------------------------------
+
+
+def _ns(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "default")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return f"{obj.get('kind')}/{_ns(obj)}/{(obj.get('metadata') or {}).get('name')}"
+
+
+def _template(deployment: dict[str, Any]) -> dict[str, Any]:
+    template: dict[str, Any] = (deployment.get("spec") or {}).get("template") or {}
+    return template
+
+
+def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((_template(deployment).get("spec") or {}).get("containers") or [])
+
+
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict((_template(deployment).get("metadata") or {}).get("labels") or {})
+
+
+def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """Problems between the objects of one set (a service's files together): autoscalers
+    and their Deployment, the Service and its pods, the monitor's pod labels.  Objects
+    that are not in the set are not guessed at."""
+    objects = [o for o in objects if isinstance(o, dict)]
+    deployments = {
+        (_ns(o), (o.get("metadata") or {}).get("name")): o
+        for o in objects
+        if o.get("kind") == "Deployment"
+    }
+    return (
+        _autoscaler_cross_errors(objects, deployments)
+        + _service_cross_errors(objects, list(deployments.values()))
+        + _pod_label_cross_errors(objects, list(deployments.values()))
+    )
+
+
+def _autoscaler_cross_errors(
+    objects: list[dict[str, Any]], deployments: dict[tuple[str, Any], dict[str, Any]]
+) -> list[str]:
+    errors: list[str] = []
+    owners: dict[tuple[str, Any], list[str]] = {}
+    for obj in objects:
+        if obj.get("kind") not in ("HorizontalPodAutoscaler", "ScaledObject"):
+            continue
+        ref = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind", "Deployment") != "Deployment":
+            continue
+        key = (_ns(obj), ref.get("name"))
+        owners.setdefault(key, []).append(_name(obj))
+        if deployments and key not in deployments:
+            errors.append(f"{_name(obj)}: scales Deployment {key[1]!r}, not among the files")
+        elif key in deployments and "replicas" in (deployments[key].get("spec") or {}):
+            errors.append(
+                f"{_name(deployments[key])}: spec.replicas is set, and every apply resets the "
+                f"count {_name(obj)} chose: leave it out"
+            )
+    for (_, deployment), names in owners.items():
+        if len(names) > 1:
+            errors.append(
+                f"Deployment {deployment!r} is scaled by {' and '.join(names)}: two autoscalers "
+                "fight (KEDA makes an HPA of its own)"
+            )
+    return errors
+
+
+def _service_cross_errors(
+    objects: list[dict[str, Any]], deployments: list[dict[str, Any]]
+) -> list[str]:
+    errors = []
+    for service in objects:
+        if service.get("kind") != "Service" or not deployments:
+            continue
+        spec = service.get("spec") or {}
+        selector = spec.get("selector") or {}
+        pods = [
+            d
+            for d in deployments
+            if _ns(d) == _ns(service)
+            and selector
+            and all(_pod_labels(d).get(k) == v for k, v in selector.items())
+        ]
+        if not pods:
+            errors.append(f"{_name(service)}: selector {selector} matches no Deployment's pods")
+            continue
+        ports = [p for d in pods for c in _containers(d) for p in c.get("ports") or []]
+        numbers = {p.get("containerPort") for p in ports}
+        names = {p.get("name") for p in ports}
+        for port in spec.get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            if target not in (numbers if isinstance(target, int) else names):
+                errors.append(
+                    f"{_name(service)}: port {port.get('name') or port.get('port')} targets "
+                    f"{target!r}, which no container of {_name(pods[0])} declares"
+                )
+    return errors
+
+
+def _pod_label_cross_errors(
+    objects: list[dict[str, Any]], deployments: list[dict[str, Any]]
+) -> list[str]:
+    errors = []
+    for monitor in objects:
+        if monitor.get("kind") not in ("ServiceMonitor", "PodMonitor") or not deployments:
+            continue
+        spec = monitor.get("spec") or {}
+        wanted = spec.get("podTargetLabels") or []
+        app = ((spec.get("selector") or {}).get("matchLabels") or {}).get("app")
+        for deployment in deployments:
+            labels = _pod_labels(deployment)
+            if app is None or labels.get("app") != app:
+                continue
+            missing = [label for label in wanted if label not in labels]
+            if missing:
+                errors.append(
+                    f"{_name(monitor)}: podTargetLabels {missing} are not labels of "
+                    f"{_name(deployment)}'s pods: Kiali's queries find nothing"
+                )
+    return errors
