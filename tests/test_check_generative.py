@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from flask import Flask, Response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import run_cli, serve_in_thread
+from helpers import ROOT, run_cli, serve_in_thread
 from test_check import MONITOR, SERVICE
 from test_check_objects import DEPLOYMENT, POD_MONITOR
 
@@ -47,9 +48,17 @@ DASHBOARD = {
         )
     },
 }
-VALID = [SERVICE, MONITOR, DEPLOYMENT, POD_MONITOR, POLICY, RULE, DASHBOARD]
+#: What ``manifests`` generates for the cluster (Deployment, Service, HPA, Kiali dashboard)
+#: and the chart values files, as the example writes them.
+GENERATED = [
+    doc
+    for pattern in ("*-deployment.yaml", "*-service.yaml", "*-hpa.yaml", "*-kiali.yaml", "values/*")
+    for path in sorted((ROOT / "examples" / "cmpt756s1" / "k8s").glob(pattern))
+    for doc in yaml.safe_load_all(path.read_text())
+]
+VALID = [SERVICE, MONITOR, DEPLOYMENT, POD_MONITOR, POLICY, RULE, DASHBOARD, *GENERATED]
 SETTINGS = settings(
-    max_examples=100,
+    max_examples=int(os.environ.get("MESHMETRICS_FUZZ_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

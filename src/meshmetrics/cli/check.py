@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -153,9 +153,25 @@ def _check_files(
             findings.append(Finding(Severity.UNKNOWN, str(path), "nested too deeply to validate"))
             continue
         findings += [Finding(Severity.ERROR, str(path), problem) for problem in problems]
+    if len(readable) > 1:  # each file's own cross-checks ran with it; now all together
+        findings += _cross_file_errors(objects, findings)
     if readable:
         findings += check_manifests(objects, release)
         findings += check_dashboards(objects)
         if prometheus is not None:
             findings += check_live(prometheus, objects, timeout)
     return findings
+
+
+def _cross_file_errors(objects: list[Any], found: list[Finding]) -> list[Finding]:
+    """Problems between objects of different files (an HPA in one, its Deployment in
+    another), each reported once."""
+    from ..diagnose.findings import Finding, Severity
+    from ..manifests.cluster_schemas import cross_errors
+
+    seen = {f.message for f in found}
+    return [
+        Finding(Severity.ERROR, "manifests", problem)
+        for problem in cross_errors(objects)
+        if not any(problem in message for message in seen)
+    ]

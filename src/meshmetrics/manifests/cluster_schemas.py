@@ -59,8 +59,20 @@ def _values_validators() -> dict[str, Any]:
     return {name: _validator(_load(name)["schema"]) for name in _VALUES}
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a mapping, else empty: objects that are not validated yet
+    (a hand-written Service, a document of the wrong shape) are read without trusting
+    their shape."""
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The mappings of ``value`` when it is a list, else none."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _managed(obj: dict[str, Any]) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    labels = _dict(_dict(obj.get("metadata")).get("labels"))
     return bool(labels.get("app.kubernetes.io/managed-by") == "meshmetrics")
 
 
@@ -264,24 +276,23 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
 
 
 def _ns(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("namespace") or "default")
+    return str(_dict(obj.get("metadata")).get("namespace") or "default")
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return f"{obj.get('kind')}/{_ns(obj)}/{(obj.get('metadata') or {}).get('name')}"
+    return f"{obj.get('kind')}/{_ns(obj)}/{_dict(obj.get('metadata')).get('name')}"
 
 
 def _template(deployment: dict[str, Any]) -> dict[str, Any]:
-    template: dict[str, Any] = (deployment.get("spec") or {}).get("template") or {}
-    return template
+    return _dict(_dict(deployment.get("spec")).get("template"))
 
 
 def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((_template(deployment).get("spec") or {}).get("containers") or [])
+    return _dicts(_dict(_template(deployment).get("spec")).get("containers"))
 
 
 def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
-    return dict((_template(deployment).get("metadata") or {}).get("labels") or {})
+    return _dict(_dict(_template(deployment).get("metadata")).get("labels"))
 
 
 def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
@@ -290,7 +301,7 @@ def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
     that are not in the set are not guessed at."""
     objects = [o for o in objects if isinstance(o, dict)]
     deployments = {
-        (_ns(o), (o.get("metadata") or {}).get("name")): o
+        (_ns(o), str(_dict(o.get("metadata")).get("name"))): o
         for o in objects
         if o.get("kind") == "Deployment"
     }
@@ -302,21 +313,21 @@ def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
 
 
 def _autoscaler_cross_errors(
-    objects: list[dict[str, Any]], deployments: dict[tuple[str, Any], dict[str, Any]]
+    objects: list[dict[str, Any]], deployments: dict[tuple[str, str], dict[str, Any]]
 ) -> list[str]:
     errors: list[str] = []
-    owners: dict[tuple[str, Any], list[str]] = {}
+    owners: dict[tuple[str, str], list[str]] = {}
     for obj in objects:
         if obj.get("kind") not in ("HorizontalPodAutoscaler", "ScaledObject"):
             continue
-        ref = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+        ref = _dict(_dict(obj.get("spec")).get("scaleTargetRef"))
         if ref.get("kind", "Deployment") != "Deployment":
             continue
-        key = (_ns(obj), ref.get("name"))
+        key = (_ns(obj), str(ref.get("name")))
         owners.setdefault(key, []).append(_name(obj))
         if deployments and key not in deployments:
             errors.append(f"{_name(obj)}: scales Deployment {key[1]!r}, not among the files")
-        elif key in deployments and "replicas" in (deployments[key].get("spec") or {}):
+        elif key in deployments and "replicas" in _dict(deployments[key].get("spec")):
             errors.append(
                 f"{_name(deployments[key])}: spec.replicas is set, and every apply resets the "
                 f"count {_name(obj)} chose: leave it out"
@@ -337,8 +348,8 @@ def _service_cross_errors(
     for service in objects:
         if service.get("kind") != "Service" or not deployments:
             continue
-        spec = service.get("spec") or {}
-        selector = spec.get("selector") or {}
+        spec = _dict(service.get("spec"))
+        selector = _dict(spec.get("selector"))
         pods = [
             d
             for d in deployments
@@ -349,11 +360,13 @@ def _service_cross_errors(
         if not pods:
             errors.append(f"{_name(service)}: selector {selector} matches no Deployment's pods")
             continue
-        ports = [p for d in pods for c in _containers(d) for p in c.get("ports") or []]
+        ports = [p for d in pods for c in _containers(d) for p in _dicts(c.get("ports"))]
         numbers = {p.get("containerPort") for p in ports}
         names = {p.get("name") for p in ports}
-        for port in spec.get("ports") or []:
+        for port in _dicts(spec.get("ports")):
             target = port.get("targetPort", port.get("port"))
+            if not isinstance(target, int | str):
+                continue  # the object's own validation names it
             if target not in (numbers if isinstance(target, int) else names):
                 errors.append(
                     f"{_name(service)}: port {port.get('name') or port.get('port')} targets "
@@ -369,9 +382,10 @@ def _pod_label_cross_errors(
     for monitor in objects:
         if monitor.get("kind") not in ("ServiceMonitor", "PodMonitor") or not deployments:
             continue
-        spec = monitor.get("spec") or {}
-        wanted = spec.get("podTargetLabels") or []
-        app = ((spec.get("selector") or {}).get("matchLabels") or {}).get("app")
+        spec = _dict(monitor.get("spec"))
+        wanted = spec.get("podTargetLabels")
+        wanted = [w for w in wanted if isinstance(w, str)] if isinstance(wanted, list) else []
+        app = _dict(_dict(spec.get("selector")).get("matchLabels")).get("app")
         for deployment in deployments:
             labels = _pod_labels(deployment)
             if app is None or labels.get("app") != app:
