@@ -3,8 +3,9 @@
 :mod:`.model` (what the service exports), :mod:`.promql` (its queries),
 :mod:`.dashboard` (Grafana), :mod:`.objects` (ServiceMonitor/PodMonitor, Service,
 dashboard ConfigMap, PrometheusRule, as YAML) and :mod:`.validate` (strict offline
-validation with the shipped schemas).  Needs the ``manifests`` extra; the request
-path never imports this package.
+validation with the shipped schemas).  Building the dashboard, writing YAML and
+validating need the ``manifests`` extra, imported where they are used: the package itself
+(the options, kinds and queries) imports without it.  The request path never imports it.
 """
 
 from .model import MetricFamily, ServiceModel, model_from_config, model_from_registry
