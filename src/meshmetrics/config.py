@@ -726,7 +726,10 @@ def _slos(value: Any, _: Context) -> tuple[SLO, ...]:
             raise _InvalidError(SLO_RULE)
     names = [slo.name for slo in slos]
     if len(names) != len(set(names)):
-        raise _InvalidError("objectives with distinct kinds, thresholds or routes")
+        raise _InvalidError(
+            "objectives with distinct names (the slo label: kind, threshold and the route's "
+            "letters and digits)"
+        )
     return tuple(slos)
 
 
