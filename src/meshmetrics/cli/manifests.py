@@ -86,6 +86,8 @@ def build_model(
     except ConfigError as exc:
         if exc.source == "argument":  # options alone: they all come from the command line
             exc = exc.from_source(COMMAND_LINE)
+        if isinstance(exc.value, tuple) and len(exc.value) == 1:  # one --slo: as typed
+            exc = ConfigError(exc.option, exc.value[0], exc.source, exc.rule, exc.fix)
         fail_config(exc, _flag(exc.option))
     check_routes(app, config)
     return model_from_registry(
