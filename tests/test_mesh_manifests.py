@@ -44,6 +44,12 @@ def test_strict_mtls_without_a_metrics_port_is_refused_at_configuration() -> Non
     assert str(info.value).endswith("; set metrics_port=9464")
     with pytest.raises(ConfigError, match=r"; set MESHMETRICS_METRICS_PORT=9464$"):
         resolve_config({}, default_service="svc", environ={"MESHMETRICS_MTLS": "strict"})
+    app = Flask("svc")
+    app.config["MESHMETRICS_MTLS"] = "strict"
+    with pytest.raises(
+        ConfigError, match=r"; set app.config\['MESHMETRICS_METRICS_PORT'\] = 9464$"
+    ):
+        instrument(app)
     result = run_cli("manifests", "--service", "svc", "--mtls", "strict")
     assert result.returncode == 2
     assert "invalid --mtls 'strict' (from the command line)" in result.stderr

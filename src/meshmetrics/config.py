@@ -555,7 +555,7 @@ BURN_RATE_ALERTS: tuple[tuple[str, str, tuple[tuple[str, str, float], ...]], ...
     ("Page", "critical", (("1h", "5m", 0.02), ("6h", "30m", 0.05))),
     ("Ticket", "warning", (("1d", "2h", 0.10), ("3d", "6h", 0.10))),
 )
-_HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
+BURN_RATE_WINDOW_HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
 
 
 def burn_rate_threshold(
@@ -563,14 +563,14 @@ def burn_rate_threshold(
 ) -> float:
     """The error ratio of a burn-rate pair: spending ``share`` of the budget over
     ``long_window`` is ``share * window / long_window`` times the rate the budget allows."""
-    return share * window_hours / _HOURS[long_window] * budget
+    return share * window_hours / BURN_RATE_WINDOW_HOURS[long_window] * budget
 
 
 def _least_objective(window_hours: float) -> float:
     """The least objective (percent) under which every burn-rate alert can still fire: each
     needs one pair whose threshold is below 1 (an error ratio never exceeds 1)."""
     needed = max(
-        min(share * window_hours / _HOURS[long] for long, _, share in pairs)
+        min(share * window_hours / BURN_RATE_WINDOW_HOURS[long] for long, _, share in pairs)
         for _, _, pairs in BURN_RATE_ALERTS
     )
     return 100 * (1 - 1 / needed) if needed > 1 else 0.0

@@ -23,11 +23,18 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
-from ..config import BURN_RATE_ALERTS, SLO, MeshConfig, burn_rate_threshold
+from ..config import (
+    BURN_RATE_ALERTS,
+    BURN_RATE_WINDOW_HOURS,
+    SLO,
+    MeshConfig,
+    burn_rate_threshold,
+)
 from .promql import Queries, escape, number
 
+#: (name, severity, [(long window, short window, share of the budget consumed)]).
 ALERT_WINDOWS = BURN_RATE_ALERTS
-WINDOW_HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
+WINDOW_HOURS = BURN_RATE_WINDOW_HOURS
 SLI_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
 
