@@ -6,20 +6,32 @@ from __future__ import annotations
 
 import re
 import shutil
+import string
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import PYTHON, ROOT, run_cli
 from meshmetrics.config import SLO, ConfigError, MeshConfig
-from meshmetrics.formats import MAX_DURATION_MS, duration_ms
+from meshmetrics.formats import MAX_DURATION_MS, duration_ms, is_label_value
 from meshmetrics.manifests import ManifestOptions, build_objects, model_from_config
 from meshmetrics.manifests.promql import escape
 
 PROMTOOL = shutil.which("promtool")
+UNITS = ("y", "w", "d", "h", "m", "s", "ms")
+UNIT_MS = dict(
+    zip(
+        UNITS,
+        (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1),
+        strict=True,
+    )
+)
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 
@@ -317,3 +329,77 @@ def test_no_text_mentions_a_command_that_does_not_exist() -> None:
         for name in re.findall(r"(?:python -m |`)meshmetrics ([a-z]+)", path.read_text())
     }
     assert {(where, name) for where, name in said if name not in COMMANDS} == set()
+
+
+# -- properties of the parsers and generators touched here --------------------------------
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=40)  # any text Prometheus can hold
+_ALNUM = set(string.ascii_letters + string.digits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_escape_is_a_string_literal_that_reads_back_as_the_value(value: str) -> None:
+    escaped = escape(value)
+    assert "\n" not in escaped
+    assert re.search(r'(?<!\\)(\\\\)*"', escaped) is None  # no quote left unescaped
+    assert escaped.encode("ascii", "backslashreplace").decode("unicode_escape") == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("aZ09-_.x/é A"), max_size=70))
+def test_label_value_rule_is_kubernetes(value: str) -> None:
+    chars = _ALNUM | set("-_.")
+    expected = value == "" or (
+        len(value) <= 63 and set(value) <= chars and value[0] in _ALNUM and value[-1] in _ALNUM
+    )
+    assert is_label_value(value, empty=True) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**15), st.sampled_from(UNITS)), max_size=3))
+def test_duration_is_prometheus_parse_duration(parts: list[tuple[int, str]]) -> None:
+    ordered = sorted(dict((unit, n) for n, unit in parts).items(), key=lambda p: UNITS.index(p[0]))
+    text = "".join(f"{n}{unit}" for unit, n in ordered)
+    total = sum(n * UNIT_MS[unit] for unit, n in ordered)
+    expected = None if not text or total > MAX_DURATION_MS else total
+    assert duration_ms(text) == expected
+
+
+_SLO_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.builds(
+        "{}:{}{}{}{}".format,
+        st.sampled_from(["availability", "latency", "Latency", "speed"]),
+        st.decimals(min_value=0, max_value=101, places=4).map(str),
+        st.sampled_from(["", ":0.5", ":0.25", ":0.3", ":1e-1", ":1_0"]),
+        st.sampled_from(["", ":30d", ":7d", ":1h", ":99999999d", ":0d"]),
+        st.one_of(st.just(""), st.text(max_size=8).map(lambda route: "@" + route)),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SLO_TEXT)
+def test_any_slo_text_is_an_slo_or_a_config_error(text: str) -> None:
+    try:
+        objectives = MeshConfig(service="svc", slo=text).slo
+    except ConfigError as exc:
+        refused = exc.option
+        assert refused == "slo"
+        return
+    for objective in objectives:  # what was accepted reads back the same, and can alert
+        assert MeshConfig(service="svc", slo=objective.spec).slo == (objective,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.decimals(min_value=Decimal("83.334"), max_value=Decimal("99.9999"), places=4),
+    st.sampled_from(["30d", "28d", "4w", "720h", "1h", "1d", "3d"]),
+)
+def test_every_accepted_objective_has_alerts_that_can_fire(objective: Decimal, window: str) -> None:
+    config = MeshConfig(service="svc", slo=f"availability:{objective}:{window}")
+    groups = rule_groups(config)
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r and "SLO" in r["alert"]]
+    assert len(alerts) == 2
+    assert max(_thresholds(groups)) < 1
