@@ -86,7 +86,7 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
     if config.slo:
         builder.with_row(panels.row("Service level objectives"))
         for objective in config.slo:
-            budget_left, burn_rates = _slo_queries(objective, config, q, model.recording_rules)
+            budget_left, burn_rates = _slo_queries(objective, config, q, model.rules_emitted)
             builder.with_panel(
                 panels.timeseries(
                     f"{objective.name}: error budget left of {objective.window} "

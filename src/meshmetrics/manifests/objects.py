@@ -525,7 +525,7 @@ def build_objects(
         )
     if "dashboard" in wanted and "rules" not in wanted:
         # the recorded series would not exist: the dashboard reads the raw ones
-        model = replace(model, recording_rules=False)
+        model = replace(model, recording_rules=False, rules_emitted=False)
     opts = options or ManifestOptions()
     largest = max(model.config.buckets)
     if opts.latency_p95 >= largest:
