@@ -32,6 +32,7 @@ UNIT_MS = dict(
         strict=True,
     )
 )
+CONFIG_TWO = MeshConfig(service="svc", slo="availability:99.9;latency:99:0.5")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 
 
@@ -173,6 +174,24 @@ def test_each_series_is_recorded_once_whatever_the_window(tmp_path: Path, window
         assert len(keys) == len(set(keys))
     result = promtool_check(tmp_path, groups)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_names_are_unique_whatever_the_routes() -> None:
+    routes = ["/a1", "/a2", "/a-1", "/b1c", "/b-1-c", "/api/user", "/"]
+    config = MeshConfig(service="svc", slo=[f"availability:99.9@{route}" for route in routes])
+    groups = rule_groups(config)
+    for group in groups:
+        names = [r["alert"] for r in group["rules"] if "alert" in r]
+        assert len(names) == len(set(names)), names
+    names = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    assert {"SvcSLOAvailabilityApiUserBudgetPage", "SvcSLOAvailabilityRootBudgetPage"} <= names
+    # one objective of a kind keeps the short name the alert always had
+    assert {r["alert"] for r in rule_groups(CONFIG_TWO)[1]["rules"] if "alert" in r} == {
+        "SvcSLOAvailabilityBudgetPage",
+        "SvcSLOAvailabilityBudgetTicket",
+        "SvcSLOLatencyBudgetPage",
+        "SvcSLOLatencyBudgetTicket",
+    }
 
 
 # -- item 9: alerts that can fire; plain decimals -----------------------------------------
