@@ -178,7 +178,8 @@ def test_each_series_is_recorded_once_whatever_the_window(tmp_path: Path, window
 
 def test_alert_names_are_unique_whatever_the_routes() -> None:
     routes = ["/a1", "/a2", "/a-1", "/b1c", "/b-1-c", "/api/user", "/"]
-    config = MeshConfig(service="svc", slo=[f"availability:99.9@{route}" for route in routes])
+    slos = [f"availability:99.9@{route}" for route in routes]
+    config = MeshConfig(service="svc", slo=[*slos, "latency:99:0.025", "latency:99:0.005"])
     groups = rule_groups(config)
     for group in groups:
         names = [r["alert"] for r in group["rules"] if "alert" in r]

@@ -19,6 +19,9 @@ gives no ratio, hence no alert.  Every label value is written as a PromQL string
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
@@ -118,8 +121,29 @@ def live_pairs(slo: SLO, pairs: tuple[tuple[str, str, float], ...]) -> list[tupl
     return found
 
 
+def alert_stems(objectives: tuple[SLO, ...]) -> dict[SLO, str]:
+    """The part of each objective's alert names that tells it apart: its name's words
+    (``Availability``, ``LatencyApiUser``); where two objectives share them, every part of
+    the name (``AvailabilityA1``, ``Latency0025``), and a digest of the name if even that is
+    shared.  Alert names stay unique in their group, whatever the routes and thresholds."""
+    words = {slo: _camel(slo.name, str.isalpha) for slo in objectives}
+    shared = [slo for slo in objectives if list(words.values()).count(words[slo]) > 1]
+    every = {slo: _camel(slo.name, str.isalnum) for slo in shared}
+    stems = dict(words)
+    for slo in shared:
+        stems[slo] = every[slo]
+        if list(every.values()).count(every[slo]) > 1:
+            stems[slo] += "X" + hashlib.sha256(slo.name.encode()).hexdigest()[:8]
+    return stems
+
+
+def _camel(name: str, keep: Callable[[str], bool]) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^a-z0-9]+", name) if keep(part))
+
+
 def alerts(config: MeshConfig, camel: str) -> list[SLOAlert]:
     found = []
+    stems = alert_stems(config.slo)
     for slo in config.slo:
         sel = selector(slo, config)
         for name, severity, pairs in ALERT_WINDOWS:
@@ -130,7 +154,6 @@ def alerts(config: MeshConfig, camel: str) -> list[SLOAlert]:
             ]
             if not both:  # refused by SLO() already; kept out rather than written dead
                 continue
-            kind = "".join(part.capitalize() for part in slo.name.split("-") if part.isalpha())
-            alert = f"{camel}SLO{kind}Budget{name}"
+            alert = f"{camel}SLO{stems[slo]}Budget{name}"
             found.append(SLOAlert(alert, severity, " or ".join(both), slo))
     return found
