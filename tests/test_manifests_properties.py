@@ -96,6 +96,15 @@ def _arguments(draw: st.DrawFn) -> list[str]:
         args += ["--istio-namespace", draw(_NAMESPACE)]
     if draw(st.integers(0, 3)) == 0:
         args += ["--release", draw(_RELEASE)]
+    for flag, usual in (
+        ("--port-name", ["http", "web-2", "metrics"]),
+        ("--prefix", ["shop", "", "a:b_c"]),
+        ("--path", ["/metrics", "/internal/metrics"]),
+        ("--interval", ["15s", "1m30s", "2562047h"]),
+    ):
+        if draw(st.integers(0, 5)) == 0:
+            value = draw(st.one_of(st.sampled_from(usual), _ANY_TEXT, _ANY_TEXT.map(str.strip)))
+            args += [flag, value]
     return args
 
 

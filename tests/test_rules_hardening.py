@@ -298,6 +298,22 @@ def test_namespace_options_are_kubernetes_names(flag: str, value: str) -> None:
     assert f"invalid {flag}" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--port-name", "http\n"),
+        ("--prefix", "flask\n"),
+        ("--path", "/metrics\n"),
+        ("--release", "r\n"),
+    ],
+)
+def test_a_trailing_newline_is_no_name(flag: str, value: str) -> None:
+    # a "$"-anchored pattern matches before a final newline: the rules use \A...\Z
+    result = run_cli("manifests", "--service", "svc", flag, value)
+    assert result.returncode == 2, result.stdout
+    assert f"invalid {flag}" in result.stderr
+
+
 def test_manifest_options_check_their_namespaces() -> None:
     for name in ("istio_namespace", "monitor_namespace", "dashboard_namespace"):
         with pytest.raises(ConfigError, match=name):

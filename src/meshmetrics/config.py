@@ -27,10 +27,12 @@ from .formats import (
     DNS1123_LABEL_RULE,
     LABEL_VALUE_RULE,
     MAX_DURATION_MS,
+    PORT_NAME_RULE,
     duration_ms,
     is_dns1035_label,
     is_dns1123_label,
     is_label_value,
+    is_port_name,
 )
 from .tracing.sampling import SAMPLER_RULE, ConstSampler, Sampler, parse_sampler
 
@@ -201,9 +203,9 @@ TraceEndpoint = HostPort | HttpEndpoint
 
 # -- converters: raw (typed or text) -> typed value, or _InvalidError(rule) ------------------
 
-_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
-_URL_PATH = re.compile(r"^/[^\s?#<>]*$")
+# \A and \Z: "$" also matches before a final newline ("flask\n" is no prefix)
+_METRIC_PREFIX = re.compile(r"\A([a-zA-Z_:][a-zA-Z0-9_:]*)?\Z")
+_URL_PATH = re.compile(r"\A/[^\s?#<>]*\Z")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
 
 Context = Mapping[str, Any]
@@ -229,20 +231,8 @@ def _service(value: Any, ctx: Context) -> str:
     return _checked(is_dns1035_label, DNS1035_LABEL_RULE)(value, ctx)
 
 
-def _port_name(value: Any, _: Context) -> str:
-    rule = (
-        "an IANA service name: at most 15 characters of a-z, 0-9 and '-', with at least "
-        "one letter, no '--', not starting or ending with '-'"
-    )
-    text = _text(value, rule)
-    if not (
-        0 < len(text) <= 15
-        and _PORT_NAME.match(text)
-        and "--" not in text
-        and re.search("[a-z]", text)
-    ):
-        raise _InvalidError(rule)
-    return text
+def _port_name(value: Any, ctx: Context) -> str:
+    return _checked(is_port_name, PORT_NAME_RULE)(value, ctx)
 
 
 def _path(value: Any, _: Context) -> str:

@@ -11,6 +11,7 @@ import re
 
 _DNS1123_LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1035_LABEL = re.compile(r"\A[a-z]([-a-z0-9]*[a-z0-9])?\Z")
+_PORT_NAME = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1123_SUBDOMAIN = re.compile(
     r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
 )
@@ -44,6 +45,10 @@ LABEL_VALUE_RULE = (
     "a Kubernetes label value: at most 63 characters of A-Z, a-z, 0-9, '-', '_' and '.', "
     "starting and ending with a letter or digit"
 )
+PORT_NAME_RULE = (
+    "an IANA service name: at most 15 characters of a-z, 0-9 and '-', with at least "
+    "one letter, no '--', not starting or ending with '-'"
+)
 LABEL_KEY_RULE = (
     "a Kubernetes label key: an optional DNS subdomain prefix and '/', then at most "
     "63 characters of A-Z, a-z, 0-9, '-', '_', '.' starting and ending alphanumeric"
@@ -58,6 +63,17 @@ def is_dns1123_label(value: object) -> bool:
 def is_dns1035_label(value: object) -> bool:
     """A Service name: a DNS-1123 label that starts with a letter."""
     return isinstance(value, str) and len(value) <= 63 and bool(_DNS1035_LABEL.match(value))
+
+
+def is_port_name(value: object) -> bool:
+    """A port name (IANA_SVC_NAME), what a ServiceMonitor's endpoint selects by."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 15
+        and bool(_PORT_NAME.match(value))
+        and "--" not in value
+        and any("a" <= char <= "z" for char in value)
+    )
 
 
 def is_dns1123_subdomain(value: object) -> bool:
