@@ -234,6 +234,14 @@ def test_an_objective_whose_page_cannot_fire_is_refused_naming_the_least(
     assert accepted.returncode == 0, accepted.stderr
 
 
+def test_an_objective_is_shown_as_written_not_rounded() -> None:
+    result = run_cli("manifests", "--service", "svc", "--slo", "availability:99.99999")
+    assert result.returncode == 0, result.stderr
+    assert "SLO 99.99999% of requests" in result.stdout  # :g wrote "SLO 100%"
+    assert "(99.99999%)" in result.stdout
+    assert "100%" not in result.stdout
+
+
 @pytest.mark.parametrize(
     "objective", ["1_0", "9_9.9", "1e1", "9.99e1", "inf", "nan", "-99", "+99", "0x63", "99,9", ""]
 )

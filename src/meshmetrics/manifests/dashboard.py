@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-from ..config import SLO, MeshConfig
+from ..config import SLO, MeshConfig, decimal_text
 from .model import MetricFamily, ServiceModel
 from .promql import Queries, number
 from .slo import selector as slo_selector
@@ -90,7 +90,7 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
             builder.with_panel(
                 panels.timeseries(
                     f"{objective.name}: error budget left of {objective.window} "
-                    f"({objective.objective:g}%)",
+                    f"({decimal_text(objective.objective)}%)",
                     "percentunit",
                     (budget_left, "budget left"),
                 )

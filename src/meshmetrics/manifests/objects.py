@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, MeshConfig
+from ..config import ConfigError, MeshConfig, decimal_text
 from ..formats import (
     DNS1123_LABEL_RULE,
     LABEL_KEY_RULE,
@@ -480,7 +480,8 @@ def slo_rules(model: ServiceModel) -> list[dict[str, Any]]:
                 "annotations": {
                     "summary": f"{c.service}: the {objective.name} error budget burns {speed}",
                     "description": (
-                        f"SLO {objective.objective:g}% {what}{where} over {objective.window}: "
+                        f"SLO {decimal_text(objective.objective)}% {what}{where} "
+                        f"over {objective.window}: "
                         "{{ $value | humanizePercentage }} of requests are bad, which spends the "
                         "error budget faster than it allows."
                     ),
