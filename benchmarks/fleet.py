@@ -180,7 +180,7 @@ def panels(recorded: bool) -> list[tuple[str, str]]:
     """The dashboard's request panels: on the recorded series, or (``--no-recording-rules``)
     on the raw ones with the same 5 m window, so both show the same numbers."""
     model = model_from_config(CONFIG, recording_rules=recorded, istio=False)
-    objects = build_objects(model, ["dashboard"])
+    objects = build_objects(model, ["dashboard", "rules"])  # alone, it reads raw series
     dashboard = json.loads(next(iter(objects["fleet-dashboard.yaml"]["data"].values())))
     titled = []
     for panel in dashboard["panels"]:

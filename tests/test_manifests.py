@@ -53,7 +53,10 @@ def test_monitor_service_and_dashboard_agree(validator: Any) -> None:
     # monitors are tested apart
     apart = ("peerauthentication", "istio-monitors", "autoscaler")
     everything = [k for k in KINDS if k not in apart]
-    text = to_multi_yaml(build_objects(model, everything).values())
+    # a ServiceMonitor and a PodMonitor of the same pods are refused together: built apart
+    objects = build_objects(model, [k for k in everything if k != "podmonitor"])
+    objects.update(build_objects(model, ["podmonitor"]))
+    text = to_multi_yaml(objects.values())
     kinds = by_kind(text)
     svc, monitor, pod = kinds["Service"], kinds["ServiceMonitor"], kinds["PodMonitor"]
     assert svc["metadata"]["labels"]["app"] == monitor["spec"]["selector"]["matchLabels"]["app"]
@@ -133,7 +136,7 @@ def test_dashboard_uid_is_bounded_and_stable() -> None:
 
 def test_dashboard_snapshot() -> None:
     """The generated dashboard, kept reviewable: regenerate with MESHMETRICS_UPDATE_SNAPSHOTS=1."""
-    objects = build_objects(model_from_config(CONFIG), ["dashboard"])
+    objects = build_objects(model_from_config(CONFIG), ["dashboard", "rules"])
     payload = next(iter(objects["cmpt756s1-dashboard.yaml"]["data"].values()))
     snapshot = SNAPSHOTS / "cmpt756s1-dashboard.json"
     if os.environ.get("MESHMETRICS_UPDATE_SNAPSHOTS") == "1":

@@ -16,7 +16,7 @@ from flask import Flask
 
 from helpers import PYTHON, Server, run_cli
 from meshmetrics import instrument
-from meshmetrics.config import ConfigError, MeshConfig
+from meshmetrics.config import ConfigError, MeshConfig, resolve_config
 from meshmetrics.diagnose.monitors import check_manifests
 from meshmetrics.manifests import build_objects, default_kinds, grafana_values, model_from_config
 from meshmetrics.manifests.objects import TRACE_ID_LABEL, ManifestOptions
@@ -40,10 +40,24 @@ def test_strict_mtls_without_a_metrics_port_is_refused_at_configuration() -> Non
     with pytest.raises(ConfigError) as info:
         instrument(Flask("svc"), mtls="strict")
     assert info.value.option == "mtls"
-    assert "metrics_port" in info.value.rule
+    # the fix is named the way the value was given: argument, variable, flag
+    assert str(info.value).endswith("; set metrics_port=9464")
+    with pytest.raises(ConfigError, match=r"; set MESHMETRICS_METRICS_PORT=9464$"):
+        resolve_config({}, default_service="svc", environ={"MESHMETRICS_MTLS": "strict"})
+    app = Flask("svc")
+    app.config["MESHMETRICS_MTLS"] = "strict"
+    with pytest.raises(
+        ConfigError, match=r"; set app.config\['MESHMETRICS_METRICS_PORT'\] = 9464$"
+    ):
+        instrument(app)
     result = run_cli("manifests", "--service", "svc", "--mtls", "strict")
     assert result.returncode == 2
     assert "invalid --mtls 'strict' (from the command line)" in result.stderr
+    assert result.stderr.rstrip().endswith("; set --metrics-port 9464")
+    assert "MESHMETRICS_" not in result.stderr
+    result = run_cli("manifests", "--service", "svc", "--kind", "peerauthentication")
+    assert result.returncode == 2
+    assert "--kind peerauthentication needs --metrics-port" in result.stderr
 
 
 def test_strict_mtls_objects_exempt_the_metrics_port_alone() -> None:

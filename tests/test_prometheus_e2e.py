@@ -8,6 +8,7 @@ generated dashboard and rules must be valid and return data.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -130,6 +131,11 @@ def test_every_dashboard_and_rule_expression_returns_data(
     objects = build_objects(model, ["servicemonitor", "dashboard", "rules"], options)
     monitor = objects["shop-servicemonitor.yaml"]
     dashboard = json.loads(next(iter(objects["shop-dashboard.yaml"]["data"].values())))
+    # a dashboard emitted without its PrometheusRule (and with SLO panels) reads raw series
+    slos = ("availability:99.9@/orders/<order_id>", "latency:99:0.5")
+    slo_model = build_model(load_app("apps.shop"), {"slo": slos}, podmonitor=False, istio=False)
+    alone = build_objects(slo_model, ["servicemonitor", "dashboard"], options)
+    raw_dashboard = json.loads(next(iter(alone["shop-dashboard.yaml"]["data"].values())))
     groups = objects["shop-rules.yaml"]["spec"]["groups"]
     target = target_from_monitor(monitor, f"127.0.0.1:{server.port}", pod="shop-7d9f-abcde")
     assert target.labels == {
@@ -160,6 +166,13 @@ def test_every_dashboard_and_rule_expression_returns_data(
         assert len(expressions) >= 15
         empty = [expr for expr in expressions if not prom.query(expr)]
         assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
+        raw = [
+            e.replace("$__rate_interval", RATE_WINDOW) for e in dashboard_expressions(raw_dashboard)
+        ]
+        assert len(raw) >= len(expressions) - 2 + 4  # no Istio row; two panels per objective
+        assert [e for e in raw if re.search(r"[a-z]:[a-z]", e)] == []  # no recorded series
+        empty = [expr for expr in raw if not prom.query(expr)]
+        assert empty == [], "dashboard (without rules) queries without data:\n" + "\n".join(empty)
 
         rules = alert_rules(model, options)
         for rule in rules:

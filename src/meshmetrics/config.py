@@ -22,6 +22,18 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypedDict, cast
 from urllib.parse import unquote, urlsplit
 
+from .formats import (
+    DNS1035_LABEL_RULE,
+    DNS1123_LABEL_RULE,
+    LABEL_VALUE_RULE,
+    MAX_DURATION_MS,
+    PORT_NAME_RULE,
+    duration_ms,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_label_value,
+    is_port_name,
+)
 from .tracing.sampling import SAMPLER_RULE, ConstSampler, Sampler, parse_sampler
 
 ENV_PREFIX = "MESHMETRICS_"
@@ -94,18 +106,45 @@ class ConfigError(ValueError):
         source: where it came from (``argument``, ``app.config['MESHMETRICS_…']``,
             an environment variable's name, or ``default``).
         rule: what the value must be.
+        fix: another option that would make the value valid, and an example value: the
+            message says how to set it where this value came from (a flag on the command
+            line, a variable in the environment, an argument in code).
     """
 
-    def __init__(self, option: str, value: Any, source: str, rule: str) -> None:
+    def __init__(
+        self, option: str, value: Any, source: str, rule: str, fix: tuple[str, str] | None = None
+    ) -> None:
         self.option, self.value, self.source, self.rule = option, value, source, rule
+        self.fix = fix
         super().__init__(self.describe())
+
+    def from_source(self, source: str) -> ConfigError:
+        """The same error, its value given by ``source``."""
+        return ConfigError(self.option, self.value, source, self.rule, self.fix)
 
     def describe(self, name: str | None = None) -> str:
         """The message, naming the option as ``name`` (a CLI flag) when given."""
+        fix = f"; set {setting(*self.fix, self.source)}" if self.fix else ""
         return (
             f"meshmetrics: invalid {name or self.option} {self.value!r} (from {self.source}): "
-            f"must be {self.rule}"
+            f"must be {self.rule}{fix}"
         )
+
+
+#: The source of values given on meshmetrics' command line.
+COMMAND_LINE = "the command line"
+
+
+def setting(option: str, example: str, source: str) -> str:
+    """How to set ``option`` the way a value from ``source`` was set."""
+    env = ENV_PREFIX + option.upper()
+    if source == COMMAND_LINE:
+        return "--" + option.replace("_", "-") + f" {example}"
+    if source.startswith("app.config["):
+        return f"app.config[{env!r}] = {example}"
+    if source.startswith(ENV_PREFIX):
+        return f"{env}={example}"
+    return f"{option}={example}"
 
 
 class MissingExtraError(ConfigError, ImportError):
@@ -165,17 +204,11 @@ TraceEndpoint = HostPort | HttpEndpoint
 
 # -- converters: raw (typed or text) -> typed value, or _InvalidError(rule) ------------------
 
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_METRIC_PREFIX = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)?$")
-_URL_PATH = re.compile(r"^/[^\s?#<>]*$")
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# \A and \Z: "$" also matches before a final newline ("flask\n" is no prefix)
+_METRIC_PREFIX = re.compile(r"\A([a-zA-Z_:][a-zA-Z0-9_:]*)?\Z")
+_URL_PATH = re.compile(r"\A/[^\s?#<>]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
-_DURATION = re.compile(
-    r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
-)
 
 Context = Mapping[str, Any]
 
@@ -186,10 +219,10 @@ def _text(value: Any, rule: str) -> str:
     return value
 
 
-def _matching(pattern: re.Pattern[str], rule: str, max_len: int = 63) -> Callable[..., str]:
+def _checked(valid: Callable[[object], bool], rule: str) -> Callable[..., str]:
     def convert(value: Any, _: Context) -> str:
         text = _text(value, rule)
-        if len(text) > max_len or not pattern.match(text):
+        if not valid(text):
             raise _InvalidError(rule)
         return text
 
@@ -197,27 +230,11 @@ def _matching(pattern: re.Pattern[str], rule: str, max_len: int = 63) -> Callabl
 
 
 def _service(value: Any, ctx: Context) -> str:
-    return _matching(
-        _DNS1035_LABEL,
-        "a DNS-1035 label, as Kubernetes requires of Service names: at most 63 characters "
-        "of a-z, 0-9 and '-', starting with a letter and ending with a letter or digit",
-    )(value, ctx)
+    return _checked(is_dns1035_label, DNS1035_LABEL_RULE)(value, ctx)
 
 
-def _port_name(value: Any, _: Context) -> str:
-    rule = (
-        "an IANA service name: at most 15 characters of a-z, 0-9 and '-', with at least "
-        "one letter, no '--', not starting or ending with '-'"
-    )
-    text = _text(value, rule)
-    if not (
-        0 < len(text) <= 15
-        and _PORT_NAME.match(text)
-        and "--" not in text
-        and re.search("[a-z]", text)
-    ):
-        raise _InvalidError(rule)
-    return text
+def _port_name(value: Any, ctx: Context) -> str:
+    return _checked(is_port_name, PORT_NAME_RULE)(value, ctx)
 
 
 def _path(value: Any, _: Context) -> str:
@@ -250,7 +267,7 @@ def _prefix(value: Any, _: Context) -> str:
 def _scrape_interval(value: Any, _: Context) -> str:
     rule = "a non-zero Prometheus duration such as 15s, 1m or 1m30s"
     text = _text(value, rule)
-    if not text or not _DURATION.match(text) or not any(c in "123456789" for c in text):
+    if not duration_ms(text):  # not Prometheus' syntax, out of its range, or zero
         raise _InvalidError(rule)
     return text
 
@@ -601,11 +618,40 @@ def _names(value: Any, _: Context) -> frozenset[str]:
 
 
 SLO_RULE = (
-    "objectives 'availability:PERCENT' or 'latency:PERCENT:SECONDS', each optionally "
-    "':WINDOW' (default 30d) and '@/route', separated by ';' (e.g. "
+    "objectives 'availability:PERCENT' or 'latency:PERCENT:SECONDS' (plain decimals), each "
+    "optionally ':WINDOW' (default 30d) and '@/route', separated by ';' (e.g. "
     "'availability:99.9;latency:99:0.5@/api/v1/user/<user_id>'), or SLO objects"
 )
 _SLO_WINDOW = re.compile(r"\A[1-9][0-9]*[dhw]\Z")
+#: A number as an objective or a threshold is written: digits, optionally a fraction
+#: (no sign, exponent, ``_``, ``inf`` or ``nan``: Python's float() reads ``1_0`` as 10).
+_PLAIN_DECIMAL = re.compile(r"\A(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+#: The multiwindow multi-burn-rate alerts of every objective (Google SRE workbook, "Alerting
+#: on SLOs"): (name, severity, [(long window, short window, share of the budget consumed
+#: over the long window)]).  An alert fires when either pair is above its threshold.
+BURN_RATE_ALERTS: tuple[tuple[str, str, tuple[tuple[str, str, float], ...]], ...] = (
+    ("Page", "critical", (("1h", "5m", 0.02), ("6h", "30m", 0.05))),
+    ("Ticket", "warning", (("1d", "2h", 0.10), ("3d", "6h", 0.10))),
+)
+BURN_RATE_WINDOW_HOURS = {"5m": 5 / 60, "30m": 0.5, "1h": 1, "2h": 2, "6h": 6, "1d": 24, "3d": 72}
+
+
+def burn_rate_threshold(
+    budget: float, window_hours: float, long_window: str, share: float
+) -> float:
+    """The error ratio of a burn-rate pair: spending ``share`` of the budget over
+    ``long_window`` is ``share * window / long_window`` times the rate the budget allows."""
+    return share * window_hours / BURN_RATE_WINDOW_HOURS[long_window] * budget
+
+
+def _least_objective(window_hours: float) -> float:
+    """The least objective (percent) under which every burn-rate alert can still fire: each
+    needs one pair whose threshold is below 1 (an error ratio never exceeds 1)."""
+    needed = max(
+        min(share * window_hours / BURN_RATE_WINDOW_HOURS[long] for long, _, share in pairs)
+        for _, _, pairs in BURN_RATE_ALERTS
+    )
+    return 100 * (1 - 1 / needed) if needed > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -630,7 +676,7 @@ class SLO:
         rule = SLO_RULE
         if self.kind not in ("availability", "latency"):
             raise _InvalidError(rule)
-        if not (isinstance(self.objective, int | float) and 0 < float(self.objective) < 100):
+        if not (_is_real(self.objective) and 0 < float(self.objective) < 100):
             raise _InvalidError("an objective strictly between 0 and 100 (percent)")
         if (self.kind == "latency") != (self.threshold is not None):
             raise _InvalidError(
@@ -638,13 +684,29 @@ class SLO:
                 "an availability objective without"
             )
         if self.threshold is not None and not (
-            isinstance(self.threshold, int | float) and 0 < self.threshold < math.inf
+            _is_real(self.threshold) and 0 < self.threshold < math.inf
         ):
             raise _InvalidError("a latency threshold is a finite number of seconds above 0")
-        if not _SLO_WINDOW.match(self.window):
-            raise _InvalidError("an SLO window such as 30d, 28d, 4w or 720h")
-        if self.route is not None and not self.route.startswith("/"):
-            raise _InvalidError("an SLO route is a route template starting with '/'")
+        if not (
+            isinstance(self.window, str)
+            and _SLO_WINDOW.match(self.window)
+            and duration_ms(self.window) is not None
+        ):
+            raise _InvalidError(
+                "an SLO window such as 30d, 28d, 4w or 720h, at most what Prometheus can "
+                f"hold ({MAX_DURATION_MS // 86_400_000}d)"
+            )
+        if self.route is not None and not _is_route(self.route):
+            raise _InvalidError(
+                "an SLO route is a route template starting with '/', in valid Unicode"
+            )
+        least = _least_objective(self.window_hours)
+        if float(self.objective) <= least:
+            raise _InvalidError(
+                f"an objective of at least {math.ceil(least * 1000) / 1000:g} for a "
+                f"{self.window} window: below it the page alert's burn-rate threshold is above "
+                "an error ratio of 1, so it could never fire"
+            )
 
     @property
     def ratio(self) -> float:
@@ -673,12 +735,42 @@ class SLO:
 
     @property
     def spec(self) -> str:
-        text = f"{self.kind}:{self.objective:g}"
+        text = f"{self.kind}:{decimal_text(self.objective)}"
         if self.threshold is not None:
-            text += f":{self.threshold:g}"
+            text += f":{decimal_text(self.threshold)}"
         if self.window != "30d":
             text += f":{self.window}"
         return text + (f"@{self.route}" if self.route is not None else "")
+
+
+def decimal_text(number: float) -> str:
+    """A number as a plain decimal that reads back to the same float (99.95, 0.5, 1e-07
+    as 0.0000001): what the SLO text form accepts."""
+    text = repr(float(number))
+    if "e" in text or "E" in text:
+        text = f"{float(number):.20f}".rstrip("0")
+    return text.removesuffix(".0").rstrip(".")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_route(route: object) -> bool:
+    if not isinstance(route, str) or not route.startswith("/"):
+        return False
+    try:
+        route.encode("utf-8")  # a lone surrogate is no text Prometheus can hold
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _decimal(text: str) -> float:
+    number = text.strip()
+    if not _PLAIN_DECIMAL.match(number):
+        raise ValueError(number)
+    return float(number)
 
 
 def _parse_slo(text: str) -> SLO:
@@ -689,8 +781,8 @@ def _parse_slo(text: str) -> SLO:
         window = parts.pop()
     try:
         kind = parts[0].lower()
-        objective = float(parts[1].rstrip("%"))
-        threshold = float(parts[2]) if len(parts) > 2 else None
+        objective = _decimal(parts[1].removesuffix("%"))
+        threshold = _decimal(parts[2]) if len(parts) > 2 else None
     except (IndexError, ValueError):
         raise _InvalidError(SLO_RULE) from None
     if len(parts) > 3:
@@ -712,7 +804,10 @@ def _slos(value: Any, _: Context) -> tuple[SLO, ...]:
             raise _InvalidError(SLO_RULE)
     names = [slo.name for slo in slos]
     if len(names) != len(set(names)):
-        raise _InvalidError("objectives with distinct kinds, thresholds or routes")
+        raise _InvalidError(
+            "objectives with distinct names (the slo label: kind, threshold and the route's "
+            "letters and digits)"
+        )
     return tuple(slos)
 
 
@@ -753,11 +848,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("service", _service),
     Option(
         "namespace",
-        _matching(
-            _DNS1123_LABEL,
-            "a DNS-1123 label: at most 63 characters of a-z, 0-9 and '-', starting and "
-            "ending with a letter or digit",
-        ),
+        _checked(is_dns1123_label, DNS1123_LABEL_RULE),
         "default",
     ),
     Option("version", _version, "unknown"),
@@ -773,11 +864,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("path_prefixes", _path_prefixes, ()),
     Option(
         "release",
-        _matching(
-            _LABEL_VALUE,
-            "a Kubernetes label value: at most 63 characters of a-z, A-Z, 0-9, '-', '_' and "
-            "'.', starting and ending with a letter or digit",
-        ),
+        _checked(is_label_value, LABEL_VALUE_RULE),
         "kube-prometheus-stack",
     ),
     Option("scrape_interval", _scrape_interval, "30s"),
@@ -960,8 +1047,9 @@ class MeshConfig:
                 "mtls",
                 self.mtls,
                 self.source_of("mtls"),
-                "permissive unless metrics_port is set: under STRICT mTLS Prometheus (outside "
-                "the mesh) can only scrape a port exempted from it, e.g. metrics_port=9464",
+                "permissive unless a metrics port is set: under STRICT mTLS Prometheus "
+                "(outside the mesh) can only scrape a port exempted from it",
+                fix=("metrics_port", "9464"),
             )
         for objective in self.slo:
             if objective.threshold is not None and objective.threshold not in self.buckets:
@@ -1127,9 +1215,7 @@ def resolve_config(
     try:
         config = MeshConfig(**values)
     except ConfigError as exc:  # a rule across options: name where the value came from
-        raise ConfigError(
-            exc.option, exc.value, sources.get(exc.option, exc.source), exc.rule
-        ) from None
+        raise exc.from_source(sources.get(exc.option, exc.source)) from None
     object.__setattr__(config, "_sources", sources)
     return config
 

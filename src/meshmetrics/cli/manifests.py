@@ -1,4 +1,8 @@
-"""``meshmetrics manifests`` and ``flask meshmetrics manifests``: a service's cluster objects."""
+"""``meshmetrics manifests`` and ``flask meshmetrics manifests``: a service's cluster objects.
+
+Importing this module needs no extra (``--help`` lists every option on a plain install);
+running the command checks for the ``manifests`` extra first and names it if missing.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from ..config import ConfigError, MeshConfig, resolve_config
+from ..config import COMMAND_LINE, ConfigError, MeshConfig, resolve_config
 from ..instrumentation import EXTENSION_KEY, Instrumentation
 from ..manifests import (
     DEFAULT_KINDS,
@@ -28,7 +32,7 @@ from ..manifests import (
     to_multi_yaml,
     to_yaml,
 )
-from ._errors import fail, fail_config
+from ._errors import fail, fail_config, needs_extra
 from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
 
 
@@ -82,8 +86,11 @@ def build_model(
         config = inst.config.replace(source="the command line", **given)
     except ConfigError as exc:
         if exc.source == "argument":  # options alone: they all come from the command line
-            exc = ConfigError(exc.option, exc.value, "the command line", exc.rule)
+            exc = exc.from_source(COMMAND_LINE)
+        if isinstance(exc.value, tuple) and len(exc.value) == 1:  # one --slo: as typed
+            exc = ConfigError(exc.option, exc.value[0], exc.source, exc.rule, exc.fix)
         fail_config(exc, _flag(exc.option))
+    check_routes(app, config)
     return model_from_registry(
         config,
         inst.registries,
@@ -92,6 +99,18 @@ def build_model(
         istio=istio,
         recording_rules=recording_rules,
     )
+
+
+def check_routes(app: Flask, config: MeshConfig) -> None:
+    """Every ``--slo`` route is a route of the app: another one records no series."""
+    unmeasured = {config.metrics_path, *config.excluded_paths}
+    routes = sorted({rule.rule for rule in app.url_map.iter_rules()} - unmeasured)
+    for objective in config.slo:
+        if objective.route is not None and objective.route not in routes:
+            fail(
+                f"invalid --slo {objective.spec!r}: the app has no route {objective.route!r}; "
+                f"its routes: {', '.join(routes) or 'none'}"
+            )
 
 
 #: Options whose command-line flag is not ``--`` + the option's name.
@@ -325,6 +344,12 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
     out, check = opts.pop("out"), opts.pop("check")
     if out and check:
         fail("--out and --check exclude each other")
+    _require_extra()
+    if kinds is not None and {"servicemonitor", "podmonitor"} <= set(kinds):
+        fail(
+            "--kind servicemonitor and --kind podmonitor select the same pods: Prometheus "
+            "would scrape each twice; choose one"
+        )
     try:
         workload, scaling = cluster_from_options(opts)
         if scaling.autoscale is not None and "autoscaler" not in (kinds or ("autoscaler",)):
@@ -343,15 +368,7 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
             istio_namespace=opts.pop("istio_namespace"),
         )
     except ConfigError as exc:
-        given = ConfigError(exc.option, exc.value, "the command line", exc.rule)
-        fail_config(given, _flag(exc.option))
-    for name in ("monitor_namespace", "dashboard_namespace"):
-        value = getattr(options, name)
-        if value is not None:
-            try:
-                MeshConfig(service="x", namespace=value)
-            except ConfigError as exc:
-                fail_config(exc, _flag(name))
+        fail_config(exc.from_source(COMMAND_LINE), _flag(exc.option))
     istio = opts.pop("istio")
     recording = opts.pop("recording_rules")
     model = build_model(
@@ -363,6 +380,17 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
     )
     if kinds is None and scaling.autoscale is not None:
         kinds = (*default_kinds(model.config), "autoscaler")
+    if "peerauthentication" in (kinds or ()) and model.config.metrics_port is None:
+        fail(
+            "--kind peerauthentication needs --metrics-port: the PeerAuthentication exempts "
+            "that port alone from mTLS (e.g. --metrics-port 9464)"
+        )
+    if kinds is not None and "dashboard" in kinds and "rules" not in kinds and recording:
+        click.echo(
+            "INFO: the dashboard reads the raw series, not recording rules: no PrometheusRule "
+            "is emitted (add --kind rules for the cheaper recorded queries)",
+            err=True,
+        )
     try:
         objects = (
             values_documents(model, options, wanted_values)
@@ -394,6 +422,15 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         )
         sys.exit(1)
     click.echo(f"{check}: {len(files)} file(s) up to date", err=True)
+
+
+def _require_extra() -> None:
+    """Building and writing the objects needs the ``manifests`` extra; its options do not."""
+    try:
+        import grafana_foundation_sdk  # noqa: F401
+        import yaml  # noqa: F401
+    except ImportError as exc:
+        needs_extra("manifests", exc)
 
 
 @click.command("manifests")

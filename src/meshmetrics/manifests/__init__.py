@@ -6,7 +6,9 @@ dashboard ConfigMap, PrometheusRule, as YAML) and :mod:`.validate` (strict offli
 validation with the shipped schemas).  The cluster objects: :mod:`.workload` (Deployment),
 :mod:`.autoscaling` (HPA, prometheus-adapter values, KEDA), :mod:`.kiali` (dashboards),
 :mod:`.ambient` (Istio's ambient mode) and :mod:`.cluster_schemas` (their schemas).
-Needs the ``manifests`` extra; the request path never imports this package.
+Building the dashboard, writing YAML and validating need the ``manifests`` extra, imported
+where they are used: the package itself (the options, kinds and queries) imports without
+it.  The request path never imports it.
 """
 
 from .model import MetricFamily, ServiceModel, model_from_config, model_from_registry

@@ -23,10 +23,11 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
     from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from ..config import SLO, MeshConfig, decimal_text
 from .model import MetricFamily, ServiceModel
-from .promql import Queries
+from .promql import Queries, number
 from .slo import selector as slo_selector
-from .slo import sli_record
+from .slo import sli_expr, sli_record
 
 DATASOURCE_VARIABLE = "datasource"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -85,23 +86,20 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
     if config.slo:
         builder.with_row(panels.row("Service level objectives"))
         for objective in config.slo:
-            sel = slo_selector(objective, config)
+            budget_left, burn_rates = _slo_queries(objective, config, q, model.rules_emitted)
             builder.with_panel(
                 panels.timeseries(
                     f"{objective.name}: error budget left of {objective.window} "
-                    f"({objective.objective:g}%)",
+                    f"({decimal_text(objective.objective)}%)",
                     "percentunit",
-                    (f"slo:error_budget_remaining:ratio{sel}", "budget left"),
+                    (budget_left, "budget left"),
                 )
             )
             builder.with_panel(
                 panels.timeseries(
                     f"{objective.name}: burn rate (1 = exactly on budget)",
                     "short",
-                    *(
-                        (f"{sli_record(w)}{sel} / {objective.error_budget:g}", w)
-                        for w in ("5m", "1h", "6h", "3d")
-                    ),
+                    *burn_rates,
                 )
             )
     if model.process_metrics:
@@ -140,6 +138,29 @@ def build_dashboard(model: ServiceModel) -> dict[str, Any]:
     encoded = JSONEncoder(sort_keys=True).encode(builder.build())
     result: dict[str, Any] = json.loads(encoded)
     return result
+
+
+#: The windows of the burn-rate panel.
+BURN_RATE_WINDOWS = ("5m", "1h", "6h", "3d")
+
+
+def _slo_queries(
+    objective: SLO, config: MeshConfig, q: Queries, recorded: bool
+) -> tuple[str, list[tuple[str, str]]]:
+    """The budget left and the burn rates of an objective: from its recorded series, or
+    (no PrometheusRule emitted) computed from the raw ones."""
+    budget = number(objective.error_budget)
+    if recorded:
+        sel = slo_selector(objective, config)
+        return (
+            f"slo:error_budget_remaining:ratio{sel}",
+            [(f"{sli_record(w)}{sel} / {budget}", w) for w in BURN_RATE_WINDOWS],
+        )
+    raw = Queries(q.job, q.namespace, q.prefix)
+    return (
+        f"1 - ({sli_expr(objective, raw, objective.window)}) / {budget}",
+        [(f"({sli_expr(objective, raw, w)}) / {budget}", w) for w in BURN_RATE_WINDOWS],
+    )
 
 
 def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:

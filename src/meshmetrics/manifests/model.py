@@ -44,6 +44,9 @@ class ServiceModel:
     #: Dashboard and alerts read the recording rules the PrometheusRule carries (cheap at
     #: any number of pods); ``False``: the raw series, as before.
     recording_rules: bool = True
+    #: The PrometheusRule is applied with the dashboard, so the SLO series it records exist;
+    #: ``False`` (a dashboard emitted alone): the SLO panels compute them from raw series.
+    rules_emitted: bool = True
     queries: Queries = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -15,18 +15,30 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ..config import ConfigError, MeshConfig
+from ..config import ConfigError, MeshConfig, decimal_text
+from ..formats import (
+    DNS1123_LABEL_RULE,
+    LABEL_KEY_RULE,
+    LABEL_VALUE_RULE,
+    is_dns1123_label,
+    is_label_key,
+    is_label_value,
+)
 from . import ambient, autoscaling, kiali, slo, workload
 from .autoscaling import Scaling
-from .dashboard import build_dashboard, dashboard_uid
 from .model import ServiceModel
-from .promql import RECORD_WINDOW
+from .promql import RECORD_WINDOW, escape
 from .workload import Workload
+
+if TYPE_CHECKING:
+    import yaml
+
+# yaml and the dashboard's builder (the ``manifests`` extra) are imported where objects are
+# built or written: the command's options and help need neither.
 
 API_MONITORING = "monitoring.coreos.com/v1"
 API_ISTIO_SECURITY = "security.istio.io/v1beta1"
@@ -77,19 +89,25 @@ class ManifestOptions:
 
     def __post_init__(self) -> None:
         """Every value checked here (``ConfigError`` naming the field), never in the cluster."""
+        for name in ("monitor_namespace", "dashboard_namespace", "istio_namespace"):
+            value = getattr(self, name)
+            _check(
+                name,
+                value,
+                (value is None and name != "istio_namespace") or is_dns1123_label(value),
+                f"a namespace name, {DNS1123_LABEL_RULE}",
+            )
         _check(
             "dashboard_label",
             self.dashboard_label,
-            _is_label_key(self.dashboard_label),
-            "a Kubernetes label key: an optional DNS subdomain prefix and '/', then at most "
-            "63 characters of A-Z, a-z, 0-9, '-', '_', '.' starting and ending alphanumeric",
+            is_label_key(self.dashboard_label),
+            LABEL_KEY_RULE,
         )
         _check(
             "dashboard_label_value",
             self.dashboard_label_value,
-            self.dashboard_label_value == "" or bool(_LABEL_NAME.match(self.dashboard_label_value)),
-            "a Kubernetes label value: at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.' "
-            "starting and ending alphanumeric (or empty)",
+            is_label_value(self.dashboard_label_value, empty=True),
+            f"{LABEL_VALUE_RULE} (or empty)",
         )
         _check(
             "error_ratio",
@@ -112,17 +130,6 @@ class ManifestOptions:
                 or (isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535),
                 "a port number from 1 to 65535",
             )
-
-
-_LABEL_NAME = re.compile(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
-
-
-def _is_label_key(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return bool(_LABEL_NAME.match(name))
 
 
 def _is_number(value: object) -> bool:
@@ -246,7 +253,7 @@ def peer_authentication(model: ServiceModel, options: ManifestOptions) -> dict[s
     if c.metrics_port is None:
         raise ValueError(
             "a PeerAuthentication for scraping needs metrics_port: it exempts that port alone "
-            "from mTLS (set MESHMETRICS_METRICS_PORT, e.g. 9464)"
+            "from mTLS (set the metrics port, e.g. metrics_port=9464)"
         )
     return {
         "apiVersion": API_ISTIO_SECURITY,
@@ -363,6 +370,8 @@ def dashboard_configmap(model: ServiceModel, options: ManifestOptions) -> dict[s
         **_labels(model, release=False),
         options.dashboard_label: options.dashboard_label_value,
     }
+    from .dashboard import build_dashboard, dashboard_uid
+
     dashboard = build_dashboard(model)
     return {
         "apiVersion": "v1",
@@ -480,7 +489,8 @@ def slo_rules(model: ServiceModel) -> list[dict[str, Any]]:
             if objective.kind == "availability"
             else f"of requests answered within {objective.threshold:g}s"
         )
-        where = f" on {objective.route}" if objective.route else ""
+        # a template literal: the route's text as is, whatever '{{' or quotes it holds
+        where = f' on {{{{ "{escape(objective.route)}" }}}}' if objective.route else ""
         speed = "fast: page" if alert.severity == "critical" else "steadily: ticket"
         rules.append(
             {
@@ -490,7 +500,8 @@ def slo_rules(model: ServiceModel) -> list[dict[str, Any]]:
                 "annotations": {
                     "summary": f"{c.service}: the {objective.name} error budget burns {speed}",
                     "description": (
-                        f"SLO {objective.objective:g}% {what}{where} over {objective.window}: "
+                        f"SLO {decimal_text(objective.objective)}% {what}{where} "
+                        f"over {objective.window}: "
                         "{{ $value | humanizePercentage }} of requests are bad, which spends the "
                         "error budget faster than it allows."
                     ),
@@ -556,6 +567,14 @@ def build_objects(
         raise ValueError(
             f"unknown kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(KINDS)}"
         )
+    if {"servicemonitor", "podmonitor"} <= wanted:
+        raise ValueError(
+            "kinds servicemonitor and podmonitor select the same pods: Prometheus would scrape "
+            "each twice (and the rules read the PodMonitor's job); choose one"
+        )
+    if "dashboard" in wanted and "rules" not in wanted:
+        # the recorded series would not exist: the dashboard reads the raw ones
+        model = replace(model, recording_rules=False, rules_emitted=False)
     opts = options or ManifestOptions()
     largest = max(model.config.buckets)
     if opts.latency_p95 >= largest:
@@ -575,21 +594,27 @@ def build_objects(
     return objects
 
 
-class _Dumper(yaml.SafeDumper):
+@cache
+def _dumper() -> type[yaml.SafeDumper]:
     """Block style for multi-line strings (the dashboard JSON stays readable)."""
+    import yaml
 
+    class Dumper(yaml.SafeDumper):
+        pass
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-
-_Dumper.add_representer(str, _str_representer)
+    Dumper.add_representer(str, represent_str)
+    return Dumper
 
 
 def to_yaml(obj: dict[str, Any]) -> str:
     """One object as a YAML document (label values such as ``"1"`` stay quoted strings)."""
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000)
+    import yaml
+
+    return yaml.dump(obj, Dumper=_dumper(), sort_keys=False, default_flow_style=False, width=1000)
 
 
 def to_multi_yaml(objects: Iterable[dict[str, Any]]) -> str:

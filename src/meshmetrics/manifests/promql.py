@@ -39,7 +39,7 @@ class Queries:
 
     def selector(self, *matchers: str) -> str:
         """``{job="...",namespace="..."[,extra matchers]}``."""
-        base = [f'job="{_escape(self.job)}"', f'namespace="{_escape(self.namespace)}"']
+        base = [f'job="{escape(self.job)}"', f'namespace="{escape(self.namespace)}"']
         return "{" + ",".join([*base, *matchers]) + "}"
 
     def metric(self, suffix: str) -> str:
@@ -165,10 +165,38 @@ class Queries:
 
     def _istio_selector(self, service: str) -> str:
         return (
-            f'{{reporter="destination",destination_service_name="{_escape(service)}",'
-            f'destination_service_namespace="{_escape(self.namespace)}"}}'
+            f'{{reporter="destination",destination_service_name="{escape(service)}",'
+            f'destination_service_namespace="{escape(self.namespace)}"}}'
         )
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(value: str) -> str:
+    """``value`` as the inside of a double-quoted PromQL string (Go's escapes, which the
+    PromQL lexer and Prometheus' template strings read): ``\\`` and ``"`` escaped, every
+    character that is not printable (line breaks, controls, invisible format characters)
+    as ``\\n``, ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``; the rest as is (UTF-8).
+    Every label value meshmetrics writes into PromQL goes through here."""
+    return "".join(_escape_char(char) for char in value)
+
+
+def _escape_char(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def number(value: float) -> str:
+    """A float as a PromQL number: 12 significant digits (``0.0144``, not float noise),
+    but never rounded across 1, the bound of an error ratio."""
+    text = f"{value:.12g}"
+    if (float(text) >= 1) != (value >= 1):
+        text = repr(float(value))
+    return text

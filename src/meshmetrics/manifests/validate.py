@@ -22,12 +22,8 @@ import jsonschema  # type: ignore[import-untyped]
 import yaml
 from jsonschema import validators
 
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+from ..formats import is_dns1123_label, is_dns1123_subdomain, is_label_key, is_label_value
+
 _CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _OBJECT_META = frozenset(
     {
@@ -210,19 +206,17 @@ def _metadata_errors(meta: Any) -> list[str]:
         return ["metadata: must be a mapping"]
     errors: list[str] = []
     name = meta.get("name")
-    if not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+    if not is_dns1123_subdomain(name):
         errors.append(f"metadata.name {name!r} is not a DNS-1123 subdomain")
     namespace = meta.get("namespace")
-    if namespace is not None and (
-        not isinstance(namespace, str) or len(namespace) > 63 or not _DNS1123_LABEL.match(namespace)
-    ):
+    if namespace is not None and not is_dns1123_label(namespace):
         errors.append(f"metadata.namespace {namespace!r} is not a DNS-1123 label")
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict):
         return [*errors, "metadata.labels: must be a mapping"]
     for key, value in labels.items():
         errors += _key_errors(key, "label")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not is_label_value(value, empty=True):
             errors.append(f"label {key!r}: value {value!r} is not a label value (quote numbers)")
     annotations = meta.get("annotations") or {}
     if not isinstance(annotations, dict):
@@ -240,9 +234,7 @@ def _metadata_errors(meta: Any) -> list[str]:
 def _key_errors(key: Any, what: str) -> list[str]:
     if not isinstance(key, str):
         return [f"{what} key {key!r} must be a string"]
-    prefix, slash, name = key.rpartition("/")
-    bad_prefix = slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix))
-    if bad_prefix or not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not is_label_key(key):
         return [f"{what} key {key!r} is not a qualified name"]
     return []
 

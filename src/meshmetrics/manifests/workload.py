@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, MeshConfig
+from ..formats import is_dns1123_subdomain, is_label_value
 from .model import ServiceModel
 
 #: Istio's modes of the data plane: a sidecar Envoy per pod, or ztunnel (+ waypoints).
@@ -35,9 +36,6 @@ _IMAGE = re.compile(
     rf"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z"
 )
-
-
-_SECRET = re.compile(r"\A[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class Workload:
                 "registry.example:5000/team/cmpt756s1:v1 (lower-case name, optional tag/digest)",
             )
         for secret in self.secrets:
-            if not isinstance(secret, str) or len(secret) > 253 or not _SECRET.match(secret):
+            if not is_dns1123_subdomain(secret):
                 raise ConfigError(
                     "env_secret", secret, "argument", "a Secret's name (a DNS-1123 subdomain)"
                 )
@@ -123,12 +121,9 @@ def environment(config: MeshConfig, port: int) -> list[dict[str, Any]]:
     return env
 
 
-_LABEL_VALUE = re.compile(r"\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?\Z")
-
-
 def _check_labels(config: MeshConfig) -> None:
     """The version becomes a pod label: stricter than the metric label it also is."""
-    if not _LABEL_VALUE.match(config.version):
+    if not is_label_value(config.version, empty=True):
         raise ValueError(
             f"--version {config.version!r} cannot be the pods' version label: at most 63 "
             "characters of A-Z, a-z, 0-9, '-', '_', '.', starting and ending alphanumeric"

@@ -1,7 +1,7 @@
 """A throw-away Prometheus on loopback that scrapes like prometheus-operator would.
 
-Used by ``meshmetrics demo --prometheus`` and the end-to-end tests: each target gets
-the labels the operator attaches from a ServiceMonitor (``job`` = Service name,
+Used by the demo (``python examples/demo.py --prometheus``) and the end-to-end tests:
+each target gets the labels the operator attaches from a ServiceMonitor (``job`` = Service name,
 ``namespace``, ``service``, ``pod``, ``endpoint`` = port name), so the generated
 dashboard and rules can be run unchanged against real data.
 """
