@@ -96,6 +96,7 @@ def _arguments(draw: st.DrawFn) -> list[str]:
         args += ["--istio-namespace", draw(_NAMESPACE)]
     if draw(st.integers(0, 3)) == 0:
         args += ["--release", draw(_RELEASE)]
+    args += draw(_cluster_arguments(kinds))
     for flag, usual in (
         ("--port-name", ["http", "web-2", "metrics"]),
         ("--prefix", ["shop", "", "a:b_c"]),
@@ -105,6 +106,50 @@ def _arguments(draw: st.DrawFn) -> list[str]:
         if draw(st.integers(0, 5)) == 0:
             value = draw(st.one_of(st.sampled_from(usual), _ANY_TEXT, _ANY_TEXT.map(str.strip)))
             args += [flag, value]
+    return args
+
+
+_VALID_AUTOSCALE = st.builds(
+    lambda metric, value: f"{metric}:{value}",
+    st.sampled_from(["rps", "inflight"]),
+    st.decimals(min_value=Decimal("0.001"), max_value=1000, places=3).map(str),
+)
+
+
+def _mostly(valid: st.SearchStrategy[Any], wrong: st.SearchStrategy[Any]) -> Any:
+    """Valid values three times in four: the rejections are one line each, but most
+    examples should reach the consumers (schemas, promtool)."""
+    return st.integers(0, 3).flatmap(lambda pick: wrong if pick == 3 else valid)
+
+
+_AUTOSCALE = _mostly(
+    _VALID_AUTOSCALE,
+    st.one_of(
+        st.sampled_from(["rps:0", "rps:-1", "rps:1_0", "cpu:50", "rps", "inflight:inf"]),
+        _ANY_TEXT,
+    ),
+)
+
+
+@st.composite
+def _cluster_arguments(draw: st.DrawFn, kinds: list[str]) -> list[str]:
+    """The cluster objects' options: mostly an --autoscale when an autoscaler is asked for."""
+    args: list[str] = []
+    if ("autoscaler" in kinds and draw(st.integers(0, 5))) or draw(st.integers(0, 5)) == 0:
+        args += ["--autoscale", draw(_AUTOSCALE)]
+        if draw(st.booleans()):
+            args += [
+                "--autoscaler",
+                draw(_mostly(st.sampled_from(["hpa", "keda"]), st.just("cpu"))),
+            ]
+        if draw(st.integers(0, 2)) == 0:
+            low = draw(_mostly(st.integers(1, 3), st.integers(-1, 0)))
+            high = draw(_mostly(st.integers(3, 12), st.integers(0, 2)))
+            args += ["--min-replicas", str(low), "--max-replicas", str(high)]
+    if draw(st.integers(0, 3)) == 0:
+        args += ["--mesh", draw(_mostly(st.sampled_from(["sidecar", "ambient"]), st.just("x")))]
+    if draw(st.integers(0, 3)) == 0:
+        args += ["--version", draw(_mostly(st.sampled_from(["v1", "1.2.3", "abc1"]), _ANY_TEXT))]
     return args
 
 
@@ -145,7 +190,7 @@ def test_every_option_combination_is_valid_output_or_one_line(tmp_path: Path) ->
     seen = {"accepted": 0, "rejected": 0}
 
     @settings(
-        max_examples=150,
+        max_examples=400,
         deadline=None,
         # the same examples on every run (no database replaying other runs' examples):
         # .ci/run is no lottery

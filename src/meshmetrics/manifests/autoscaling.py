@@ -253,7 +253,7 @@ def behavior(scaling: Scaling) -> dict[str, Any]:
 def _require(scaling: Scaling) -> Autoscale:
     if scaling.autoscale is None:
         raise ValueError(
-            "an autoscaler needs --autoscale rps:N or inflight:N (the value per pod to keep)"
+            "--kind autoscaler needs --autoscale rps:N or inflight:N (the value per pod to keep)"
         )
     return scaling.autoscale
 
