@@ -30,6 +30,9 @@ DEPLOYMENT = {
         }
     },
 }
+#: The Deployment as Istio and Kiali want its pods: labelled with app and version.
+VERSIONED = copy.deepcopy(DEPLOYMENT)
+VERSIONED["spec"]["template"]["metadata"]["labels"]["version"] = "v1"
 POD_MONITOR = {
     "apiVersion": "monitoring.coreos.com/v1",
     "kind": "PodMonitor",
@@ -194,7 +197,10 @@ def generated(*args: str) -> list[dict[str, Any]]:
 
 
 def test_a_dashboard_without_its_rules_is_an_error_per_panel(tmp_path: Path) -> None:
-    objects = generated("--kind", "servicemonitor,dashboard")
+    # generated with its rules (so it reads recorded series), then applied without them;
+    # `manifests --kind servicemonitor,dashboard` alone reads raw series instead
+    together = generated("--kind", "servicemonitor,dashboard,rules")
+    objects = [o for o in together if o["kind"] != "PrometheusRule"]
     result = run_cli("check", write(tmp_path, SERVICE, *objects), "--release", "kps")
     assert result.returncode == 1, result.stdout
     assert (
@@ -206,9 +212,8 @@ def test_a_dashboard_without_its_rules_is_an_error_per_panel(tmp_path: Path) -> 
         "panel 'In-flight requests' reads namespace_job_path:flask_http_requests_in_progress:sum"
         in result.stdout
     )
-    together = generated("--kind", "servicemonitor,dashboard,rules")
     assert run_cli("check", write(tmp_path, SERVICE, *together), "--release", "kps").returncode == 0
-    raw = generated("--kind", "servicemonitor,dashboard", "--no-recording-rules")
+    raw = generated("--kind", "servicemonitor,dashboard")
     assert run_cli("check", write(tmp_path, SERVICE, *raw), "--release", "kps").returncode == 0
 
 
@@ -252,9 +257,7 @@ def test_a_service_monitor_and_a_pod_monitor_on_the_same_pods_warn(tmp_path: Pat
 def test_the_istio_monitors_meshmetrics_emits_check_clean_beside_the_app(tmp_path: Path) -> None:
     istio = generated("--kind", "istio-monitors")
     app = generated("--kind", "servicemonitor")
-    result = run_cli(
-        "check", write(tmp_path, SERVICE, DEPLOYMENT, *app, *istio), "--release", "kps"
-    )
+    result = run_cli("check", write(tmp_path, SERVICE, VERSIONED, *app, *istio), "--release", "kps")
     assert result.returncode == 0, result.stdout
     assert (
         "port 'http-envoy-prom' (15090) of the istio-proxy container Istio injects" in result.stdout
@@ -301,3 +304,15 @@ def test_dashboards_nested_past_the_parsers_depth(tmp_path: Path) -> None:
         errors = sum(line.startswith("ERROR ") for line in lines)
         assert lines[-1].startswith(f"{errors} error(s)")
     assert "panel 'deepest' reads a:b:rate5m" in result.stdout
+
+
+def test_pod_target_labels_the_pods_lack_warn_without_failing(tmp_path: Path) -> None:
+    monitor = generated("--kind", "servicemonitor")  # podTargetLabels: [app, version]
+    result = run_cli("check", write(tmp_path, SERVICE, DEPLOYMENT, *monitor), "--release", "kps")
+    assert result.returncode == 0, result.stdout
+    assert (
+        "WARN  ServiceMonitor/cmpt756e4/cmpt756s1: podTargetLabels ['version'] are not labels "
+        "of Deployment/cmpt756e4/cmpt756s1's pods" in result.stdout
+    )
+    clean = run_cli("check", write(tmp_path, SERVICE, VERSIONED, *monitor), "--release", "kps")
+    assert "podTargetLabels" not in clean.stdout, clean.stdout

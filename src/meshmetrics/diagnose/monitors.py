@@ -42,7 +42,33 @@ def check_manifests(objects: list[dict[str, Any]], release: str | None) -> list[
             findings += _check_service_monitor(monitor, services)
         else:
             findings += _check_pod_monitor(monitor, pods)
+    findings += [f for monitor in monitors for f in _pod_target_labels(monitor, pods)]
     return findings + double_scrapes(monitors, services, pods) + check_mtls(objects)
+
+
+def _pod_target_labels(monitor: KubeObject, pods: list[PodTemplate]) -> list[Finding]:
+    """``podTargetLabels`` the monitored pods do not carry: the scrape works, but the
+    series lack the label (Kiali's dashboards query ``{namespace, app, version}``)."""
+    wanted = monitor.spec.get("podTargetLabels")
+    wanted = [w for w in wanted if isinstance(w, str)] if isinstance(wanted, list) else []
+    app = mapping(mapping(monitor.spec.get("selector")).get("matchLabels")).get("app")
+    findings = []
+    for pod in pods:
+        if not wanted or app is None or pod.labels.get("app") != app:
+            continue
+        missing = [label for label in wanted if label not in pod.labels]
+        if missing:
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    monitor.ref,
+                    f"podTargetLabels {missing} are not labels of {pod.workload.ref}'s pods: "
+                    "its series lack them, and Kiali's dashboards (which query app and "
+                    "version) find nothing",
+                    f"add {', '.join(missing)} to the pod template's labels",
+                )
+            )
+    return findings
 
 
 def _release(monitor: KubeObject, release: str | None) -> list[Finding]:

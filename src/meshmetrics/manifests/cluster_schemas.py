@@ -297,7 +297,8 @@ def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
 
 def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
     """Problems between the objects of one set (a service's files together): autoscalers
-    and their Deployment, the Service and its pods, the monitor's pod labels.  Objects
+    and their Deployment, the Service and its pods (a monitor's ``podTargetLabels`` that
+    the pods lack are ``check``'s warning: the scrape works, Kiali's queries do not).  Objects
     that are not in the set are not guessed at."""
     objects = [o for o in objects if isinstance(o, dict)]
     deployments = {
@@ -305,10 +306,8 @@ def cross_errors(objects: list[dict[str, Any]]) -> list[str]:
         for o in objects
         if o.get("kind") == "Deployment"
     }
-    return (
-        _autoscaler_cross_errors(objects, deployments)
-        + _service_cross_errors(objects, list(deployments.values()))
-        + _pod_label_cross_errors(objects, list(deployments.values()))
+    return _autoscaler_cross_errors(objects, deployments) + _service_cross_errors(
+        objects, list(deployments.values())
     )
 
 
@@ -371,29 +370,5 @@ def _service_cross_errors(
                 errors.append(
                     f"{_name(service)}: port {port.get('name') or port.get('port')} targets "
                     f"{target!r}, which no container of {_name(pods[0])} declares"
-                )
-    return errors
-
-
-def _pod_label_cross_errors(
-    objects: list[dict[str, Any]], deployments: list[dict[str, Any]]
-) -> list[str]:
-    errors = []
-    for monitor in objects:
-        if monitor.get("kind") not in ("ServiceMonitor", "PodMonitor") or not deployments:
-            continue
-        spec = _dict(monitor.get("spec"))
-        wanted = spec.get("podTargetLabels")
-        wanted = [w for w in wanted if isinstance(w, str)] if isinstance(wanted, list) else []
-        app = _dict(_dict(spec.get("selector")).get("matchLabels")).get("app")
-        for deployment in deployments:
-            labels = _pod_labels(deployment)
-            if app is None or labels.get("app") != app:
-                continue
-            missing = [label for label in wanted if label not in labels]
-            if missing:
-                errors.append(
-                    f"{_name(monitor)}: podTargetLabels {missing} are not labels of "
-                    f"{_name(deployment)}'s pods: Kiali's queries find nothing"
                 )
     return errors
