@@ -39,19 +39,28 @@ def test_several_processes_without_multiproc_dir_are_named(
     assert [r.getMessage().count("PROMETHEUS_MULTIPROC_DIR") for r in caplog.records] == [1]
 
 
-def test_app_run_is_not_replaced_and_run_refuses_processes() -> None:
+def test_app_run_is_wrapped_on_the_instance_refuses_processes_and_is_restored() -> None:
     app = Flask("procs")
     inst = instrument(app)
+    assert "run" in vars(app)  # the instance's own, not Flask's class
+    for run in (inst.run, app.run):
+        with pytest.raises(
+            ValueError, match=r"processes=2.*gunicorn -w 4 -c python:meshmetrics.gunicorn"
+        ):
+            run(processes=2)
+    inst.uninstrument()
     assert "run" not in vars(app)
-    with pytest.raises(
-        ValueError, match=r"processes=2.*gunicorn -w 4 -c python:meshmetrics.gunicorn"
-    ):
-        inst.run(processes=2)
 
 
-def test_run_passes_threaded_true_to_flask(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(Flask, "run", lambda self, *a, **kw: seen.update(kw))
+def test_run_passes_threaded_true_to_flask(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr(Flask, "run", lambda self, *a, **kw: seen.append(kw))
     app = Flask("passes")
-    instrument(app).run(port=1234, threaded=False)
-    assert seen == {"port": 1234, "threaded": True}
+    inst = instrument(app)
+    with caplog.at_level(logging.WARNING, logger="meshmetrics"):
+        inst.run(port=1234, threaded=False)
+        app.run(port=1234, threaded=False)
+    assert seen == [{"threaded": True}] * 2  # app.run's own arguments go by position
+    assert caplog.text.count("overridden with threaded=True") == 2  # once per call
