@@ -28,7 +28,7 @@ def timed_bodies(base: str) -> str:
         started = threading.Event()
         mid_body: list[float] = []
 
-        def fetch(path: str = path) -> None:
+        def fetch(path: str = path, started: threading.Event = started) -> None:
             with requests.get(f"{base}{path}", timeout=10, stream=True) as response:
                 chunks = response.iter_content(chunk_size=None)
                 next(chunks)  # the first chunk is out: the body is being produced
