@@ -4,26 +4,24 @@ first request and Instrumentation.run() refuses forking servers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import pytest
-import requests
 from flask import Flask
 
-from helpers import PYTHON, Server, value
 from meshmetrics import instrument
 
 
-@pytest.mark.slow
 def test_single_threaded_server_is_named_at_the_first_request(
-    start_server: Callable[..., Server],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = start_server([PYTHON, "apps/service.py", "0", "nothreads"])
-    assert requests.get(f"{server.base}/api/v1/items/7", timeout=10).status_code == 200
-    text = requests.get(f"{server.base}/metrics", timeout=10).text
-    assert value(text, "flask_http_request_total", path="/api/v1/items/<item_id>") == 1
-    _, err = server.stop()
-    assert err.count("handles one request at a time") == 1
+    app = Flask("one")
+    app.add_url_rule("/", "index", lambda: "ok")
+    instrument(app)
+    single = {"wsgi.multiprocess": False, "wsgi.multithread": False, "SERVER_SOFTWARE": "x"}
+    with caplog.at_level(logging.WARNING, logger="meshmetrics"):
+        app.test_client().get("/", environ_overrides=single)
+        app.test_client().get("/", environ_overrides=single)
+    assert caplog.text.count("handles one request at a time") == 1
 
 
 def test_several_processes_without_multiproc_dir_are_named(
