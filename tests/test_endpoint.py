@@ -14,6 +14,8 @@ import pytest
 import requests
 from flask import Blueprint, Flask, abort, current_app, g, request
 from flask.cli import routes_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.exceptions import Forbidden
 
 from helpers import Server, free_port, gunicorn_argv, serve_in_thread, value
@@ -192,3 +194,27 @@ def test_a_route_added_after_instrument_is_named_once(caplog: pytest.LogCaptureF
         assert app.test_client().get("/metrics").data.startswith(b"# HELP")
         app.test_client().get("/metrics")
     assert caplog.text.count("'legacy' routed there on app 'late' never runs") == 1
+
+
+_PATHS = st.sampled_from(["/metrics", "/metrics/", "/Metrics", "/metricsx", "/", "/app"])
+_METHODS = st.sampled_from(["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE", "PATCH", "BREW"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(path=_PATHS, method=_METHODS)
+def test_only_the_exact_path_is_the_endpoint_and_every_method_gets_an_answer(
+    path: str, method: str
+) -> None:
+    app = Flask("any")
+    app.add_url_rule("/app", "app_view", lambda: "app", methods=["GET", "POST"])
+    app.before_request(lambda: "gate" if request.path != "/app" else None)
+    instrument(app)
+    response = app.test_client().open(path, method=method)
+    if path != "/metrics":  # the app's own answer: its gate, its view, its 405
+        assert response.status_code in (200, 405), (path, method)
+        assert response.data in (b"gate", b"app", b"") or response.status_code == 405
+    elif method in ("GET", "HEAD", "OPTIONS"):
+        assert response.status_code == 200
+        assert response.headers["Cache-Control" if method != "OPTIONS" else "Allow"]
+    else:
+        assert (response.status_code, response.headers["Allow"]) == (405, "GET, HEAD")
