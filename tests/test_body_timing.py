@@ -74,13 +74,17 @@ def test_bodies_timed_to_their_last_byte_gunicorn(start_server: Callable[..., Se
     assert value(text, "flask_http_requests_in_progress", path="/file") == 0
 
 
-def test_the_servers_file_wrapper_is_handed_back_with_its_close_observed() -> None:
-    from gunicorn.http.wsgi import FileWrapper
-
+def file_app() -> Flask:
     app = Flask("files")
     app.add_url_rule("/f", "f", lambda: send_file(io.BytesIO(b"abc"), mimetype="text/plain"))
     instrument(app)
-    statuses: list[str] = []
+    return app
+
+
+def gunicorn_file_request(app: Flask) -> Any:
+    """The body ``app`` hands gunicorn for a ``send_file`` (its ``wsgi.file_wrapper``)."""
+    from gunicorn.http.wsgi import FileWrapper
+
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/f",
@@ -90,7 +94,14 @@ def test_the_servers_file_wrapper_is_handed_back_with_its_close_observed() -> No
         "wsgi.input": io.BytesIO(),
         "wsgi.file_wrapper": FileWrapper,
     }
-    body = app.wsgi_app(environ, lambda status, headers, exc=None: statuses.append(status))
+    return app.wsgi_app(environ, lambda status, headers, exc=None: None)
+
+
+def test_the_servers_file_wrapper_is_handed_back_with_its_close_observed() -> None:
+    from gunicorn.http.wsgi import FileWrapper
+
+    app = file_app()
+    body = gunicorn_file_request(app)
     assert isinstance(body, FileWrapper)  # gunicorn's isinstance() check: sendfile() kept
     scrape = app.test_client().get("/metrics").get_data(as_text=True)
     assert value(scrape, "flask_http_requests_in_progress", path="/f") == 1
@@ -112,3 +123,20 @@ def test_plain_and_error_bodies_complete_when_the_app_returns() -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert value(text, "flask_http_request_total") == 3
     assert value(text, "flask_http_requests_in_progress") == 0
+
+
+def test_a_client_leaving_a_sent_file_is_client_closed() -> None:
+    app = file_app()
+    body = gunicorn_file_request(app)
+
+    def send() -> None:
+        try:
+            raise BrokenPipeError("client went away during sendfile()")
+        finally:  # as gunicorn closes the body while the error propagates
+            body.close()
+
+    with pytest.raises(BrokenPipeError):
+        send()
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert value(text, "flask_http_request_total", path="/f", status="499") == 1
+    assert value(text, "flask_http_request_exceptions_total") == 0
