@@ -60,6 +60,8 @@ class Instrumentation:
             instrumentation, so apps in one process never collide).
         served: what the metrics endpoint serves: ``registry`` plus prometheus_client's
             default registry (one process), or every worker's files (gunicorn).
+        endpoint: the metrics endpoint (:class:`~meshmetrics.endpoint.MetricsEndpoint`),
+            answered before Flask routes a request, on the app's port or ``metrics_port``.
         metrics: a prometheus-flask-exporter ``PrometheusMetrics`` on that registry,
             for its decorators (``counter``, ``histogram``, ``gauge``, ``summary``,
             ``info``, ``do_not_track``, ``exclude_all_metrics``).
