@@ -270,6 +270,10 @@ def exposition_app(registry: ServedRegistry) -> WSGIApp:
     return metrics_app
 
 
+#: The thread that waits for a taken ``metrics_port`` (another gunicorn worker's).
+RETRY_THREAD = "meshmetrics-metrics-port-retry"
+
+
 class MetricsServer:
     """The metrics endpoint alone, on a port of its own, served from a daemon thread.
 
@@ -304,7 +308,9 @@ class MetricsServer:
                 if retry_every is None:
                     log.warning("meshmetrics: cannot serve metrics on port %d: %s", self.port, exc)
                 else:
-                    threading.Thread(target=self._retry, args=(retry_every,), daemon=True).start()
+                    threading.Thread(
+                        target=self._retry, args=(retry_every,), name=RETRY_THREAD, daemon=True
+                    ).start()
                 return False
             threading.Thread(
                 target=server.serve_forever, name="meshmetrics-metrics-port", daemon=True
