@@ -81,7 +81,10 @@ class Server:
     what it reports (no free-port race).  Its output is read as it comes (a full pipe
     never blocks it) and returned by :meth:`stop`; it is stopped with its children."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None = None, probe: bool = True
+    ) -> None:
+        """``probe=False``: no request is sent (the server is up once it said so)."""
         full_env = {**os.environ, "PYTHONPATH": str(TESTS), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             argv,
@@ -102,7 +105,8 @@ class Server:
         try:
             self.port = self._reported_port()
             self.base = f"http://127.0.0.1:{self.port}"
-            wait_http(self.base + "/", proc=self.proc)
+            if probe:
+                wait_http(self.base + "/", proc=self.proc)
         except BaseException:
             self.stop()
             raise

@@ -68,3 +68,22 @@ def test_set_function_is_seen_on_gauges_and_their_children() -> None:
     labelled.labels("a").set_function(lambda: 2.0)
     flags = [_compat.uses_set_function(m) for m in (plain, computed, labelled)]
     assert flags == [False, True, True]
+
+
+def test_flask_renders_http_exceptions_into_a_closing_iterator_of_known_length() -> None:
+    from flask import Response, abort
+    from werkzeug.wsgi import ClosingIterator
+
+    app = Flask("rendered")
+    seen: list[bool] = []
+    app.after_request(lambda r: seen.append(_compat.rendered_by_flask(r)) or r)
+    app.add_url_rule("/abort", "abort", lambda: abort(401))
+    app.add_url_rule("/plain", "plain", lambda: "ok")
+    app.add_url_rule(
+        "/stream", "stream", lambda: Response(ClosingIterator(iter([b"x"]), lambda: None))
+    )
+    client = app.test_client()
+    for path in ("/abort", "/missing", "/plain", "/stream"):
+        client.get(path)
+    client.post("/plain")  # 405
+    assert seen == [True, True, False, False, True]

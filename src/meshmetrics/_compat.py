@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
 from prometheus_client.mmap_dict import MmapedDict
+from werkzeug.wsgi import ClosingIterator
 
 try:  # Flask >= 2.2 keeps the request context in a context variable
     from flask.globals import _cv_request
@@ -38,6 +39,14 @@ def excluded_by_pfe(req: Any) -> bool:
     """True when a prometheus-flask-exporter decorator excluded this request."""
     attrs = req.__dict__
     return PFE_REQUEST_FLAGS[0] in attrs or PFE_REQUEST_FLAGS[1] in attrs
+
+
+def rendered_by_flask(response: Any) -> bool:
+    """A response Flask made from a WSGI app's output: an ``HTTPException`` (``abort(404)``,
+    a routing 404/405, a redirect) goes through werkzeug's ``Response.force_type`` and
+    ``run_wsgi_app``, which leave the rendered body in a ``ClosingIterator`` with its
+    ``Content-Length``: in memory, complete when the app returns."""
+    return type(response.response) is ClosingIterator and "Content-Length" in response.headers
 
 
 def family_name(metric: Any) -> str:

@@ -14,13 +14,11 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from flask import Flask
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
@@ -272,21 +270,26 @@ def exposition_app(registry: ServedRegistry) -> WSGIApp:
     return metrics_app
 
 
+#: The thread that waits for a taken ``metrics_port`` (another gunicorn worker's).
+RETRY_THREAD = "meshmetrics-metrics-port-retry"
+
+
 class MetricsServer:
-    """The metrics view alone, on a port of its own, served from a daemon thread.
+    """The metrics endpoint alone, on a port of its own, served from a daemon thread.
 
     One per process; under gunicorn every worker tries to bind and the others keep
     retrying, so a worker that dies hands the port to another (in multiprocess mode
-    every worker serves the same aggregate).
+    every worker serves the same aggregate).  After :meth:`stop` nothing of it acts
+    again: a retry still waiting for the port gives up.
     """
 
-    def __init__(self, view: Callable[[], Any], path: str, host: str, port: int) -> None:
-        self.app = Flask("meshmetrics-metrics", static_folder=None)
-        self.app.add_url_rule(path, "meshmetrics_metrics", view, methods=["GET"])
+    def __init__(self, app: WSGIApp, host: str, port: int) -> None:
+        self.app = app
         self._host, self.port = host, port
         self._server: BaseWSGIServer | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     @property
     def running(self) -> bool:
@@ -297,15 +300,21 @@ class MetricsServer:
         with self._lock:
             if self.running:
                 return True
+            if self._closed.is_set():
+                return False
             try:
-                self._bind()
+                server = self._bind()
             except OSError as exc:
                 if retry_every is None:
                     log.warning("meshmetrics: cannot serve metrics on port %d: %s", self.port, exc)
                 else:
-                    threading.Thread(target=self._retry, args=(retry_every,), daemon=True).start()
+                    threading.Thread(
+                        target=self._retry, args=(retry_every,), name=RETRY_THREAD, daemon=True
+                    ).start()
                 return False
-        threading.Thread(target=self._serve, name="meshmetrics-metrics-port", daemon=True).start()
+            threading.Thread(
+                target=server.serve_forever, name="meshmetrics-metrics-port", daemon=True
+            ).start()  # started under the lock: stop()'s shutdown() waits for serve_forever
         log.info(
             "meshmetrics: metrics on http://%s:%d (%s)",
             self._host,
@@ -316,33 +325,30 @@ class MetricsServer:
         )
         return True
 
-    def _bind(self) -> None:
+    def _bind(self) -> BaseWSGIServer:
         try:
-            self._server = make_server(self._host, self.port, self.app, threaded=True)
+            server = make_server(self._host, self.port, self.app, threaded=True)
         except SystemExit as exc:  # werkzeug exits the process when the port is taken
             raise OSError(f"port {self.port} on {self._host} is in use") from exc
-        self._pid = os.getpid()
-
-    def _serve(self) -> None:
-        server = self._server
-        if server is not None:
-            server.serve_forever()
+        self._server, self._pid = server, os.getpid()
+        return server
 
     def _retry(self, every: float) -> None:
-        while True:
-            time.sleep(every)
+        while not self._closed.wait(every):
             with self._lock:
-                if self.running:
+                if self.running or self._closed.is_set():
                     return
                 try:
-                    self._bind()
+                    server = self._bind()
                 except OSError:
                     continue
-            self._serve()
+            server.serve_forever()
             return
 
     def stop(self) -> None:
+        """Close the port, and for good: a pending retry gives up, :meth:`start` refuses."""
         with self._lock:
+            self._closed.set()
             if self.running and self._server is not None:
                 self._server.shutdown()
                 self._server.server_close()

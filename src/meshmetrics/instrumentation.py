@@ -1,12 +1,14 @@
 """``instrument()`` and :class:`MeshMetrics`: attach metrics (and tracing) to a Flask app or
 Blueprint through Flask's public API, and undo it.
 
-Attaching wraps ``app.wsgi_app`` (:mod:`.middleware`), connects Flask's request
-signals for that app, routes the metrics endpoint with ``add_url_rule`` and, for a
-Blueprint not registered yet, uses ``Blueprint.record``.  An instrumentation lives
-as long as its app (or Blueprint): the process-wide lists hold it weakly, so an app
-factory's apps are garbage-collected with their instrumentation, whose export thread
-then ends.
+Attaching wraps ``app.wsgi_app`` (:mod:`.middleware`, which also answers the metrics
+endpoint there, before Flask routes a request: :mod:`.endpoint`), connects Flask's
+request signals for that app, wraps ``app.run`` on the instance (threaded, the metrics
+port opened at start) and, for a Blueprint not registered yet, uses ``Blueprint.record``.
+An instrumentation lives as long as its app (or Blueprint): the process-wide lists
+hold it weakly, so an app factory's apps are garbage-collected with their
+instrumentation, which then lets go of its export thread (shared by every
+instrumentation with the same tracing backend; the last one stops it).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from functools import wraps
 from typing import Any, Unpack, cast
 
-from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
 from . import runner
 from .config import ConfigError, InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
+from .endpoint import MetricsEndpoint
 from .exposition import (
     MetricsServer,
     MultiprocessDirError,
@@ -40,7 +44,6 @@ from .tracing.client import TracingSession
 from .tracing.server import RequestTracing
 
 EXTENSION_KEY = "meshmetrics"
-METRICS_ENDPOINT = "meshmetrics_metrics"
 log = logging.getLogger("meshmetrics")
 
 _lock = threading.Lock()
@@ -59,6 +62,8 @@ class Instrumentation:
             instrumentation, so apps in one process never collide).
         served: what the metrics endpoint serves: ``registry`` plus prometheus_client's
             default registry (one process), or every worker's files (gunicorn).
+        endpoint: the metrics endpoint (:class:`~meshmetrics.endpoint.MetricsEndpoint`),
+            answered before Flask routes a request, on the app's port or ``metrics_port``.
         metrics: a prometheus-flask-exporter ``PrometheusMetrics`` on that registry,
             for its decorators (``counter``, ``histogram``, ``gauge``, ``summary``,
             ``info``, ``do_not_track``, ``exclude_all_metrics``).
@@ -90,15 +95,14 @@ class Instrumentation:
         self.served: ServedRegistry = served_registry(
             self.registry, self.multiprocess_dir, created=config.created_series
         )
-        self._exposition = exposition_app(self.served)
-        self._view = _protected(self._serve_metrics, config)
+        self.endpoint = MetricsEndpoint(
+            exposition_app(self.served), config.metrics_path, _protector(config)
+        )
+        self.endpoint.port_app = _first_app_of(self)
         self.metrics_server: MetricsServer | None = None
         if config.metrics_port is not None:
             self.metrics_server = MetricsServer(
-                _metrics_port_view(self),
-                config.metrics_path,
-                config.metrics_host,
-                config.metrics_port,
+                self.endpoint.serve, config.metrics_host, config.metrics_port
             )
         self.core = RequestCore(
             self.request_metrics,
@@ -107,6 +111,7 @@ class Instrumentation:
             config.path_prefixes,
         )
         self._apps: list[tuple[Flask, AppObserver]] = []
+        self._runs: list[tuple[Flask, Callable[..., None]]] = []
         self._active = True
 
     # -- what users call ---------------------------------------------------------------
@@ -149,17 +154,6 @@ class Instrumentation:
         """Serve the app like ``app.run()``, refusing ``processes>1`` (see :mod:`.runner`)."""
         runner.run(self.app, *args, **options)
 
-    # -- the metrics endpoint ------------------------------------------------------------
-
-    def _serve_metrics(self) -> Response:
-        environ = request.environ
-        if environ.get("REQUEST_METHOD") == "HEAD":
-            environ = {**environ, "REQUEST_METHOD": "GET"}
-        response = Response.from_app(self._exposition, environ, buffered=True)
-        assert isinstance(response, Response)
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
     # -- attaching ------------------------------------------------------------------
 
     def _attach(self, app: Flask, blueprint_name: str | None) -> None:
@@ -175,31 +169,70 @@ class Instrumentation:
                 f"{owner.config.metrics_path} (service {owner.config.service!r}); "
                 "instrument either the app or one Blueprint of it, not both"
             )
-        existing = _rule_at(app, self.config.metrics_path)
-        if existing is not None and existing != METRICS_ENDPOINT:
+        endpoint = None if self.metrics_server is not None else self.endpoint
+        existing = _rule_at(app, self.config.metrics_path) if endpoint is not None else None
+        if existing is not None:
             raise RuntimeError(
                 f"meshmetrics: {self.config.metrics_path} is already routed to endpoint "
-                f"{existing!r} on app {app.name!r} (another exporter?); remove it or pass "
-                "metrics_path=..."
-            )
-        if self.metrics_server is None and existing is None:
-            app.add_url_rule(
-                self.config.metrics_path, METRICS_ENDPOINT, _metrics_endpoint, methods=["GET"]
+                f"{existing!r} on app {app.name!r} (another exporter?), but meshmetrics answers it "
+                "before Flask routes a request, so that view would never run; remove the "
+                "route, or pass metrics_path=... or metrics_port=..."
             )
         scope = None if blueprint_name is None else frozenset({blueprint_name})
-        observer = AppObserver(app, app.wsgi_app, self.core, scope, self._first_request)
+        observer = AppObserver(app, app.wsgi_app, self.core, scope, self._first_request, endpoint)
         app.wsgi_app = observer  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = self
         self._apps.append((app, observer))
+        self._wrap_run(app)
         runner.warn_if_reloader(self.config.metrics_path)
-        if self.metrics_server is not None and runner.running_under_reloader():
+        if self.metrics_server is not None and runner.serving_process_at_import():
             self.metrics_server.start()
 
+    def _wrap_run(self, app: Flask) -> None:
+        """``app.run`` on this app instance: threaded, one process, the metrics port opened
+        as the server starts (not at the first request).  ``uninstrument()`` removes it."""
+        if "run" in vars(app):  # someone else's wrapper (or a second Blueprint's): keep it
+            return
+        inst, target = weakref.ref(self), weakref.ref(app)
+
+        @wraps(type(app).run)
+        def run(
+            host: str | None = None,
+            port: int | None = None,
+            debug: bool | None = None,
+            load_dotenv: bool = True,
+            **options: Any,
+        ) -> None:
+            served = target()
+            assert served is not None  # this function lives in the app's own __dict__
+            options = runner.threaded_options(options)
+            owner = inst()
+            server = owner.metrics_server if owner is not None and owner._active else None
+            if server is not None and runner.serves_here(served, debug, load_dotenv, options):
+                server.start()
+            type(served).run(served, host, port, debug, load_dotenv, **options)
+
+        app.run = run  # type: ignore[method-assign]
+        self._runs.append((app, run))
+
     def _first_request(self, environ: dict[str, Any]) -> None:
-        """Once per process, at its first request: start the metrics port, check the server."""
+        """Once per process, at its first request: start the metrics port (where start-up
+        could not be observed), name a route the endpoint hides, check the server."""
         if self.metrics_server is not None and not self.metrics_server.running:
             self.metrics_server.start()
         check_exclusions(self.config, self._apps)
+        if self.metrics_server is None:
+            for app in self.apps:
+                routed = _rule_at(app, self.config.metrics_path)
+                if routed is not None:
+                    log.warning(
+                        "meshmetrics: %s is answered by meshmetrics before Flask routes a "
+                        "request; the view %r routed there on app %r never runs (pass "
+                        "metrics_path=... to serve the metrics elsewhere)",
+                        self.config.metrics_path,
+                        routed,
+                        app.name,
+                    )
         if self.multiprocess:
             return
         if several_processes(environ):
@@ -226,8 +259,9 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Stop measuring and tracing; leave no thread or socket behind.
 
-        The metrics route answers 404 afterwards; ``app.wsgi_app`` gets its previous
-        value back (or, when another middleware wrapped it since, passes through).
+        The metrics endpoint answers 404 afterwards; ``app.wsgi_app`` gets its previous
+        value back (or, when another middleware wrapped it since, passes through), and
+        ``app.run`` Flask's own.
         Flask has no public way to remove a ``before_request``/``after_request``
         function: the two meshmetrics installed stay, and return at once for a
         request no instrumentation serves (a later ``instrument()`` reuses them).
@@ -239,6 +273,10 @@ class Instrumentation:
             if app.extensions.get(EXTENSION_KEY) is self:
                 del app.extensions[EXTENSION_KEY]
         self._apps.clear()
+        for app, run in self._runs:
+            if vars(app).get("run") is run:
+                del app.run
+        self._runs.clear()
         self._active = False
         if self.metrics_server is not None:
             self.metrics_server.stop()
@@ -259,21 +297,6 @@ def _stop_processor(tracing: RequestTracing) -> None:
     stop = getattr(processor, "stop", None)
     if stop is not None:
         stop()
-
-
-def _metrics_endpoint() -> Response:
-    """The metrics route of every instrumented app: serves the app's current instrumentation."""
-    inst = current_app.extensions.get(EXTENSION_KEY)
-    rule = request.url_rule
-    if (
-        not isinstance(inst, Instrumentation)
-        or inst.metrics_server is not None
-        or rule is None
-        or rule.rule != inst.config.metrics_path
-    ):
-        abort(404)
-    response: Response = inst._view()
-    return response
 
 
 def _protected(view: Callable[[], Response], config: MeshConfig) -> Callable[[], Response]:
@@ -302,25 +325,23 @@ def _protected(view: Callable[[], Response], config: MeshConfig) -> Callable[[],
     return cast(Callable[[], Response], protected)
 
 
-def _metrics_port_view(inst: Instrumentation) -> Any:
-    """The view of the separate metrics port (an app of its own, under the same auth)."""
+def _protector(config: MeshConfig) -> Callable[[Callable[[], Response]], Callable[[], Any]] | None:
+    """How ``metrics_auth`` is applied to the endpoint's view (None: no decorator)."""
+    if config.metrics_auth is None:
+        return None
+    return lambda view: _protected(view, config)
+
+
+def _first_app_of(inst: Instrumentation) -> Callable[[], Flask | None]:
+    """The app whose context ``metrics_auth`` sees on the metrics port: the decorator is the
+    app's code and reads the app's config and extensions, as on the app's own port."""
     ref = weakref.ref(inst)
 
-    def meshmetrics_metrics() -> Response:
+    def first_app() -> Flask | None:
         target = ref()
-        if target is None or not target._active:
-            abort(404)
-        response: Response
-        if not target._apps:
-            response = target._view()
-            return response
-        # the auth decorator is the app's code: it sees the app's current_app (its config,
-        # its extensions), as on the app's own port, not this internal server's
-        with target._apps[0][0].app_context():
-            response = target._view()
-        return response
+        return target._apps[0][0] if target is not None and target._apps else None
 
-    return meshmetrics_metrics
+    return first_app
 
 
 def instrumentations() -> list[Instrumentation]:

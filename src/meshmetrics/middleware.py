@@ -7,9 +7,13 @@ a request that an earlier ``before_request`` function answered starts in
 ``after_request`` or ``got_request_exception``, so it is counted too) and the response
 (``after_request``); its ``got_request_exception`` signal names an exception
 (Flask-RESTX and others send it for the exceptions they handle themselves).  The
-request is complete when the app returns, or, for a response whose body is a
-generator (streaming), when the server has sent the last chunk or closed the body
-because the client went away (status :data:`~.metrics.CLIENT_CLOSED`).
+request is complete when the app returns if its body is in memory already (a list,
+tuple or bytes: every ordinary Flask response); any other body (a generator,
+``stream_with_context``, ``map(fmt, rows)``, an iterable class, ``send_file``'s file
+wrapper) is produced while the server sends it, and the request completes when the
+server has sent the last byte or closed the body because the client went away
+(status :data:`~.metrics.CLIENT_CLOSED`).  A server's ``wsgi.file_wrapper`` (gunicorn's
+``sendfile()``) is handed back as it is, with its ``close()`` observed.
 The status recorded is the one the server sends: 500 when an exception escapes the
 app (a failing ``teardown_request`` included).
 """
@@ -18,17 +22,18 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
-from types import GeneratorType
 from typing import Any
 
 from flask import Flask, current_app, got_request_exception
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
-from ._compat import current_request, excluded_by_pfe
+from ._compat import current_request, excluded_by_pfe, rendered_by_flask
+from .endpoint import MetricsEndpoint
 from .exposition import WSGIApp
 from .metrics import (
     CLIENT_CLOSED,
@@ -165,8 +170,13 @@ class AppObserver:
         core: RequestCore,
         scope: frozenset[str] | None,
         on_first_request: Callable[[dict[str, Any]], None],
+        endpoint: MetricsEndpoint | None = None,
     ) -> None:
         self.wsgi_app = wsgi_app
+        #: answered here, before Flask routes it (None: the metrics are on their own port)
+        self.metrics_path = endpoint.path if endpoint is not None else None
+        self._endpoint = endpoint
+        self._app = weakref.ref(app)
         self.core = core
         self.scope = scope
         #: each route's ``path`` label, or ``None`` when it is not measured here
@@ -195,6 +205,8 @@ class AppObserver:
             hook, self._on_first_request = self._on_first_request, None
             self._find_engineio()
             hook(environ)
+        if environ.get("PATH_INFO") == self.metrics_path:
+            return self._scrape(environ, start_response)
         state = RequestState(perf_counter(), self)
         environ[STATE_KEY] = state
 
@@ -213,7 +225,7 @@ class AppObserver:
                 self._finish(state, environ, 500, exc)
             raise
         if state.streamed and not state.done:
-            return ObservedBody(body, self, state, environ)
+            return observed(body, self, state, environ)
         if (state.status == SWITCHING_PROTOCOLS or "HTTP_UPGRADE" in environ) and upgraded(
             environ, state.status, None, websocket_rule(state.req)
         ):
@@ -221,6 +233,11 @@ class AppObserver:
         else:
             self._finish(state, environ, state.status or 500, None)
         return body
+
+    def _scrape(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """The metrics endpoint, outside the app's routing, hooks and measurement."""
+        assert self._endpoint is not None
+        return self._endpoint.answer(environ, start_response, self._app())
 
     def _finish(
         self,
@@ -347,9 +364,11 @@ def _on_response(response: Any) -> Any:
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
         state.observer.routed(state, req)  # no-op unless an earlier hook answered
-        # a generator body (Response(gen()), stream_with_context) is produced while
-        # the server sends it; anything else is complete when the app returns
-        state.streamed = isinstance(response.response, GeneratorType)
+        # a body in memory is complete when the app returns; any other iterable (a
+        # generator, map(), a class, a file wrapper) is produced while the server sends it
+        state.streamed = not isinstance(response.response, _IN_MEMORY) and not rendered_by_flask(
+            response
+        )
     return response
 
 
@@ -382,6 +401,56 @@ def _rule_of_405(req: Any) -> Rule | None:
     except Exception:
         return None
     return rule if isinstance(rule, Rule) else None
+
+
+_IN_MEMORY = (list, tuple, bytes, str)
+
+
+def observed(
+    body: Iterable[bytes], observer: AppObserver, state: RequestState, environ: dict[str, Any]
+) -> Iterable[bytes]:
+    """``body``, observed until the server has sent it or closed it."""
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        closing = ClosedFile(getattr(body, "close", None), observer, state, environ)
+        try:  # the server's own type, kept: gunicorn sends it with sendfile()
+            body.close = closing  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):  # a type without instance attributes
+            pass
+        else:
+            return body
+    return ObservedBody(body, observer, state, environ)
+
+
+class ClosedFile:
+    """The ``close()`` of a server's ``wsgi.file_wrapper``: its request completes there.
+
+    The server may send the file without iterating it (``sendfile()``), so only
+    ``close()`` is seen; an ``OSError`` the server is propagating while it closes (the
+    client went away mid-file, visible to CPython's ``sys.exc_info()`` in its
+    ``finally``) makes it :data:`~.metrics.CLIENT_CLOSED`, another exception an error.
+    """
+
+    __slots__ = ("_close", "_environ", "_observer", "_state")
+
+    def __init__(
+        self,
+        close: Callable[[], None] | None,
+        observer: AppObserver,
+        state: RequestState,
+        environ: dict[str, Any],
+    ) -> None:
+        self._close, self._observer, self._state, self._environ = close, observer, state, environ
+
+    def __call__(self) -> None:
+        failure = sys.exc_info()[1]
+        try:
+            if self._close is not None:
+                self._close()
+        finally:
+            error = None if failure is None or isinstance(failure, OSError) else failure
+            complete = failure is None
+            self._observer.body_done(self._state, self._environ, complete, error)
 
 
 class ObservedBody:

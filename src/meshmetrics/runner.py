@@ -1,4 +1,5 @@
-"""How an instrumented app is served by ``Instrumentation.run()``: threaded, one process.
+"""How an instrumented app is served (``app.run()``, ``Instrumentation.run()``, ``flask run``):
+threaded, one process, and which process serves.
 
 A single-threaded development server serialises every request behind a slow
 one (scrapes included), and ``processes=N`` forks N copies whose counters never
@@ -13,7 +14,11 @@ import logging
 import os
 from typing import Any
 
+import click
 from flask import Flask
+from flask.cli import load_dotenv as load_dotenv_files
+from flask.cli import run_command
+from flask.helpers import get_debug_flag, get_load_dotenv
 
 log = logging.getLogger("meshmetrics")
 
@@ -40,12 +45,9 @@ def warn_if_reloader(metrics_path: str) -> None:
     )
 
 
-def run(app: Flask, *args: Any, **options: Any) -> None:
-    """``app.run`` for an instrumented app: forces ``threaded=True``, refuses processes>1.
-
-    Plain ``app.run()`` works too (Flask's default is threaded); meshmetrics warns at
-    the first request when a server runs one thread or several processes.
-    """
+def threaded_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``app.run``'s options for an instrumented app: ``threaded=True`` forced (said once,
+    at WARNING, when the caller asked otherwise), ``processes>1`` refused."""
     processes = options.get("processes", 1) or 1
     if processes > 1:
         raise ValueError(
@@ -53,10 +55,48 @@ def run(app: Flask, *args: Any, **options: Any) -> None:
             "never meet; run several processes with gunicorn instead: "
             "gunicorn -w 4 -c python:meshmetrics.gunicorn 'module:app'"
         )
-    if options.get("threaded") is False:
+    if options.get("threaded", True) is not True:
         log.warning(
-            "meshmetrics: app.run(threaded=False) overridden with threaded=True so a slow "
-            "request cannot block the others or the Prometheus scrape"
+            "meshmetrics: app.run(threaded=%r) overridden with threaded=True so a slow "
+            "request cannot block the others or the Prometheus scrape",
+            options["threaded"],
         )
-    options["threaded"] = True
-    app.run(*args, **options)
+    return {**options, "threaded": True}
+
+
+def serves_here(app: Flask, debug: bool | None, load_dotenv: bool, options: dict[str, Any]) -> bool:
+    """Whether ``app.run(debug=debug, load_dotenv=load_dotenv, **options)`` serves requests
+    from this process, as Flask decides it: not under ``flask run`` (Flask ignores the
+    call there), nor in the reloader's watching parent (its child serves)."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+        return False
+    if running_under_reloader():
+        return True
+    if "use_reloader" in options:
+        return not options["use_reloader"]
+    if debug is not None:
+        return not debug
+    if get_load_dotenv(load_dotenv):
+        load_dotenv_files()  # what Flask.run does next; it never overrides a set variable
+    if "FLASK_DEBUG" in os.environ:
+        return not get_debug_flag()
+    return not app.debug
+
+
+def serving_process_at_import() -> bool:
+    """True while the app is instrumented in the process that will serve it, where that is
+    observable: the werkzeug reloader's serving child, or ``flask run`` without the
+    reloader (the command loads the app, then serves from the same process)."""
+    if running_under_reloader():
+        return True
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command is not run_command:
+        return False
+    reload = ctx.params.get("reload")
+    return not (get_debug_flag() if reload is None else reload)
+
+
+def run(app: Flask, *args: Any, **options: Any) -> None:
+    """``app.run`` for an instrumented app: forces ``threaded=True``, refuses processes>1
+    (``app.run`` itself does the same once the app is instrumented)."""
+    app.run(*args, **threaded_options(options))

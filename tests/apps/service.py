@@ -1,6 +1,6 @@
 """A small instrumented service used by the subprocess tests (reloader, gunicorn, threads).
 
-Run as a script: ``python service.py PORT [debug|nothreads|blueprint-debug]``.
+Run as a script: ``python service.py PORT [debug|nothreads|blueprint-debug|meshmetrics-run]``.
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 
-from meshmetrics import instrument
+from meshmetrics import MeshMetrics, instrument
 
 PAIR = threading.Barrier(2, timeout=10)
 
@@ -29,6 +30,11 @@ def create_app(blueprint: bool = False) -> Flask:
         # Two requests must be inside this view at once, or the barrier breaks (500).
         PAIR.wait()
         return "met"
+
+    @bp.route("/sleep")
+    def sleep() -> str:
+        time.sleep(float(request.args.get("s", "1")))
+        return "slept"
 
     @bp.route("/pid")
     def pid() -> str:
@@ -53,5 +59,7 @@ if __name__ == "__main__":
         create_app(blueprint=True).run(host="127.0.0.1", port=port, debug=True)
     elif mode == "nothreads":
         app.run(host="127.0.0.1", port=port, threaded=False)
+    elif mode == "meshmetrics-run":
+        MeshMetrics.instrumentation(app).run(host="127.0.0.1", port=port)
     else:
         app.run(host="127.0.0.1", port=port)

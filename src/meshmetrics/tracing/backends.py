@@ -6,6 +6,9 @@ Built in :func:`meshmetrics.instrument`, so a backend whose extra is missing is 
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+
 from prometheus_client import CollectorRegistry
 
 from ..config import HostPort, HttpEndpoint, MeshConfig, MissingExtraError
@@ -91,11 +94,111 @@ def server_tracing(config: MeshConfig, registry: CollectorRegistry) -> RequestTr
                 "tracing", "otel", config.source_of("tracing"), "otel", str(exc)
             ) from exc
         return OTelTracing(config)
-    processor = BatchSpanProcessor(
-        exporter_for(config),
-        SpanCounters(registry),
-        queue_size=config.span_queue_size,
-        queue_bytes=config.span_queue_bytes,
-    )
+    processor = shared_processor(config, registry)
     tracer = MeshTracer(config.sampler, processor, ScopeManager(current_span))
     return ServerTracing(tracer, sensitive_query_params=config.sensitive_query_params)
+
+
+class SharedProcessor:
+    """One instrumentation's hold on the batch processor (and export thread) that every
+    instrumentation of this process with the same backend configuration shares: an app
+    factory building an app per test starts one thread, not one per app.  The last
+    hold released (``shutdown()``, or its instrumentation garbage-collected) stops it."""
+
+    def __init__(self, key: str, processor: BatchSpanProcessor) -> None:
+        self._key = key
+        self._processor = processor
+        self.on_end = processor.on_end  # the span's path: no extra call
+        self._held = True
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The shared export thread, once a span started it."""
+        return self._processor.thread
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self._processor.flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Export what is queued, then let go (the last hold stops the thread, waiting)."""
+        if self._held:
+            self._processor.flush(timeout)
+            with _shared_lock:
+                last = self._let_go()
+            _release_pending()
+            if last is not None:
+                last.shutdown(timeout)
+
+    def stop(self) -> None:
+        """Let go without waiting: from a garbage-collection finalizer, which may run on
+        any thread at any allocation, even one holding the lock (then it lets go later,
+        when that holder releases it)."""
+        _pending.append(self)
+        _release_pending()
+
+    def _let_go(self) -> BatchSpanProcessor | None:
+        """With the lock held: drop this hold; the processor to stop when it was the last."""
+        if not self._held:
+            return None
+        self._held = False
+        processor, holds = _shared[self._key]
+        if holds > 1:
+            _shared[self._key] = (processor, holds - 1)
+            return None
+        del _shared[self._key]
+        return processor
+
+
+_shared_lock = threading.Lock()
+#: backend configuration -> (its processor, how many instrumentations hold it)
+_shared: dict[str, tuple[BatchSpanProcessor, int]] = {}
+#: holds let go by finalizers, released by whoever gets the lock next
+_pending: deque[SharedProcessor] = deque()
+
+
+def _release_pending() -> None:
+    """Release the holds finalizers let go of; called after every release of the lock."""
+    while _pending:
+        if not _shared_lock.acquire(blocking=False):
+            return  # its holder calls this again once it released the lock
+        try:
+            last = [p for p in (_pending.popleft()._let_go() for _ in range(len(_pending))) if p]
+        finally:
+            _shared_lock.release()
+        for processor in last:
+            processor.stop()
+
+
+def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedProcessor:
+    """A hold on the processor of ``config``'s backend; its counters are served in
+    ``registry`` too (a process' figures for that backend, whichever app made the spans)."""
+    key = repr(
+        (
+            config.tracing,
+            config.trace_endpoint,
+            config.trace_headers,
+            config.trace_compression,
+            config.trace_timeout,
+            config.trace_certificate,
+            config.service,
+            config.namespace,
+            config.version,
+            config.resource_attributes,
+            config.span_queue_size,
+            config.span_queue_bytes,
+        )
+    )
+    with _shared_lock:
+        processor, holds = _shared.get(key, (None, 0))
+        if processor is None:
+            processor = BatchSpanProcessor(
+                exporter_for(config),
+                SpanCounters(None),
+                queue_size=config.span_queue_size,
+                queue_bytes=config.span_queue_bytes,
+            )
+        _shared[key] = (processor, holds + 1)
+    _release_pending()
+    for counter in processor.counters.collectors:
+        registry.register(counter)
+    return SharedProcessor(key, processor)

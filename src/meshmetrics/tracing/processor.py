@@ -94,6 +94,8 @@ class SpanCounters:
             ("reason",),
             registry=registry,
         )
+        #: what a registry serving these counters registers
+        self.collectors = (self.exported, self.sent, self.dropped)
         self.queue_full = self.dropped.labels("queue_full")
         self.too_large = self.dropped.labels("too_large")
         self.export_error = self.dropped.labels("export_error")
@@ -165,6 +167,10 @@ class BatchSpanProcessor:
         self._warned = False
         self._backoff = 0.0
         self._backoff_until = 0.0
+
+    @property
+    def counters(self) -> SpanCounters:
+        return self._counters
 
     @property
     def thread(self) -> threading.Thread | None:
