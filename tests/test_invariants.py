@@ -133,6 +133,31 @@ def test_each_broken_invariant_is_named(watch: Watch) -> None:
     assert watch.check() == []
 
 
+def test_a_streamed_body_finished_before_it_is_sent_is_reported(watch: Watch) -> None:
+    app = make_app()
+    watch.attach(app)
+    observed = app.wsgi_app
+
+    def buffering(environ: dict[str, Any], start_response: Any) -> Any:
+        body = observed(environ, start_response)
+        chunks = list(body)  # meshmetrics sees the body read whole before the client gets it
+        getattr(body, "close", lambda: None)()
+        return iter(chunks)
+
+    app.wsgi_app = buffering  # type: ignore[method-assign]
+    assert Client(watch.wsgi(app)).get("/stream").get_data() == b"abc"
+    found = watch.check()
+    assert [(v.invariant, v.detail) for v in found] == [
+        (
+            "last_byte",
+            "GET /stream: the request is no longer in progress while its streamed body is "
+            "being sent (timed before its last byte)",
+        )
+    ]
+    assert Client(watch.wsgi(app)).get("/item/3").status_code == 200  # a sized body is not
+    assert watch.check() == []
+
+
 def test_an_app_instrument_refuses_is_reported(watch: Watch) -> None:
     app = Flask("taken")
     app.add_url_rule("/metrics", "mine", lambda: "mine")

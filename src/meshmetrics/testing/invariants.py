@@ -118,6 +118,9 @@ def _entry(test: str, violation: Violation) -> dict[str, str]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A last check of every app still alive (a request served outside any test), then
+    the report."""
+    _violations.extend(_entry("<session end>", v) for v in _watch.check(everything=True))
     path = session.config.getoption("meshmetrics_report")
     if not path:
         return

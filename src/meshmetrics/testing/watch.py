@@ -11,6 +11,8 @@ received and the exceptions Flask signalled (``got_request_exception``), and
 - ``statuses``: the (method, status) pairs counted are the ones the clients saw;
 - ``exceptions``: the exception classes counted are the ones Flask signalled (or, when
   none was, the one that escaped the app);
+- ``last_byte``: a body whose length the headers do not give is still in progress when
+  its first chunk is sent (meshmetrics times it to its last byte);
 - ``log``: nothing logged at WARNING or above by the ``meshmetrics`` logger;
 - ``instrument``: ``instrument()`` accepted the app.
 
@@ -61,13 +63,25 @@ class Violation:
 class Seen:
     """What the client of one request saw."""
 
-    __slots__ = ("environ", "error", "method", "status")
+    __slots__ = ("environ", "error", "method", "status", "streamed")
 
     def __init__(self, environ: dict[str, Any]) -> None:
         self.environ = environ
         self.method = method_label(str(environ.get("REQUEST_METHOD", "")))
         self.status = 0
         self.error: BaseException | None = None
+        #: a body whose length the headers do not say: produced while it is sent
+        self.streamed = False
+
+    def started(self, status: str, headers: list[tuple[str, str]]) -> None:
+        """The status line and headers, as the client receives them."""
+        self.status = int(status[:3])
+        self.streamed = (
+            self.environ.get("REQUEST_METHOD") != "HEAD"
+            and self.status >= 200
+            and self.status not in (204, 304)
+            and not any(name.lower() == "content-length" for name, _ in headers)
+        )
 
     def exception(self) -> str | None:
         """The class meshmetrics should count: the first Flask signalled, else the
@@ -171,6 +185,21 @@ class Probe:
             if exception is not None:
                 self._exceptions[exception] += 1
 
+    def not_in_progress(self, seen: Seen) -> Violation | None:
+        """A ``last_byte`` violation if ``seen``'s route has no request in progress."""
+        rule = seen.environ.get(RULE_KEY)
+        if rule is None or rule in self.excluded:
+            return None
+        labels = {"method": seen.method, "path": rule}
+        value = self.registry.get_sample_value(f"{self.prefix}http_requests_in_progress", labels)
+        if value:
+            return None
+        return self._violation(
+            "last_byte",
+            f"{seen.method} {rule}: the request is no longer in progress while its streamed "
+            "body is being sent (timed before its last byte)",
+        )
+
     def check(self) -> list[Violation]:
         """Every invariant over what happened since the previous check."""
         self.note_routes()
@@ -253,6 +282,7 @@ class WatchedBody:
             self._iterator = iter(self._body)
         # next() rather than ``yield from``: a client dropping this iterator unread must
         # not close the app's body (a server always reads or closes it; close() does)
+        first = True
         while True:
             try:
                 chunk = next(self._iterator)
@@ -262,6 +292,9 @@ class WatchedBody:
                 self._seen.error = exc
                 self._finish()
                 raise
+            if first and self._seen.streamed:
+                self._watch._sending(self._probe, self._seen)
+            first = False
             yield chunk
         self._finish()
 
@@ -311,7 +344,8 @@ class Watch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._probes: weakref.WeakKeyDictionary[Flask, Probe | None] = weakref.WeakKeyDictionary()
-        self._checked: list[Probe] = []
+        #: probes created or asked a request since the last check
+        self._touched: dict[int, Probe] = {}
         self._open: set[WatchedBody] = set()
         self._pending: list[Violation] = []
         self._logs = _LogRecords()
@@ -364,7 +398,7 @@ class Watch:
         with self._lock:
             self._probes[app] = probe
             if probe is not None:
-                self._checked.append(probe)
+                self._touched[id(probe)] = probe
                 self.apps += 1
         return probe
 
@@ -385,9 +419,11 @@ class Watch:
         if probe is None:
             return wsgi(environ, start_response)
         seen = Seen(environ)
+        with self._lock:
+            self._touched[id(probe)] = probe
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            seen.status = int(status[:3])
+            seen.started(status, headers)
             return start_response(status, headers, exc_info)
 
         try:
@@ -410,6 +446,14 @@ class Watch:
 
         return watched_app
 
+    def _sending(self, probe: Probe, seen: Seen) -> None:
+        """A streamed body's first chunk is out: meshmetrics times it to its last byte,
+        so the request must still be in progress."""
+        problem = probe.not_in_progress(seen)
+        if problem is not None:
+            with self._lock:
+                self._pending.append(problem)
+
     def _finished(self, body: WatchedBody, probe: Probe, seen: Seen) -> None:
         with self._lock:
             self._open.discard(body)
@@ -422,8 +466,9 @@ class Watch:
 
     # -- checks --------------------------------------------------------------------------
 
-    def check(self) -> list[Violation]:
-        """Close what clients left open, then check every app with news since last time."""
+    def check(self, everything: bool = False) -> list[Violation]:
+        """Close what clients left open, then check every app with news since last time
+        (``everything``: every app still alive too, as at the end of a session)."""
         with self._lock:
             left_open = list(self._open)
         for body in left_open:
@@ -435,8 +480,11 @@ class Watch:
                 )
         found, self._pending = self._pending, []
         with self._lock:
-            probes = list(self._checked)
-            self._checked = [p for p in probes if p.alive]
+            probes = list(self._touched.values())
+            self._touched = {}
+            if everything:
+                known = {id(p) for p in probes}
+                probes += [p for p in self._probes.values() if p is not None and id(p) not in known]
         for probe in probes:
             found.extend(probe.check())
         records, self._logs.records = self._logs.records, []
