@@ -101,9 +101,9 @@ def test_a_status_rewritten_outside_meshmetrics_is_reported(watch: Watch) -> Non
     app.wsgi_app = maintenance  # type: ignore[method-assign]
     Client(watch.wsgi(app)).get("/item/3")
     found = watch.check()
-    assert invariants(found) == {"statuses"}
-    assert "('GET', '200'): 1" in found[0].detail
-    assert "('GET', '503'): 1" in found[0].detail
+    assert invariants(found) == {"statuses", "scrape"}
+    assert found[0].detail == "GET /metrics answered 503 X"
+    assert found[1].detail == "counted {('GET', '200'): 1}, clients saw {('GET', '503'): 1}"
     assert watch.check() == []  # reported once, then compared from there
 
 
@@ -155,6 +155,30 @@ def test_a_streamed_body_finished_before_it_is_sent_is_reported(watch: Watch) ->
         )
     ]
     assert Client(watch.wsgi(app)).get("/item/3").status_code == 200  # a sized body is not
+    assert watch.check() == []
+
+
+def test_a_metrics_path_the_app_does_not_let_prometheus_scrape_is_reported(
+    watch: Watch,
+) -> None:
+    app = make_app()
+    watch.attach(app)
+    observed = app.wsgi_app
+
+    def maintenance(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/metrics":  # a gate in front of everything meshmetrics does
+            start_response("429 Too Many Requests", [("Content-Length", "0")])
+            return [b""]
+        return observed(environ, start_response)
+
+    app.wsgi_app = maintenance  # type: ignore[method-assign]
+    assert Client(watch.wsgi(app)).get("/item/3").status_code == 200
+    found = watch.check()
+    assert [(v.invariant, v.detail) for v in found] == [
+        ("scrape", "GET /metrics answered 429 Too Many Requests")
+    ]
+    app.wsgi_app = observed  # type: ignore[method-assign]
+    assert Client(watch.wsgi(app)).get("/item/3").status_code == 200
     assert watch.check() == []
 
 
@@ -217,10 +241,16 @@ def test_the_plugin_reports_without_changing_outcomes(tmp_path: Path) -> None:
     assert report["violations"] == [
         {
             "test": "test_suite.py::test_outer_rewrite",
+            "invariant": "scrape",
+            "app": "plain",
+            "detail": "GET /metrics answered 503 X",
+        },
+        {
+            "test": "test_suite.py::test_outer_rewrite",
             "invariant": "statuses",
             "app": "plain",
             "detail": "counted {('GET', '200'): 1}, clients saw {('GET', '503'): 1}",
-        }
+        },
     ]
 
 
@@ -231,4 +261,4 @@ def test_the_plugin_fails_the_test_without_a_report(tmp_path: Path) -> None:
     assert (
         "ERROR test_suite.py::test_outer_rewrite - Failed: meshmetrics invariants:" in done.stdout
     )
-    assert "meshmetrics invariants: 3 tests, 3 apps, 4 requests probed, 1 violations" in done.stdout
+    assert "meshmetrics invariants: 3 tests, 3 apps, 4 requests probed, 2 violations" in done.stdout

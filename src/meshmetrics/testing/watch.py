@@ -13,6 +13,8 @@ received and the exceptions Flask signalled (``got_request_exception``), and
   none was, the one that escaped the app);
 - ``last_byte``: a body whose length the headers do not give is still in progress when
   its first chunk is sent (meshmetrics times it to its last byte);
+- ``scrape``: Prometheus' GET of the metrics path, through the app, answers 200 with the
+  request metrics (the app's own gates, such as a rate limit or a login wall, let it by);
 - ``log``: nothing logged at WARNING or above by the ``meshmetrics`` logger;
 - ``instrument``: ``instrument()`` accepted the app.
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from flask import Flask, got_request_exception, request, request_started
 from prometheus_client import CollectorRegistry
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from ..instrumentation import MeshMetrics, instrument
 from ..metrics import CLIENT_CLOSED, UNMATCHED, method_label
@@ -146,12 +149,15 @@ class Probe:
         registry: CollectorRegistry,
         prefix: str,
         excluded: frozenset[str],
+        metrics_path: str | None = None,
     ) -> None:
         self.name = app.name
         self._app = weakref.ref(app)
         self.registry = registry
         self.prefix = prefix
         self.excluded = excluded
+        #: scraped through the app after each check (``None``: served on another port)
+        self.metrics_path = metrics_path
         self.routes: set[str] = set()
         self.requests = 0
         self._lock = threading.Lock()
@@ -200,16 +206,38 @@ class Probe:
             "body is being sent (timed before its last byte)",
         )
 
-    def check(self) -> list[Violation]:
-        """Every invariant over what happened since the previous check."""
+    def scrape(self) -> Violation | None:
+        """A ``scrape`` violation unless Prometheus' GET of the metrics path, through the
+        app as a server calls it, answers 200."""
+        app = self._app()
+        if app is None or self.metrics_path is None:
+            return None
+        environ = EnvironBuilder(
+            path=self.metrics_path,
+            headers=[("Accept", "text/plain;version=0.0.4"), ("User-Agent", "Prometheus/3.0")],
+            environ_base={"REMOTE_ADDR": "10.0.0.9"},
+        ).get_environ()
+        try:
+            body, status, _ = run_wsgi_app(app.wsgi_app, environ, buffered=True)
+        except Exception as exc:
+            return self._violation("scrape", f"GET {self.metrics_path} raised {exc!r}")
+        if not status.startswith("200"):
+            return self._violation("scrape", f"GET {self.metrics_path} answered {status}")
+        if b"http_request" not in b"".join(body):
+            return self._violation("scrape", f"GET {self.metrics_path}: no request metrics")
+        return None
+
+    def check(self, scrape: bool = True) -> list[Violation]:
+        """Every invariant over what happened since the previous check (and a scrape)."""
         self.note_routes()
+        scraped = self.scrape() if scrape else None
         now = snapshot(self.registry, self.prefix)
         with self._lock:
             last, self._last = self._last, now
             statuses, self._statuses = self._statuses, Counter()
             exceptions, self._exceptions = self._exceptions, Counter()
             routes = set(self.routes)
-        found: list[Violation] = []
+        found: list[Violation] = [] if scraped is None else [scraped]
         changed = {k for k in now.requests.keys() | now.histogram.keys() if _moved(now, last, k)}
         for key in sorted(changed):
             if now.requests[key] != now.histogram[key]:
@@ -392,7 +420,9 @@ class Watch:
             except RuntimeError:
                 inst = instrument(app)
             excluded = frozenset((*inst.config.excluded_paths, inst.config.metrics_path))
-            probe = Probe(app, inst.registry, inst.config.metric_prefix, excluded)
+            served_here = inst.config.metrics_port is None
+            metrics_path = inst.config.metrics_path if served_here else None
+            probe = Probe(app, inst.registry, inst.config.metric_prefix, excluded, metrics_path)
         except Exception as exc:
             self._pending.append(Violation("instrument", app.name, f"instrument() raised {exc!r}"))
         with self._lock:
@@ -480,13 +510,16 @@ class Watch:
                 )
         found, self._pending = self._pending, []
         with self._lock:
-            probes = list(self._touched.values())
+            touched = list(self._touched.values())
             self._touched = {}
+            others = []
             if everything:
-                known = {id(p) for p in probes}
-                probes += [p for p in self._probes.values() if p is not None and id(p) not in known]
-        for probe in probes:
+                known = {id(p) for p in touched}
+                others = [p for p in self._probes.values() if p is not None and id(p) not in known]
+        for probe in touched:
             found.extend(probe.check())
+        for probe in others:  # untouched since their last check: scraped then already
+            found.extend(probe.check(scrape=False))
         records, self._logs.records = self._logs.records, []
         found.extend(
             Violation("log", "", f"{r.levelname} {r.name}: {r.getMessage()}") for r in records
