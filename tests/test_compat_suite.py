@@ -86,3 +86,16 @@ def test_the_docs_table_is_the_one_generated_from_the_results() -> None:
     text = run.DOC.read_text()
     inside = text.split(run.TABLE_START)[1].split(run.TABLE_END)[0]
     assert inside.strip() == run.table(results)
+
+
+def test_a_partial_run_replaces_its_suites_lines_only(tmp_path: Path) -> None:
+    names = [s.name for s in SUITES]
+    old = [{"suite": name, "tests": 1} for name in reversed(names[:3])]
+    results_file = tmp_path / "results.json"
+    results_file.write_text(json.dumps({"suites": old}))
+    kept = run.merged(results_file, [{"suite": names[1], "tests": 2}])
+    assert kept == [
+        {"suite": names[0], "tests": 1},
+        {"suite": names[1], "tests": 2},
+        {"suite": names[2], "tests": 1},
+    ]

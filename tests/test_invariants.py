@@ -165,18 +165,30 @@ def test_a_metrics_path_the_app_does_not_let_prometheus_scrape_is_reported(
     watch.attach(app)
     observed = app.wsgi_app
 
-    def maintenance(environ: dict[str, Any], start_response: Any) -> Any:
+    def gate(environ: dict[str, Any], start_response: Any) -> Any:
         if environ["PATH_INFO"] == "/metrics":  # a gate in front of everything meshmetrics does
             start_response("429 Too Many Requests", [("Content-Length", "0")])
             return [b""]
         return observed(environ, start_response)
 
-    app.wsgi_app = maintenance  # type: ignore[method-assign]
+    def mount(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["PATH_INFO"] = "/app" + environ["PATH_INFO"]  # the app's own 404
+        return observed(environ, start_response)
+
+    app.wsgi_app = gate  # type: ignore[method-assign]
     assert Client(watch.wsgi(app)).get("/item/3").status_code == 200
     found = watch.check()
     assert [(v.invariant, v.detail) for v in found] == [
         ("scrape", "GET /metrics answered 429 Too Many Requests")
     ]
+    app.wsgi_app = mount  # type: ignore[method-assign]
+    assert Client(watch.wsgi(app)).get("/item/3").status_code == 404
+    found = watch.check()  # the scrape's own 404 is counted, and is no client's request
+    assert [(v.invariant, v.detail) for v in found] == [
+        ("scrape", "GET /metrics answered 404 NOT FOUND")
+    ]
+    assert Client(watch.wsgi(app)).get("/item/3").status_code == 404
+    assert len(watch.check()) == 1
     app.wsgi_app = observed  # type: ignore[method-assign]
     assert Client(watch.wsgi(app)).get("/item/3").status_code == 200
     assert watch.check() == []

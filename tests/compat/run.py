@@ -9,6 +9,7 @@ passes without meshmetrics and fails with it, fails the run (exit status 1).
     .venv/bin/python tests/compat/run.py               # every suite; updates the results
     .venv/bin/python tests/compat/run.py --bounded     # the part .ci/run runs
     .venv/bin/python tests/compat/run.py --only flask-wtf,apiflask
+    .venv/bin/python tests/compat/run.py --only apiflask --results tests/compat/results.json
     .venv/bin/python tests/compat/run.py --table       # docs/compatibility.md from results.json
 
 Suites run one at a time, single-process, each bounded by ``--timeout``.  Downloads, venvs
@@ -281,12 +282,23 @@ def write_table(results_file: Path) -> None:
     log(f"wrote the table of {DOC.relative_to(ROOT)} from {results_file}")
 
 
+def merged(results_file: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines of ``results_file``, with the suites just run replaced (in suite order)."""
+    lines = {line["suite"]: line for line in json.loads(results_file.read_text())["suites"]}
+    lines.update({line["suite"]: line for line in results})
+    return [lines[s.name] for s in SUITES if s.name in lines]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated suite names (see suites.py)")
     parser.add_argument("--bounded", action="store_true", help=f"only {', '.join(BOUNDED)}")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run")
-    parser.add_argument("--results", type=Path, help="where to write the results JSON")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="the results JSON to write (with --only: its other suites' lines are kept)",
+    )
     parser.add_argument("--table", action="store_true", help="only rewrite the docs table")
     args = parser.parse_args(argv)
     if args.table:
@@ -301,9 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     results_file = args.results or (RESULTS if everything else cache_dir() / "results.json")
     results = [run_suite(suite, cache_dir(), args.timeout) for suite in chosen]
     results_file.parent.mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps({"suites": results}, indent=2) + "\n")
+    kept = merged(results_file, results) if args.results and results_file.exists() else results
+    results_file.write_text(json.dumps({"suites": kept}, indent=2) + "\n")
     log(f"results in {results_file}")
-    if everything:
+    if results_file.resolve() == RESULTS:
         write_table(results_file)
     print(table(results))
     bad = [line for line in results if failed(line)]
