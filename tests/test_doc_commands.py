@@ -46,6 +46,11 @@ ELSEWHERE = {
     "python -m meshmetrics check examples/cmpt756s1/k8s/*.yaml --prometheus "
     "http://127.0.0.1:9090": "asks the cluster's Prometheus through a port-forward "
     "(tests/test_mesh_manifests.py runs it against a real local Prometheus)",
+    ".venv/bin/python tests/compat/run.py": "the full compatibility run (Flask extensions' "
+    "suites in venvs of their own, many minutes): run before a release; .ci/run runs --bounded",
+    ".venv/bin/python tests/compat/run.py --bounded": ".ci/run runs it as written",
+    ".venv/bin/python tests/compat/run.py --table": "rewrites docs/compatibility.md: "
+    "tests/test_compat_suite.py checks the table there is the one it writes",
 }
 #: Commands that serve until stopped, and the URL that answers once they do.
 SERVERS = {

@@ -7,6 +7,9 @@
   ``jaeger``/``otlp`` extras).
 - :class:`LocalPrometheus`: Debian's ``prometheus`` on 127.0.0.1 scraping given targets
   (needs the ``manifests`` extra for YAML).
+- :mod:`meshmetrics.testing.invariants`: a pytest plugin (``pytest -p
+  meshmetrics.testing.invariants``) that instruments every Flask app a test suite builds
+  and checks meshmetrics' invariants after each test (:class:`.watch.Watch`, usable alone).
 
 Nothing here is imported by ``import meshmetrics``.
 """
