@@ -218,3 +218,17 @@ def test_only_the_exact_path_is_the_endpoint_and_every_method_gets_an_answer(
         assert response.headers["Cache-Control" if method != "OPTIONS" else "Allow"]
     else:
         assert (response.status_code, response.headers["Allow"]) == (405, "GET, HEAD")
+
+
+def test_a_host_matching_app_answers_scrapes_for_any_host() -> None:
+    """Found by Flask-Admin's suite (docs/compatibility.md): with ``host_matching=True`` a
+    route has a host, and the old ``/metrics`` route had none, so every scrape (at a pod IP
+    too) was a 404.  The endpoint is not routed: any Host gets the metrics."""
+    app = Flask("hosts", host_matching=True, static_host="static.example")
+    app.add_url_rule("/", "index", lambda: "ok", host="app.example")
+    instrument(app, service="hosts")
+    client = app.test_client()
+    for host in ("app.example", "10.1.2.3:8080", "static.example"):
+        response = client.get("/metrics", headers={"Host": host})
+        assert response.status_code == 200, host
+        assert b"flask_http_request_total" in response.data

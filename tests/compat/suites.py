@@ -154,4 +154,4 @@ SUITES: tuple[Suite, ...] = (
 )
 
 #: The part ``.ci/run`` runs (``--bounded``): small, quick suites of different kinds.
-BOUNDED = ("flask-login", "flask-cors")
+BOUNDED = ("flask-limiter", "flask-login")
