@@ -153,3 +153,101 @@ def test_set_function_gauge_under_workers_is_named_not_lost_silently(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("gauge queue_depth uses set_function()") == 1
+
+
+def test_scrapes_never_fail_while_workers_are_recycled(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Issue 21 item 3: 3 workers recycled every 7 requests, 4 load threads, 2 scrapers.
+
+    A new worker's value file used to exist with 0 bytes before it was sized, and a scrape
+    reading it answered 500 (``struct.error``).  Bounded by counts: the scrapers stop once
+    the load threads have sent their requests (or after 60 s on a machine too busy to
+    recycle); every scrape must be a 200 and the last one must count every request."""
+    import threading
+    import time
+
+    argv = [*gunicorn_argv("apps.service:app", 3), "--max-requests", "7"]
+    server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    per_thread, done = 60, threading.Event()
+    statuses: list[int] = []
+    scrapes: list[int] = []
+    deadline = time.monotonic() + 60
+
+    def load(_: int) -> None:
+        with requests.Session() as s:
+            for _ in range(per_thread):
+                if time.monotonic() > deadline:
+                    break
+                statuses.append(s.get(f"{server.base}/api/v1/items/1", timeout=10).status_code)
+
+    def scrape() -> None:
+        with requests.Session() as s:
+            while not done.is_set() and time.monotonic() < deadline:
+                scrapes.append(s.get(f"{server.base}/metrics", timeout=10).status_code)
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(2)]
+    for thread in scrapers:
+        thread.start()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(load, range(4)))
+    done.set()
+    for thread in scrapers:
+        thread.join(15)
+    _, err = server.stop()
+    recycled = err.count("Autorestarting worker")
+    print(f"{len(scrapes)} scrapes, {sum(s != 200 for s in scrapes)} failed, {recycled} recycled")
+    assert recycled >= 20, err[-2000:]  # recycling exercised (240 requests / 7 per worker)
+    assert len(scrapes) >= 20
+    assert [s for s in scrapes if s != 200] == [], err[-3000:]
+    assert set(statuses) == {200}
+
+
+def test_a_value_file_is_listed_only_once_sized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 3, the writer: no ``*.db`` file of 0 bytes is ever visible (it is
+    sized under another name, then linked into place); no temporary file is left."""
+    import os
+
+    from prometheus_client import mmap_dict
+
+    from meshmetrics._compat import AllocatedMmapedDict
+
+    listed: list[tuple[str, int]] = []
+    allocate = os.posix_fallocate
+
+    def spy(fd: int, offset: int, size: int) -> None:  # what a scrape would list now
+        listed.extend((p.name, p.stat().st_size) for p in tmp_path.glob("*.db"))
+        allocate(fd, offset, size)
+
+    monkeypatch.setattr(os, "posix_fallocate", spy)
+    store = AllocatedMmapedDict(str(tmp_path / "counter_4242.db"))
+    store.write_value("k", 1.0, 0.0)
+    store.close()
+    assert [entry for entry in listed if entry[1] < 8] == []
+    assert [p.name for p in tmp_path.iterdir()] == ["counter_4242.db"]
+    assert (tmp_path / "counter_4242.db").stat().st_size == mmap_dict._INITIAL_MMAP_SIZE
+
+
+def test_a_scrape_skips_a_value_file_still_being_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 3, the reader: a 0-byte file (prometheus_client's own writer, between
+    creating and sizing it) is skipped, the others are summed."""
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    from meshmetrics._compat import use_mmap_values
+    from meshmetrics.multiproc import LockedMultiProcessCollector
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored afterwards
+    use_mmap_values()
+    Counter("jobs", "jobs", registry=CollectorRegistry()).inc(3)
+    (tmp_path / "counter_999999.db").write_bytes(b"")
+    collected = {
+        s.name: s.value
+        for metric in LockedMultiProcessCollector(str(tmp_path)).collect()
+        for s in metric.samples
+    }
+    assert collected["jobs_total"] == 3

@@ -7,7 +7,9 @@ here, with a clear message, and not somewhere on the request path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -101,6 +103,8 @@ class AllocatedMmapedDict(MmapedDict):
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
         if not read_mode:
+            if not os.path.exists(filename):
+                _create_sized(filename, mmap_dict._INITIAL_MMAP_SIZE)
             with open(filename, "a+b") as f:
                 size = os.fstat(f.fileno()).st_size
                 _allocate(f.fileno(), max(size, mmap_dict._INITIAL_MMAP_SIZE), filename)
@@ -114,6 +118,24 @@ class AllocatedMmapedDict(MmapedDict):
         if capacity != self._capacity:
             _allocate(self._f.fileno(), capacity, self._fname)
         super()._init_value(key)  # type: ignore[no-untyped-call]
+
+
+def _create_sized(filename: str, size: int) -> None:
+    """Create ``filename`` already ``size`` bytes long (zeros: a file with no values).
+
+    prometheus_client creates a value file empty and sizes it afterwards: a scrape
+    listing the directory in between reads 0 bytes and fails (``struct.error``).  The
+    file is sized under a name no reader lists (not ``*.db``), then linked into place
+    (another thread of this process may have linked it first: that one is kept)."""
+    temporary = f"{filename}.{os.getpid()}-{threading.get_ident()}.new"
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
+        _allocate(fd, size, filename)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, filename)
+    finally:
+        os.close(fd)
+        os.unlink(temporary)
 
 
 def _allocate(fd: int, size: int, filename: str) -> None:

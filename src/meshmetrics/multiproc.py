@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import re
 from collections.abc import Iterator
@@ -121,5 +122,21 @@ class LockedMultiProcessCollector:
 
     def collect(self) -> Iterator[Metric]:
         with directory_lock(self._directory, exclusive=False):
-            metrics = list(self._inner.collect())  # type: ignore[no-untyped-call]
+            files = [
+                path for path in glob.glob(os.path.join(self._directory, "*.db")) if _sized(path)
+            ]
+            metrics = list(self._inner.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
         yield from metrics
+
+
+#: A value file starts with its 4-byte "bytes used" and 4 bytes of padding.
+_HEADER_BYTES = 8
+
+
+def _sized(path: str) -> bool:
+    """False for a file another process is still creating (prometheus_client creates its
+    value files empty, then sizes them: reading one in between fails), or just removed."""
+    try:
+        return os.stat(path).st_size >= _HEADER_BYTES
+    except FileNotFoundError:  # a live gauge's file of a process marked dead meanwhile
+        return False
