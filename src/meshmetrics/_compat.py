@@ -10,25 +10,43 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
 from prometheus_client.mmap_dict import MmapedDict
 
-try:  # Flask >= 2.2 keeps the request context in a context variable
-    from flask.globals import _cv_request
+
+def _current_request_function() -> Callable[[], Any]:
+    """Flask's request context, read the fastest way this Flask allows."""
+    try:  # Flask >= 2.2 keeps the request context in a context variable
+        from flask.globals import _cv_request
+    except ImportError:  # pragma: no cover - a Flask that moved it
+        from flask import request as proxy
+
+        return lambda: proxy._get_current_object()  # type: ignore[attr-defined]
 
     def current_request() -> Any:
         """The real request object (one context-variable read, not a proxy per attribute)."""
         return _cv_request.get().request
 
-except ImportError:  # pragma: no cover - a Flask that moved it
-    from flask import request as _request_proxy
+    return current_request
+
+
+if TYPE_CHECKING:
 
     def current_request() -> Any:
         """The real request object behind Flask's proxy."""
-        return _request_proxy._get_current_object()  # type: ignore[attr-defined]
+
+
+def __getattr__(name: str) -> Any:
+    """``current_request`` imports Flask when first asked for, not with this module: the
+    gunicorn config module needs this module's value-file store in the master, which
+    must not load Flask (see :mod:`meshmetrics.gunicorn`)."""
+    if name == "current_request":
+        function = globals()["current_request"] = _current_request_function()
+        return function
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Request attributes prometheus-flask-exporter's ``@do_not_track`` and
