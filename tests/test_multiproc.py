@@ -6,6 +6,8 @@ import concurrent.futures
 from collections.abc import Callable
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 import requests
 
@@ -126,6 +128,8 @@ def test_info_gauge_and_per_worker_process_metrics(
         if name == "process_resident_memory_bytes"
     }
     assert pids <= memory  # every worker that served has its own process series
+    # issue 25 item 6: the master is not listed, even when it loaded the app (--preload)
+    assert str(server.proc.pid) not in memory
 
 
 def test_set_function_gauge_under_workers_is_named_not_lost_silently(tmp_path: Path) -> None:
@@ -251,3 +255,80 @@ def test_a_scrape_skips_a_value_file_still_being_created(
         for s in metric.samples
     }
     assert collected["jobs_total"] == 3
+
+
+def test_a_writer_is_gone_when_killed_or_its_pid_reused(tmp_path: Path) -> None:
+    """Issue 25 item 4: a process is gone when no process has its pid, when it is a zombie
+    (killed, not yet reaped), or when the process with its pid started after the files
+    were last written (pid reused)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from meshmetrics.multiproc import writer_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        now = time.time()
+        assert writer_alive(child.pid, now)
+        assert writer_alive(child.pid, None)
+        assert not writer_alive(child.pid, now - 3600)  # started after the last write
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != b"Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not writer_alive(child.pid, now)  # a zombie: killed, not reaped yet
+    finally:
+        child.kill()
+        child.wait()
+    assert not writer_alive(child.pid, now)
+
+
+def _state(pid: int) -> bytes:
+    from meshmetrics.multiproc import parse_proc_stat
+
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return parse_proc_stat(f.read())[0]
+
+
+def test_dead_processes_live_gauges_are_dropped_their_counts_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from meshmetrics.multiproc import drop_dead_live_gauges
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    names = [
+        f"gauge_livesum_{gone.pid}.db",
+        f"gauge_liveall_{gone.pid}.db",
+        f"gauge_livemax_{gone.pid}.db",
+        f"counter_{gone.pid}.db",
+        f"gauge_all_{gone.pid}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+        "counter_archive-1.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\0" * 8)
+    assert drop_dead_live_gauges(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
+@hypothesis.given(
+    comm=st.binary(min_size=0, max_size=15).filter(lambda b: b"\0" not in b),
+    state=st.sampled_from([b"R", b"S", b"D", b"Z", b"T", b"X", b"I"]),
+    ticks=st.integers(min_value=0, max_value=2**63),
+    rest=st.lists(st.integers(min_value=-(2**31), max_value=2**63), min_size=30, max_size=40),
+)
+def test_proc_stat_parsed_whatever_the_command_name(
+    comm: bytes, state: bytes, ticks: int, rest: list[int]
+) -> None:
+    """The command name may hold spaces, parentheses and digits (``prctl(PR_SET_NAME)``)."""
+    from meshmetrics.multiproc import parse_proc_stat
+
+    numbers = [str(n).encode() for n in rest]
+    fields = [*numbers[:18], str(ticks).encode(), *numbers[18:]]
+    line = b"4242 (" + comm + b") " + state + b" " + b" ".join(fields) + b"\n"
+    assert parse_proc_stat(line) == (state, ticks)

@@ -179,27 +179,38 @@ _CLOCK_SLACK = 2.0
 
 def writer_alive(pid: int, written_at: float | None) -> bool:
     """The process that wrote files named after ``pid`` (last at ``written_at``) still
-    runs: a process has this pid and it did not start after the files were written
-    (then the pid was reused by another process)."""
+    runs: a process has this pid, it is not a zombie (killed, not yet reaped by its
+    parent), and it did not start after the files were written (then the pid was
+    reused by another process)."""
     if not is_alive(pid):
         return False
-    started = _start_time(pid)
-    if started is None or written_at is None:
-        return True  # no /proc to tell: trust the pid
-    return started <= written_at + _CLOCK_SLACK
+    status = _proc_status(pid)
+    if status is None:
+        return True  # no /proc to tell (not Linux): trust the pid
+    state, started = status
+    if state in (b"Z", b"X"):
+        return False
+    return written_at is None or started <= written_at + _CLOCK_SLACK
 
 
-def _start_time(pid: int) -> float | None:
-    """When ``pid`` started (seconds since the epoch), from Linux' /proc; else ``None``."""
+def _proc_status(pid: int) -> tuple[bytes, float] | None:
+    """``pid``'s state letter and start time (seconds since the epoch) from Linux' /proc."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+            state, ticks = parse_proc_stat(f.read())
         with open("/proc/stat", "rb") as f:
             boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime "))
     except (OSError, IndexError, StopIteration, ValueError):
         return None
-    # fields[0] is the state (field 3 of proc(5)); the start time is field 22
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return state, boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def parse_proc_stat(line: bytes) -> tuple[bytes, int]:
+    """The state letter and the start time (clock ticks after boot) of a
+    ``/proc/PID/stat`` line.  The command name (field 2, in parentheses) may hold spaces
+    and parentheses itself: the fields are counted from its last ``)``."""
+    fields = line.rsplit(b")", 1)[1].split()
+    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
 
 
 def _last_written(paths: list[Path]) -> float | None:
