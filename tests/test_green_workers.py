@@ -49,7 +49,7 @@ print("patched")
 
 
 def test_eventlet_patches_after_the_config_module_without_traceback() -> None:
-    """gunicorn 23 and later have no eventlet worker; older ones call
+    """gunicorn 27 removed its eventlet worker (deprecated in 26); older ones call
     ``eventlet.monkey_patch()`` when the worker starts, as here."""
     pytest.importorskip("eventlet")
     done = subprocess.run(
