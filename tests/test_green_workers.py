@@ -20,7 +20,6 @@ pytestmark = pytest.mark.slow
 def test_gevent_workers_patch_without_warning_and_count_exactly(
     start_server: Callable[..., Server], tmp_path: Path
 ) -> None:
-    pytest.importorskip("gevent")
     argv = [*gunicorn_argv("apps.service:app", 2), "-k", "gevent"]
     server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
 
@@ -51,7 +50,6 @@ print("patched")
 def test_eventlet_patches_after_the_config_module_without_traceback() -> None:
     """gunicorn 27 removed its eventlet worker (deprecated in 26); older ones call
     ``eventlet.monkey_patch()`` when the worker starts, as here."""
-    pytest.importorskip("eventlet")
     done = subprocess.run(
         [PYTHON, "-c", _EVENTLET], capture_output=True, text=True, cwd=TESTS, timeout=120
     )

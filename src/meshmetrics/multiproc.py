@@ -172,9 +172,12 @@ def is_alive(pid: int) -> bool:
     return True
 
 
-#: Slack for comparing a process' start (clock ticks since a boot time given in whole
-#: seconds) with a file's modification time.
-_CLOCK_SLACK = 2.0
+#: Slack for comparing a process' start (clock ticks after a boot time that /proc gives
+#: in whole seconds, from the wall clock as it is now) with a file's modification time (the
+#: wall clock then): a clock stepped forward by less than this never makes a live writer
+#: look reused.  The kernel hands out pids in turn up to ``pid_max``, so a pid comes back
+#: within a minute only after some 32,000 forks or more in that minute.
+_CLOCK_SLACK = 60.0
 
 
 def writer_alive(pid: int, written_at: float | None) -> bool:
