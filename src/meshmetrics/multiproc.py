@@ -1,4 +1,5 @@
-"""The multiprocess directory over a long life: dead workers' files folded into one.
+"""The multiprocess directory: where it is, which of its writers still run, and their
+files over a long life (dead workers' files folded into one).
 
 prometheus_client keeps every worker's value files until the directory is emptied,
 so that a dead worker's counts stay in the sums.  With ``--max-requests`` gunicorn
@@ -17,8 +18,9 @@ so a second master sharing the directory leaves them alone.
 Live gauges (``livesum``, ``liveall``, ...: in-progress requests) of a process that
 is gone are dropped by every scrape, whatever the server: gunicorn's ``child_exit``
 tells prometheus_client when a worker exits, but uWSGI, an OOM kill or a harakiri
-tell nobody.  A process is gone when no process has its pid, or when the process
-holding its pid started after the file was last written (the pid was reused).  All
+tell nobody.  A process is gone when no process has its pid, when it is a zombie, or
+when the process holding its pid started after its files were last written (the pid
+was reused).  All
 processes writing to one directory must share a pid namespace (one container, or a
 pod with ``shareProcessNamespace``): a pid from another namespace looks gone.
 
