@@ -364,8 +364,24 @@ def run_demo(
             run_prometheus(services, workload, echo)
         if keep_running:
             echo(f"\nserving until Ctrl-C: {s1.base}/metrics  {db.base}/metrics")
-            while True:
-                time.sleep(3600)
+            wait_for_ctrl_c()
+
+
+#: How late a Ctrl-C may be acted on at most (see :func:`wait_for_ctrl_c`).
+CTRL_C_SLICE = 0.2
+
+
+def wait_for_ctrl_c() -> None:
+    """Block until Ctrl-C (``KeyboardInterrupt``), in short sleeps.
+
+    Python acts on a signal between bytecodes, in the main thread; a blocking call is cut
+    short only when the signal interrupts that call itself.  A Ctrl-C that arrives just
+    before the sleep starts (the main thread busy printing, or preempted on a loaded
+    machine), or that the kernel hands to another thread (the servers' or the span
+    exporter's), leaves ``time.sleep(3600)`` running for the hour.  A short sleep ends
+    soon, and the interrupt waiting for it is raised then."""
+    while True:
+        time.sleep(CTRL_C_SLICE)
 
 
 @click.command("demo")

@@ -24,13 +24,43 @@ OPTIONAL = ("yaml", "grafana_foundation_sdk", "jsonschema", "rich", "jaeger_clie
 
 
 def test_import_meshmetrics_loads_the_request_path_only() -> None:
-    code = "import sys, meshmetrics; print('\\n'.join(sorted(sys.modules)))"
+    code = "import sys; from meshmetrics import instrument; print('\\n'.join(sorted(sys.modules)))"
     loaded = subprocess.run(
         [PYTHON, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert [m for m in loaded if m.startswith(TOOLING)] == []
     assert [m for m in loaded if m.split(".")[0] in OPTIONAL] == []
     assert "meshmetrics.instrumentation" in loaded
+
+
+def test_gunicorn_config_module_loads_no_flask_nor_http_clients() -> None:
+    """Issue 25 item 3: gunicorn loads the config module into the master, and every worker
+    inherits its imports; gevent warns when a module already holds ``ssl.SSLContext``
+    (urllib3, requests) and eventlet cannot green the locks Flask's stack made.  (``ssl``
+    itself is loaded by gunicorn's own config module, so its presence says nothing.)"""
+    code = (
+        "import sys, ssl, meshmetrics.gunicorn\n"
+        "held = [n for n, m in list(sys.modules.items()) if n != 'ssl' and m is not None\n"
+        "        and any(v is ssl.SSLContext for v in vars(m).values())]\n"
+        "print(' '.join(sorted(sys.modules)), '|', ' '.join(held))"
+    )
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded, held = (part.split() for part in out.split("|"))
+    heavy = (
+        "flask",
+        "werkzeug",
+        "requests",
+        "urllib3",
+        "prometheus_flask_exporter",
+        "opentelemetry",
+    )
+    assert [m for m in loaded if m.split(".")[0] in heavy] == []
+    assert [m for m in loaded if m.startswith("meshmetrics.")] == [
+        "meshmetrics._compat",
+        "meshmetrics.gunicorn",
+        "meshmetrics.multiproc",
+    ]
+    assert held == []
 
 
 def _module_name(path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -59,8 +60,12 @@ SERVERS = {
     "python examples/cmpt756s1/app.py 30000": "http://127.0.0.1:30000/metrics",
     "gunicorn -w 4 -c python:meshmetrics.gunicorn 'app:app'": "http://127.0.0.1:8000/metrics",
 }
-#: Commands that run until interrupted (Ctrl-C): run a while, interrupted, must exit 0.
-INTERACTIVE = {"python -m meshmetrics top http://127.0.0.1:30000 http://127.0.0.1:30002"}
+#: Commands that run until interrupted (Ctrl-C), and what they print on stderr once a Ctrl-C
+#: ends them cleanly: interrupted then (not after a fixed wait, which on a busy machine
+#: could land while Python was still importing), they must exit 0.
+INTERACTIVE = {
+    "python -m meshmetrics top http://127.0.0.1:30000 http://127.0.0.1:30002": "Ctrl-C stops"
+}
 
 _BLOCK = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
 #: The app a user's ``gunicorn ... 'app:app'`` would serve (the guide's command names theirs).
@@ -201,6 +206,21 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
         return proc.wait()
 
 
+def _stderr_line(proc: subprocess.Popen[str], wanted: str, bound: float = 120.0) -> str:
+    """The first stderr line holding ``wanted`` (or the last line read, or ``""``), read
+    until ``bound`` seconds have passed or the process ended."""
+    assert proc.stderr is not None
+    deadline, line = time.monotonic() + bound, ""
+    while wanted not in line and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stderr.readline()
+        if not line:  # the process ended
+            break
+    return line
+
+
 @pytest.mark.slow
 def test_runnable_docs_commands_run_as_written(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
@@ -240,11 +260,16 @@ def test_runnable_docs_commands_run_as_written(tmp_path: Path) -> None:
                 text=True,
                 start_new_session=True,
             )
-            time.sleep(4)
-            assert proc.poll() is None, f"{command} exited early: {proc.communicate()}"
-            code = _stop(proc, signal.SIGINT)
-            if code != 0:
-                failures.append(f"{command}\n  -> Ctrl-C exit {code}")
+            said = _stderr_line(proc, INTERACTIVE[command])
+            assert INTERACTIVE[command] in said, f"{command}: {said!r}, {proc.communicate()}"
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=60)  # a bound; read all, so no pipe fills
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, err = proc.communicate()
+            if proc.returncode != 0:
+                failures.append(f"{command}\n  -> Ctrl-C exit {proc.returncode}: {err[-1500:]}")
     finally:
         for proc in servers:
             _stop(proc)

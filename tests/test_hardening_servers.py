@@ -181,7 +181,7 @@ def test_instrument_names_an_unusable_directory(
     from flask import Flask
 
     from meshmetrics import instrument
-    from meshmetrics.exposition import MultiprocessDirError
+    from meshmetrics.multiproc import MultiprocessDirError
 
     directory = tmpfs("512k", "ro")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))

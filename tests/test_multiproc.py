@@ -6,6 +6,8 @@ import concurrent.futures
 from collections.abc import Callable
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 import requests
 
@@ -126,6 +128,8 @@ def test_info_gauge_and_per_worker_process_metrics(
         if name == "process_resident_memory_bytes"
     }
     assert pids <= memory  # every worker that served has its own process series
+    # issue 25 item 6: the master is not listed, even when it loaded the app (--preload)
+    assert str(server.proc.pid) not in memory
 
 
 def test_set_function_gauge_under_workers_is_named_not_lost_silently(tmp_path: Path) -> None:
@@ -153,3 +157,178 @@ def test_set_function_gauge_under_workers_is_named_not_lost_silently(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("gauge queue_depth uses set_function()") == 1
+
+
+def test_scrapes_never_fail_while_workers_are_recycled(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Issue 21 item 3: 3 workers recycled every 7 requests, 4 load threads, 2 scrapers.
+
+    A new worker's value file used to exist with 0 bytes before it was sized, and a scrape
+    reading it answered 500 (``struct.error``).  Bounded by counts: the scrapers stop once
+    the load threads have sent their requests (or after 60 s on a machine too busy to
+    recycle); every scrape must be a 200 and the last one must count every request."""
+    import threading
+    import time
+
+    argv = [*gunicorn_argv("apps.service:app", 3), "--max-requests", "7"]
+    server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    per_thread, done = 60, threading.Event()
+    statuses: list[int] = []
+    scrapes: list[int] = []
+    deadline = time.monotonic() + 60
+
+    def load(_: int) -> None:
+        with requests.Session() as s:
+            for _ in range(per_thread):
+                if time.monotonic() > deadline:
+                    break
+                statuses.append(s.get(f"{server.base}/api/v1/items/1", timeout=10).status_code)
+
+    def scrape() -> None:
+        with requests.Session() as s:
+            while not done.is_set() and time.monotonic() < deadline:
+                scrapes.append(s.get(f"{server.base}/metrics", timeout=10).status_code)
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(2)]
+    for thread in scrapers:
+        thread.start()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(load, range(4)))
+    done.set()
+    for thread in scrapers:
+        thread.join(15)
+    _, err = server.stop()
+    recycled = err.count("Autorestarting worker")
+    print(f"{len(scrapes)} scrapes, {sum(s != 200 for s in scrapes)} failed, {recycled} recycled")
+    assert recycled >= 20, err[-2000:]  # recycling exercised (240 requests / 7 per worker)
+    assert len(scrapes) >= 20
+    assert [s for s in scrapes if s != 200] == [], err[-3000:]
+    assert set(statuses) == {200}
+
+
+def test_a_value_file_is_listed_only_once_sized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 3, the writer: no ``*.db`` file of 0 bytes is ever visible (it is
+    sized under another name, then linked into place); no temporary file is left."""
+    import os
+
+    from prometheus_client import mmap_dict
+
+    from meshmetrics._compat import AllocatedMmapedDict
+
+    listed: list[tuple[str, int]] = []
+    allocate = os.posix_fallocate
+
+    def spy(fd: int, offset: int, size: int) -> None:  # what a scrape would list now
+        listed.extend((p.name, p.stat().st_size) for p in tmp_path.glob("*.db"))
+        allocate(fd, offset, size)
+
+    monkeypatch.setattr(os, "posix_fallocate", spy)
+    store = AllocatedMmapedDict(str(tmp_path / "counter_4242.db"))
+    store.write_value("k", 1.0, 0.0)
+    store.close()
+    assert [entry for entry in listed if entry[1] < 8] == []
+    assert [p.name for p in tmp_path.iterdir()] == ["counter_4242.db"]
+    assert (tmp_path / "counter_4242.db").stat().st_size == mmap_dict._INITIAL_MMAP_SIZE
+
+
+def test_a_scrape_skips_a_value_file_still_being_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 3, the reader: a 0-byte file (prometheus_client's own writer, between
+    creating and sizing it) is skipped, the others are summed."""
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    from meshmetrics._compat import use_mmap_values
+    from meshmetrics.multiproc import LockedMultiProcessCollector
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)  # restored afterwards
+    use_mmap_values()
+    Counter("jobs", "jobs", registry=CollectorRegistry()).inc(3)
+    (tmp_path / "counter_999999.db").write_bytes(b"")
+    collected = {
+        s.name: s.value
+        for metric in LockedMultiProcessCollector(str(tmp_path)).collect()
+        for s in metric.samples
+    }
+    assert collected["jobs_total"] == 3
+
+
+def test_a_writer_is_gone_when_killed_or_its_pid_reused(tmp_path: Path) -> None:
+    """Issue 25 item 4: a process is gone when no process has its pid, when it is a zombie
+    (killed, not yet reaped), or when the process with its pid started after the files
+    were last written (pid reused)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from meshmetrics.multiproc import writer_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        now = time.time()
+        assert writer_alive(child.pid, now)
+        assert writer_alive(child.pid, None)
+        assert not writer_alive(child.pid, now - 3600)  # started after the last write
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != b"Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not writer_alive(child.pid, now)  # a zombie: killed, not reaped yet
+    finally:
+        child.kill()
+        child.wait()
+    assert not writer_alive(child.pid, now)
+
+
+def _state(pid: int) -> bytes:
+    from meshmetrics.multiproc import parse_proc_stat
+
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return parse_proc_stat(f.read())[0]
+
+
+def test_dead_processes_live_gauges_are_dropped_their_counts_kept(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from meshmetrics.multiproc import drop_dead_live_gauges
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    names = [
+        f"gauge_livesum_{gone.pid}.db",
+        f"gauge_liveall_{gone.pid}.db",
+        f"gauge_livemax_{gone.pid}.db",
+        f"counter_{gone.pid}.db",
+        f"gauge_all_{gone.pid}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+        "counter_archive-1.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\0" * 8)
+    assert drop_dead_live_gauges(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
+@hypothesis.given(
+    comm=st.binary(min_size=0, max_size=15).filter(lambda b: b"\0" not in b),
+    state=st.sampled_from([b"R", b"S", b"D", b"Z", b"T", b"X", b"I"]),
+    ticks=st.integers(min_value=0, max_value=2**63),
+    rest=st.lists(st.integers(min_value=-(2**31), max_value=2**63), min_size=30, max_size=40),
+)
+def test_proc_stat_parsed_whatever_the_command_name(
+    comm: bytes, state: bytes, ticks: int, rest: list[int]
+) -> None:
+    """The command name may hold spaces, parentheses and digits (``prctl(PR_SET_NAME)``)."""
+    from meshmetrics.multiproc import parse_proc_stat
+
+    numbers = [str(n).encode() for n in rest]
+    fields = [*numbers[:18], str(ticks).encode(), *numbers[18:]]
+    line = b"4242 (" + comm + b") " + state + b" " + b" ".join(fields) + b"\n"
+    assert parse_proc_stat(line) == (state, ticks)

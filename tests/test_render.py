@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import string
-import time
+import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -86,24 +88,38 @@ def test_timestamps_and_special_values_render_the_same() -> None:
 
 
 def test_the_cache_makes_a_scrape_cheaper() -> None:
-    """Not a timing bound: a comparison within one run (the cached renderer and the
-    reference), printed for docs/performance.md; the assertion only says it is not slower."""
+    """Counted, not timed (issue 24 item 7): the function calls one scrape of 150 routes
+    makes, cached renderer against prometheus_client's own (the same collect() calls in
+    both).  The wall-clock figures are benchmarks/' (docs/performance.md)."""
     registry = registry_with([f"/route/{i}" for i in range(150)])
     renderer = Renderer()
     renderer.text(registry.collect())
 
-    def best(fn) -> float:  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(15):
-            started = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - started)
-        return min(times)
+    cached = calls(lambda: renderer.text(registry.collect()))
+    reference = calls(lambda: reference_text(registry))
+    print(f"calls per scrape: cached {cached}, prometheus_client {reference}")
+    assert cached == calls(lambda: renderer.text(registry.collect()))  # deterministic
+    assert cached < reference * 0.75
 
-    cached = best(lambda: renderer.text(registry.collect()))
-    reference = best(lambda: reference_text(registry))
-    print(f"cached {cached * 1000:.2f} ms, prometheus_client {reference * 1000:.2f} ms")
-    assert cached < reference
+
+def calls(fn: Callable[[], object]) -> int:
+    """Python and C function calls made by ``fn()`` (the garbage collector held off, so
+    no finalizer or gc callback is counted)."""
+    count = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    gc.disable()
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+        gc.enable()
+    return count
 
 
 def test_random_label_churn_stays_correct() -> None:

@@ -123,3 +123,40 @@ def test_top_once_command_under_load() -> None:
     assert "/ok/<n>" in result.stdout
     assert "DOWN (ConnectionRefusedError)" in result.stdout
     assert run_cli("top", "not-a-url").returncode == 2
+
+
+def test_ctrl_c_during_the_first_scrape_exits_cleanly() -> None:
+    """Issue 21 item 16: once top says it is watching, a Ctrl-C ends it with exit 0, also
+    while the first scrape is still waiting on a target that accepted and never answers
+    (it was outside the handler: exit 130 and "Aborted")."""
+    import os
+    import select
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing is ever answered
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshmetrics", "top", "--interval", "30", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 120)  # a bound, not a timing
+        line = proc.stderr.readline() if ready else ""
+        assert "Ctrl-C stops" in line, line  # printed once the interrupt is handled
+        proc.send_signal(signal.SIGINT)  # the first scrape waits up to 5 s on the target
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Aborted" not in err
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        silent.close()

@@ -7,21 +7,65 @@
 >>> instrumentation.config.service
 'orders'
 
-Importing this package loads the request path only (configuration, metrics,
-tracing); the manifests, the command line, the operator tools and the test support
-(:mod:`meshmetrics.testing`) load when used.
+Importing this package loads nothing else: each name below loads its module when
+first used (``from meshmetrics import instrument`` loads the request path:
+configuration, metrics, tracing).  So ``gunicorn -c python:meshmetrics.gunicorn``
+loads no Flask into the master (gevent and eventlet workers patch after it), and
+the manifests, the command line, the operator tools and the test support
+(:mod:`meshmetrics.testing`) load only when used.
 """
 
-from .config import ConfigError, HostPort, HttpEndpoint, MeshConfig, MissingExtraError
-from .instrumentation import Instrumentation, MeshMetrics, instrument
-from .metrics import CLIENT_CLOSED, OTHER_METHOD, UNMATCHED
-from .tracing.client import TracingSession, forward_headers
-from .tracing.sampling import (
-    ConstSampler,
-    ProbabilisticSampler,
-    RateLimitingSampler,
-    Sampler,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ConfigError, HostPort, HttpEndpoint, MeshConfig, MissingExtraError
+    from .instrumentation import Instrumentation, MeshMetrics, instrument
+    from .metrics import CLIENT_CLOSED, OTHER_METHOD, UNMATCHED
+    from .tracing.client import TracingSession, forward_headers
+    from .tracing.sampling import (
+        ConstSampler,
+        ProbabilisticSampler,
+        RateLimitingSampler,
+        Sampler,
+    )
+
+#: Where each public name lives.
+_MODULES = {
+    "ConfigError": ".config",
+    "HostPort": ".config",
+    "HttpEndpoint": ".config",
+    "MeshConfig": ".config",
+    "MissingExtraError": ".config",
+    "Instrumentation": ".instrumentation",
+    "MeshMetrics": ".instrumentation",
+    "instrument": ".instrumentation",
+    "CLIENT_CLOSED": ".metrics",
+    "OTHER_METHOD": ".metrics",
+    "UNMATCHED": ".metrics",
+    "TracingSession": ".tracing.client",
+    "forward_headers": ".tracing.client",
+    "ConstSampler": ".tracing.sampling",
+    "ProbabilisticSampler": ".tracing.sampling",
+    "RateLimitingSampler": ".tracing.sampling",
+    "Sampler": ".tracing.sampling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    found = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = found
+    return found
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULES])
+
 
 __all__ = [
     "CLIENT_CLOSED",

@@ -7,27 +7,47 @@ here, with a clear message, and not somewhere on the request path.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
 from prometheus_client.mmap_dict import MmapedDict
 from werkzeug.wsgi import ClosingIterator
 
-try:  # Flask >= 2.2 keeps the request context in a context variable
-    from flask.globals import _cv_request
+
+def _current_request_function() -> Callable[[], Any]:
+    """Flask's request context, read the fastest way this Flask allows."""
+    try:  # Flask >= 2.2 keeps the request context in a context variable
+        from flask.globals import _cv_request
+    except ImportError:  # pragma: no cover - a Flask that moved it
+        from flask import request as proxy
+
+        return lambda: proxy._get_current_object()  # type: ignore[attr-defined]
 
     def current_request() -> Any:
         """The real request object (one context-variable read, not a proxy per attribute)."""
         return _cv_request.get().request
 
-except ImportError:  # pragma: no cover - a Flask that moved it
-    from flask import request as _request_proxy
+    return current_request
+
+
+if TYPE_CHECKING:
 
     def current_request() -> Any:
         """The real request object behind Flask's proxy."""
-        return _request_proxy._get_current_object()  # type: ignore[attr-defined]
+
+
+def __getattr__(name: str) -> Any:
+    """``current_request`` imports Flask when first asked for, not with this module: the
+    gunicorn config module needs this module's value-file store in the master, which
+    must not load Flask (see :mod:`meshmetrics.gunicorn`)."""
+    if name == "current_request":
+        function = globals()["current_request"] = _current_request_function()
+        return function
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Request attributes prometheus-flask-exporter's ``@do_not_track`` and
@@ -110,6 +130,8 @@ class AllocatedMmapedDict(MmapedDict):
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
         if not read_mode:
+            if not os.path.exists(filename):
+                _create_sized(filename, mmap_dict._INITIAL_MMAP_SIZE)
             with open(filename, "a+b") as f:
                 size = os.fstat(f.fileno()).st_size
                 _allocate(f.fileno(), max(size, mmap_dict._INITIAL_MMAP_SIZE), filename)
@@ -123,6 +145,24 @@ class AllocatedMmapedDict(MmapedDict):
         if capacity != self._capacity:
             _allocate(self._f.fileno(), capacity, self._fname)
         super()._init_value(key)  # type: ignore[no-untyped-call]
+
+
+def _create_sized(filename: str, size: int) -> None:
+    """Create ``filename`` already ``size`` bytes long (zeros: a file with no values).
+
+    prometheus_client creates a value file empty and sizes it afterwards: a scrape
+    listing the directory in between reads 0 bytes and fails (``struct.error``).  The
+    file is sized under a name no reader lists (not ``*.db``), then linked into place
+    (another thread of this process may have linked it first: that one is kept)."""
+    temporary = f"{filename}.{os.getpid()}-{threading.get_ident()}.new"
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
+        _allocate(fd, size, filename)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, filename)
+    finally:
+        os.close(fd)
+        os.unlink(temporary)
 
 
 def _allocate(fd: int, size: int, filename: str) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,69 +21,16 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, make
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
-from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ._compat import collectors, family_name, use_mmap_values, uses_set_function
-from .multiproc import LockedMultiProcessCollector
+from ._compat import collectors, family_name, uses_set_function
+from .multiproc import MULTIPROC_ENV, LockedMultiProcessCollector, WorkerProcessCollector
 from .render import UNDERSCORES, Renderer, UnsupportedError
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("meshmetrics")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def multiprocess_dir() -> str | None:
-    """The multiprocess directory, or ``None`` when metrics live in this process only.
-
-    When the variable was set after prometheus_client was imported (a common trap),
-    the value store is switched here, before meshmetrics creates its metrics.
-    """
-    path = os.environ.get(MULTIPROC_ENV)
-    if not path:
-        return None
-    if not os.path.isdir(path):
-        raise MultiprocessDirError(
-            f"meshmetrics: {MULTIPROC_ENV}={path!r} is not a directory; create it (empty) "
-            "before the workers start, or use `gunicorn -c python:meshmetrics.gunicorn`"
-        )
-    check_multiprocess_dir(path)
-    use_mmap_values()
-    return path
-
-
-#: Room a worker's value files need at least (prometheus_client maps 64 KiB per file,
-#: a few files per worker); below it the directory is refused at start.
-MIN_FREE_BYTES = 1024 * 1024
-
-
-def check_multiprocess_dir(path: str) -> None:
-    """Refuse, with one line naming it, a directory the value files cannot be written to.
-
-    Read-only or full, prometheus_client would fail later: a traceback per worker, or
-    SIGBUS (a mapped page that cannot be allocated) in a boot loop without a message.
-    """
-    probe = os.path.join(path, f".meshmetrics-probe-{os.getpid()}")
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            os.posix_fallocate(fd, 0, MIN_FREE_BYTES)
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        raise MultiprocessDirError(
-            f"meshmetrics: {MULTIPROC_ENV}={path!r} cannot hold the metrics files "
-            f"({exc.strerror or exc}): it needs to be writable with at least "
-            f"{MIN_FREE_BYTES // 1024} KiB free per worker (an emptyDir's sizeLimit; "
-            "medium: Memory counts against the pod's memory)"
-        ) from None
-
-
-class MultiprocessDirError(RuntimeError):
-    """The multiprocess directory is missing, read-only or full."""
 
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
@@ -136,61 +81,6 @@ class _Restricted:
                 restricted = Metric(metric.name, metric.documentation, metric.type, metric.unit)
                 restricted.samples = samples
                 yield restricted
-
-
-_PID_FILE = re.compile(r"_(\d+)\.db\Z")
-
-
-def files_by_pid(directory: str | Path) -> dict[int | None, list[Path]]:
-    """The multiprocess directory's value files, by the pid that wrote them (``None``:
-    a file whose name carries no pid)."""
-    found: dict[int | None, list[Path]] = {}
-    for path in Path(directory).glob("*.db"):
-        match = _PID_FILE.search(path.name)
-        found.setdefault(int(match.group(1)) if match else None, []).append(path)
-    return found
-
-
-def live_pids(directory: str | Path) -> list[int]:
-    """The processes with files in the multiprocess directory that are still running."""
-    return sorted(pid for pid in files_by_pid(directory) if pid is not None and is_alive(pid))
-
-
-class WorkerProcessCollector:
-    """``process_*`` metrics of every live process writing to the multiprocess directory,
-    each with a ``pid`` label: a dead worker's series disappear with it."""
-
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
-
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        for pid in live_pids(self._directory):
-            collector = ProcessCollector(pid=_pid_of(pid), registry=None)
-            for metric in collector.collect():
-                family = families.get(metric.name)
-                if family is None:
-                    family = families[metric.name] = Metric(
-                        metric.name, f"{metric.documentation} (per worker)", metric.type
-                    )
-                for sample in metric.samples:
-                    labels = {**sample.labels, "pid": str(pid)}
-                    family.add_sample(sample.name, labels, sample.value)
-        yield from families.values()
-
-
-def _pid_of(pid: int) -> Callable[[], int]:
-    return lambda: pid
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ProcessLocalGauges:

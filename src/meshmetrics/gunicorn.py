@@ -15,6 +15,11 @@ the master's own under ``--preload``, another master's sharing the directory), a
 tells prometheus_client when a worker
 exits so its live gauges (in-progress requests) drop out.  Counters and
 histograms of a dead worker stay in the sums: nothing counted is lost.
+
+gunicorn loads this module into the master, whose imports every worker inherits:
+it imports no Flask, requests or urllib3 (the app and meshmetrics' request path load
+in the workers), so gevent and eventlet workers patch the standard library before
+anything holds a reference to ``ssl`` or to unpatched locks.
 """
 
 from __future__ import annotations
@@ -28,16 +33,17 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-from .exposition import (
+from .multiproc import (
     MULTIPROC_ENV,
     MultiprocessDirError,
+    archive_owner,
     check_multiprocess_dir,
     files_by_pid,
+    fold_worker,
     is_alive,
     live_pids,
     multiprocess_dir,
 )
-from .multiproc import archive_owner, fold_worker
 
 if not os.environ.get(MULTIPROC_ENV):
     os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="meshmetrics-multiproc-")

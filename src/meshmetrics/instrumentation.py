@@ -28,16 +28,10 @@ from prometheus_flask_exporter import PrometheusMetrics
 from . import runner
 from .config import ConfigError, InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
 from .endpoint import MetricsEndpoint
-from .exposition import (
-    MetricsServer,
-    MultiprocessDirError,
-    ServedRegistry,
-    exposition_app,
-    multiprocess_dir,
-    served_registry,
-)
+from .exposition import MetricsServer, ServedRegistry, exposition_app, served_registry
 from .metrics import RequestMetrics
 from .middleware import AppObserver, RequestCore
+from .multiproc import MultiprocessDirError, multiprocess_dir
 from .paths import check_exclusions
 from .serving import several_processes
 from .tracing.client import TracingSession

@@ -36,8 +36,9 @@ def top_command(urls: tuple[str, ...], interval: float, once: bool) -> None:
         Console(width=160).print(render(table, down))
         return
     top = Top(list(urls))
-    top.poll()
-    try:
+    try:  # a Ctrl-C once this line is out (the first scrape included) ends top, exit 0
+        click.echo(f"watching {len(urls)} target(s) every {interval:g} s; Ctrl-C stops", err=True)
+        top.poll()
         with Live(render([], top.down), refresh_per_second=4) as live:
             while True:
                 time.sleep(interval)
