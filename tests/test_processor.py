@@ -81,3 +81,23 @@ def test_unsampled_spans_are_never_processed() -> None:
     exporter = InMemorySpanExporter()
     finish_spans(MeshTracer(ConstSampler(False), SimpleSpanProcessor(exporter)), 3)
     assert exporter.spans == []
+
+
+def test_a_stopped_processor_revived_goes_on_with_one_thread() -> None:
+    """An app factory's next app revives the processor the last one's finalizer stopped."""
+    import threading
+
+    exporter = InMemorySpanExporter()
+    processor = BatchSpanProcessor(exporter, SpanCounters(None), interval=60)
+    tracer = MeshTracer(ConstSampler(True), processor)
+    finish_spans(tracer, 1)
+    assert processor.flush(5)
+    processor.stop()
+    assert processor.revive()
+    finish_spans(tracer, 2)  # accepted again (a stopped processor drops them)
+    assert processor.flush(5)
+    assert len(exporter.spans) == 3
+    named = [t for t in threading.enumerate() if t.name == "meshmetrics-span-export"]
+    assert processor.thread in named
+    processor.shutdown()
+    assert not processor.revive()  # its exporter is closed: a new processor is needed

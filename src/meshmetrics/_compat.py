@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
 from prometheus_client.mmap_dict import MmapedDict
-from werkzeug.wsgi import ClosingIterator
 
 
 def _current_request_function() -> Callable[[], Any]:
@@ -65,8 +64,18 @@ def rendered_by_flask(response: Any) -> bool:
     """A response Flask made from a WSGI app's output: an ``HTTPException`` (``abort(404)``,
     a routing 404/405, a redirect) goes through werkzeug's ``Response.force_type`` and
     ``run_wsgi_app``, which leave the rendered body in a ``ClosingIterator`` with its
-    ``Content-Length``: in memory, complete when the app returns."""
-    return type(response.response) is ClosingIterator and "Content-Length" in response.headers
+    ``Content-Length``: in memory, complete when the app returns.  (werkzeug is imported
+    at the first call, not with this module: gunicorn's config module imports this one
+    into the master before green-thread workers patch the standard library.)"""
+    global _closing_iterator
+    if _closing_iterator is None:
+        from werkzeug.wsgi import ClosingIterator
+
+        _closing_iterator = ClosingIterator
+    return type(response.response) is _closing_iterator and "Content-Length" in response.headers
+
+
+_closing_iterator: type | None = None
 
 
 def family_name(metric: Any) -> str:

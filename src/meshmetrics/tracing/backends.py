@@ -7,6 +7,7 @@ Built in :func:`meshmetrics.instrument`, so a backend whose extra is missing is 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 
 from prometheus_client import CollectorRegistry
@@ -154,6 +155,10 @@ _shared_lock = threading.Lock()
 _shared: dict[str, tuple[BatchSpanProcessor, int]] = {}
 #: holds let go by finalizers, released by whoever gets the lock next
 _pending: deque[SharedProcessor] = deque()
+#: processors a finalizer stopped, whose thread may still be draining: an instrumentation
+#: of the same configuration made meanwhile (an app factory's next app) revives the
+#: processor instead of starting a second thread beside the ending one
+_retiring: dict[str, weakref.ReferenceType[BatchSpanProcessor]] = {}
 
 
 def _release_pending() -> None:
@@ -162,11 +167,18 @@ def _release_pending() -> None:
         if not _shared_lock.acquire(blocking=False):
             return  # its holder calls this again once it released the lock
         try:
-            last = [p for p in (_pending.popleft()._let_go() for _ in range(len(_pending))) if p]
+            released = [(hold._key, hold._let_go()) for hold in _drain_pending()]
+            last = [(key, processor) for key, processor in released if processor is not None]
+            for key, processor in last:
+                _retiring[key] = weakref.ref(processor)
         finally:
             _shared_lock.release()
-        for processor in last:
+        for _, processor in last:
             processor.stop()
+
+
+def _drain_pending() -> list[SharedProcessor]:
+    return [_pending.popleft() for _ in range(len(_pending))]
 
 
 def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedProcessor:
@@ -191,6 +203,8 @@ def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedP
     with _shared_lock:
         processor, holds = _shared.get(key, (None, 0))
         if processor is None:
+            processor = _revived(key)
+        if processor is None:
             processor = BatchSpanProcessor(
                 exporter_for(config),
                 SpanCounters(None),
@@ -202,3 +216,10 @@ def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedP
     for counter in processor.counters.collectors:
         registry.register(counter)
     return SharedProcessor(key, processor)
+
+
+def _revived(key: str) -> BatchSpanProcessor | None:
+    """With the lock held: the stopped processor of ``key`` when it can go on."""
+    ref = _retiring.pop(key, None)
+    processor = ref() if ref is not None else None
+    return processor if processor is not None and processor.revive() else None

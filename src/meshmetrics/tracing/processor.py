@@ -162,6 +162,7 @@ class BatchSpanProcessor:
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopped = False
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warned = False
@@ -260,6 +261,24 @@ class BatchSpanProcessor:
         self._stopped = True
         self._wake.set()
 
+    def revive(self) -> bool:
+        """Undo :meth:`stop` while the exporter is open: the thread, if it has not ended
+        yet, goes on (one thread, not a second beside the ending one); if it has, the
+        next span starts one.  False after :meth:`shutdown`."""
+        with self._lock:
+            if not self._stopped or self._closed:
+                return False
+            self._stopped = False
+            return True
+
+    def _end_if_stopped(self) -> bool:
+        """The export thread's exit check: decided under the lock :meth:`revive` takes."""
+        with self._lock:
+            if not self._stopped:
+                return False
+            self._thread = None
+            return True
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Flush, stop the thread, wait for it to end, close the exporter (idempotent)."""
         if self._stopped and self._thread is None:
@@ -270,6 +289,7 @@ class BatchSpanProcessor:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self._thread = None
+        self._closed = True
         self._exporter.close()
 
 
@@ -284,7 +304,7 @@ def _export_loop(
         if processor is None:
             return
         processor._drain()
-        if processor._stopped:
+        if processor._end_if_stopped():
             return
         del processor
 
