@@ -319,6 +319,8 @@ _FLAG_VALUES = {
             "prometheus:9090",
             "http://p/path",
             "http://p:99999",
+            "http://-..-",
+            "http://10.96.0.12:9090/",
         ]
     ),
     "--version": st.sampled_from(["v1", "2.0.1", "-bad"]),
@@ -629,3 +631,39 @@ def test_every_accepted_target_is_an_exact_quantity(metric: str, number: Any) ->
     milli = int(text[:-1]) if text.endswith("m") else int(text) * 1000
     assert milli == int(number * 1000)
     assert float(decimal(parsed.target)) == float(number)
+
+
+# -- review (issue 22 item 2): --prometheus-url's host is a host ----------------------------
+
+_HOSTISH = st.text(alphabet="abcXYZ019.-", min_size=1, max_size=12)
+
+
+@given(st.sampled_from(["http", "https"]), _HOSTISH, st.one_of(st.none(), st.integers(0, 70000)))
+def test_prometheus_url_is_accepted_only_with_a_real_host(
+    scheme: str, host: str, port: int | None
+) -> None:
+    """Every URL the adapter values and KEDA's serverAddress may carry names a DNS name or
+    an IPv4 address: ``http://-..-`` was accepted and written into the ScaledObject."""
+    url = f"{scheme}://{host}" + ("" if port is None else f":{port}")
+    labels = host.lower().split(".")
+    dns = len(host) <= 253 and all(
+        re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", label) for label in labels
+    )
+    good = dns and (port is None or 1 <= port <= 65535)
+    if not good:
+        with pytest.raises(ConfigError) as refused:
+            Scaling(prometheus_url=url)
+        assert refused.value.option == "prometheus_url"
+        return
+    scaling = Scaling(prometheus_url=url)
+    base, number = prometheus_address(CONFIG, scaling)
+    assert base == f"{scheme}://{host}"
+    assert number == (port or (443 if scheme == "https" else 80))
+
+
+@pytest.mark.parametrize("url", ["http://-..-", "http://a..b:9090", "http://-p:9090", "http://p-."])
+def test_prometheus_url_without_a_host_names_the_flag(url: str) -> None:
+    args = ["manifests", "--service", "shop", "--namespace", "shop-ns", "--release", "prom"]
+    result = run_cli(*args, "--kind", "autoscaler", "--autoscale", "rps:5", "--prometheus-url", url)
+    assert result.returncode == 2, result.stdout
+    assert "--prometheus-url" in result.stderr, result.stderr
