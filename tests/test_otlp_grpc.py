@@ -376,3 +376,26 @@ def test_gzip_compresses_the_batch_on_the_wire(grpc_collector: OTLPGrpcCollector
             relay.close()
     assert len(grpc_collector.wait_for(100)) == 100
     assert sent["gzip"] < sent["none"] / 2, sent
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "bad span\nWARNING meshmetrics: forged line\r\x1b[2J\u2028end",
+        "x" * 15000,  # under grpc's 16 KiB metadata limit: delivered whole
+    ],
+)
+def test_a_collectors_status_message_stays_one_bounded_log_line(
+    grpc_collector: OTLPGrpcCollector, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The status message is the peer's text: the warning it ends up in is one line
+    without control characters, and bounded (as the partial-success message is)."""
+    grpc_collector.default_answer = GrpcAnswer("INVALID_ARGUMENT", message=message)
+    app, inst = grpc_app(grpc_collector.endpoint, trace_timeout=5)
+    with caplog.at_level("WARNING", logger="meshmetrics"):
+        text = requests_then_flush(app, inst)
+    assert 'meshmetrics_spans_dropped_total{reason="export_error"} 1.0' in text
+    warnings = [r.getMessage() for r in caplog.records if "span export failed" in r.getMessage()]
+    assert len(warnings) == 1, caplog.records
+    assert warnings[0].isprintable(), repr(warnings[0])
+    assert len(warnings[0]) < 1000

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .exporters import ExportRejectedError
-from .otlp import OTLPEncoder, PartialSuccess
+from .otlp import OTLPEncoder, PartialSuccess, printable
 from .processor import Outcome
 from .retry import Backoff
 
@@ -150,7 +150,8 @@ class OTLPGrpcExporter:
         return None
 
     def _describe(self, error: Any, wait: float | None) -> str:
-        text = f"{self.target} answered {error.code().name}: {str(error.details())[:300]}"
+        # the peer's own text: one line, bounded, as the partial-success message
+        text = f"{self.target} answered {error.code().name}: {printable(str(error.details()))}"
         if wait is None:
             return text
         return f"{text}; retrying after {wait:g} s would pass the {self._timeout:g} s budget"
