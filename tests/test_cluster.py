@@ -667,3 +667,30 @@ def test_prometheus_url_without_a_host_names_the_flag(url: str) -> None:
     result = run_cli(*args, "--kind", "autoscaler", "--autoscale", "rps:5", "--prometheus-url", url)
     assert result.returncode == 2, result.stdout
     assert "--prometheus-url" in result.stderr, result.stderr
+
+
+# -- review (issue 22 item 3): one dashboard name per metric prefix -------------------------
+
+_PREFIXES = st.one_of(st.just(""), st.from_regex(r"\A[a-zA-Z_:][a-zA-Z0-9_:]{0,80}\Z"))
+
+
+def _dashboard_name(prefix: str) -> str:
+    from meshmetrics.manifests.kiali import dashboard_name
+
+    return dashboard_name(model_from_config(CONFIG.replace(prefix=prefix)))
+
+
+@given(_PREFIXES, _PREFIXES)
+def test_kiali_dashboard_names_are_object_names_one_per_prefix(first: str, second: str) -> None:
+    """Services whose metric names differ must not share a dashboard name (the second
+    apply replaced the first's dashboard: ``a_b``/``a:b``/``A_b`` and ``""``/``_`` did),
+    and every name is a valid object name (a long prefix made one over 253 characters)."""
+    one, other = _dashboard_name(first), _dashboard_name(second)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", one), one
+    assert (one == other) == (first == second), (first, second, one)
+
+
+def test_the_flask_prefix_keeps_its_dashboard_name() -> None:
+    assert _dashboard_name("flask") == "meshmetrics-flask"
+    assert _dashboard_name("") == "meshmetrics"
+    assert _dashboard_name("my_app") == "meshmetrics-my-app"
