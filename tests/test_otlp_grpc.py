@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -324,12 +325,12 @@ sys.exit(os.waitstatus_to_exitcode(status) or (0 if ok else 4))
 class ByteCountingRelay:
     """A TCP relay on 127.0.0.1 counting the bytes a client sends through it."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, listen: int = 0) -> None:
         import threading
 
         self.sent = 0
         self._target = ("127.0.0.1", port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", listen), reuse_port=False)
         self.port = self._listener.getsockname()[1]
         self._threads = threading
         threading.Thread(target=self._accept, daemon=True).start()
@@ -399,3 +400,40 @@ def test_a_collectors_status_message_stays_one_bounded_log_line(
     assert len(warnings) == 1, caplog.records
     assert warnings[0].isprintable(), repr(warnings[0])
     assert len(warnings[0]) < 1000
+
+
+@pytest.mark.slow
+def test_a_collector_back_after_an_outage_receives_the_next_batches() -> None:
+    """grpcio's channel backs off reconnecting on its own (1 s growing by 1.6 to 120 s):
+    after a 30 s outage the exporter kept failing fast with UNAVAILABLE for some 20 s
+    while the collector was back (the HTTP exporter connects on each attempt).  Our
+    retries own the back-off: the channel is ready to reconnect by our next attempt."""
+    from meshmetrics.config import HttpEndpoint
+    from meshmetrics.tracing.otlp_grpc import OTLPGrpcExporter
+
+    port = free_port()
+    exporter = OTLPGrpcExporter("svc", HttpEndpoint(f"http://127.0.0.1:{port}"), {}, timeout=1)
+    failed = 0
+    outage = time.monotonic() + 30  # the collector is down for 30 s, spans keep coming
+    while time.monotonic() < outage:
+        with pytest.raises(OSError, match=r"UNAVAILABLE|DEADLINE_EXCEEDED|no success"):
+            exporter.export([])
+        failed += 1
+    collector = OTLPGrpcCollector()
+    relay = ByteCountingRelay(collector.port, listen=port)  # the collector is back
+    try:
+        outcomes = []
+        for _ in range(4):
+            try:
+                exporter.export([])
+            except OSError as exc:
+                outcomes.append(type(exc).__name__)
+            else:
+                outcomes.append("ok")
+                break
+        assert outcomes[-1] == "ok", outcomes
+    finally:
+        exporter.close()
+        relay.close()
+        collector.close()
+    assert failed > 0
