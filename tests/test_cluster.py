@@ -694,3 +694,44 @@ def test_the_flask_prefix_keeps_its_dashboard_name() -> None:
     assert _dashboard_name("flask") == "meshmetrics-flask"
     assert _dashboard_name("") == "meshmetrics"
     assert _dashboard_name("my_app") == "meshmetrics-my-app"
+
+
+# -- review (issue 22 item 1): --image is a reference a container runtime can pull ----------
+
+# distribution/reference's grammar (regexp.go): the oracle the image option is checked against
+_D_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_D_DOMAIN = rf"{_D_COMPONENT}(?:\.{_D_COMPONENT})*(?::[0-9]+)?"
+_D_PATH = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_D_REFERENCE = re.compile(
+    rf"(?:{_D_DOMAIN}/)?{_D_PATH}(?:/{_D_PATH})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+
+
+_IMAGE_PARTS = st.text(alphabet="ab9-._:A", min_size=1, max_size=8)
+
+
+@given(
+    st.one_of(st.none(), _IMAGE_PARTS),
+    st.lists(_IMAGE_PARTS, min_size=1, max_size=2),
+    st.one_of(st.none(), _IMAGE_PARTS),
+)
+def test_image_is_accepted_exactly_when_it_is_a_reference(
+    registry: str | None, path: list[str], tag: str | None
+) -> None:
+    """``-/x``, ``a..b/x`` and ``.:5000/x`` were accepted: a registry host must be a
+    domain name (components of letters, digits and inner '-') with an optional port."""
+    image = "/".join(([registry] if registry else []) + path) + (f":{tag}" if tag else "")
+    if _D_REFERENCE.fullmatch(image) is None:
+        with pytest.raises(ConfigError) as refused:
+            Workload(image=image)
+        assert refused.value.option == "image"
+    else:
+        assert Workload(image=image).image == image
+
+
+@pytest.mark.parametrize("image", ["-/x", "a..b/x", ".:5000/x", "a-.io/x:1"])
+def test_an_image_with_a_broken_registry_names_the_flag(image: str) -> None:
+    args = ["manifests", "--service", "shop", "--namespace", "shop-ns", "--release", "prom"]
+    result = run_cli(*args, "--kind", "deployment", "--image", image)
+    assert result.returncode == 2, result.stdout
+    assert "--image" in result.stderr, result.stderr

@@ -31,9 +31,11 @@ PORT_ENV = "PORT"
 _LIVENESS_NAMES = ("health", "healthz", "livez", "live", "liveness")
 _READINESS_NAMES = ("readiness", "ready", "readyz")
 # a container image reference: [registry[:port]/]name[/name...][:tag][@digest]
+# (distribution/reference's grammar: the registry is a domain name, then a port)
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _IMAGE = re.compile(
-    rf"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    rf"\A(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z"
 )
 
