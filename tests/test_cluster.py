@@ -735,3 +735,32 @@ def test_an_image_with_a_broken_registry_names_the_flag(image: str) -> None:
     result = run_cli(*args, "--kind", "deployment", "--image", image)
     assert result.returncode == 2, result.stdout
     assert "--image" in result.stderr, result.stderr
+
+
+# -- review (issue 22 item 2): the chart appends prometheus.port to prometheus.url ----------
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "fine"),
+    [
+        ("http://prom.ns.svc", 9090, True),
+        ("http://prom.ns.svc:9090", None, True),
+        ("http://prom.ns.svc/", None, True),
+        ("http://{{ .Release.Name }}-prometheus.ns.svc", 9090, True),  # templated: not read
+        ("http://prom.ns.svc:9090", 9090, False),  # --prometheus-url=http://prom...:9090:9090
+        ("http://prom.ns.svc/", 9090, False),  # --prometheus-url=http://prom.ns.svc/:9090
+        ("http://prom.ns.svc/prometheus", 9090, False),  # the path goes in prometheus.path
+    ],
+)
+def test_adapter_values_whose_rendered_url_is_broken_are_named(
+    url: str, port: int | None, fine: bool
+) -> None:
+    """The chart renders ``--prometheus-url={{url}}{{if port}}:{{port}}{{end}}{{path}}``
+    (charts/prometheus-adapter/templates/deployment.yaml): a URL with its own port or path
+    next to ``prometheus.port`` passed check and gave the adapter a URL it cannot reach."""
+    values = adapter_values(model_from_config(CONFIG), Scaling())
+    values["prometheus"] = {"url": url, **({} if port is None else {"port": port})}
+    errors = validate_object(values)
+    assert (errors == []) == fine, errors
+    if not fine:
+        assert any("prometheus.url" in e and "prometheus.port" in e for e in errors), errors

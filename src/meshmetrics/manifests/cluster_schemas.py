@@ -28,6 +28,8 @@ _OBJECTS = (
 _VALUES = {"kiali-custom-dashboards": "spec", "prometheus-adapter-values": "rules"}
 #: Kinds checked only when meshmetrics generated them (the schema is what it emits).
 _OURS_ONLY = {("apps/v1", "Deployment"), ("v1", "Service")}
+#: ``scheme://host`` then what the chart cannot append a port to: ``(:port)``, ``(/path)``.
+_URL_TAIL = re.compile(r"https?://(?:\[[^\]]*\]|[^/:?#\[]+)(:[0-9]*)?([/?#].*)?")
 _METRIC_NAME = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
@@ -117,10 +119,26 @@ def values_errors(doc: dict[str, Any]) -> list[str] | None:
     return errors
 
 
+def _prometheus_url_errors(values: dict[str, Any]) -> list[str]:
+    """The chart renders ``--prometheus-url={{url}}{{if port}}:{{port}}{{end}}{{path}}``: a
+    ``url`` with a port or a path of its own next to ``port`` gives an unreachable URL."""
+    prometheus = values.get("prometheus") or {}
+    url, port = str(prometheus.get("url", "")), prometheus.get("port")
+    tail = _URL_TAIL.match(url)
+    if not port or "{{" in url or tail is None or not (tail.group(1) or tail.group(2)):
+        return []
+    rendered = f"{url}:{port}{prometheus.get('path', '')}"
+    return [
+        f"prometheus.url: {url!r} has a port or a path of its own, and the chart appends "
+        f"prometheus.port to it ({rendered}): give the host alone (a path goes in "
+        "prometheus.path), or leave prometheus.port out"
+    ]
+
+
 def adapter_rule_errors(values: dict[str, Any]) -> list[str]:
     """What prometheus-adapter would accept and then serve wrongly (or never)."""
     rules = values.get("rules") or {}
-    errors: list[str] = []
+    errors: list[str] = _prometheus_url_errors(values)
     names: dict[str, int] = {}
     defaults = rules.get("default", True)  # the chart's default is true
     for index, rule in enumerate(rules.get("custom") or []):
