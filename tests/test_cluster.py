@@ -764,3 +764,30 @@ def test_adapter_values_whose_rendered_url_is_broken_are_named(
     assert (errors == []) == fine, errors
     if not fine:
         assert any("prometheus.url" in e and "prometheus.port" in e for e in errors), errors
+
+
+# -- review (issue 22 item 1): a probe on a port the container does not name --------------
+
+
+@pytest.mark.parametrize(
+    ("probe", "action", "port", "fine"),
+    [
+        ("readinessProbe", "httpGet", "http", True),
+        ("readinessProbe", "httpGet", 30000, True),
+        ("readinessProbe", "httpGet", "web", False),
+        ("livenessProbe", "tcpSocket", "metrics", False),
+        ("startupProbe", "httpGet", "htp", False),
+    ],
+)
+def test_a_probe_on_a_port_name_the_container_lacks_is_named(
+    probe: str, action: str, port: Any, fine: bool
+) -> None:
+    """The API server takes any port name in a probe; the kubelet then fails the probe on
+    every period (``port "web" not found``): never ready, or restarted forever."""
+    deployment = _deployment()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container[probe] = {action: {"port": port, **({"path": "/"} if action == "httpGet" else {})}}
+    errors = validate_object(deployment)
+    assert (errors == []) == fine, errors
+    if not fine:
+        assert any(probe in e and repr(port) in e for e in errors), errors

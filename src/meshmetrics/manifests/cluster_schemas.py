@@ -280,6 +280,7 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
     selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         errors.append("spec.selector.matchLabels: does not match the pod template's labels")
+    errors += _probe_port_errors(template)
     if labels.get("istio.io/dataplane-mode") == "ambient":
         errors += [
             f"spec.template.metadata.annotations: {key} is for sidecars; this pod runs in "
@@ -287,6 +288,24 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
             for key in annotations
             if key.startswith(("sidecar.istio.io/", "prometheus.istio.io/"))
         ]
+    return errors
+
+
+def _probe_port_errors(template: dict[str, Any]) -> list[str]:
+    """A probe's port by name must be one the container names: the API server takes any
+    name, and the kubelet then fails the probe on every period."""
+    errors = []
+    for index, container in enumerate(_dicts(_dict(template.get("spec")).get("containers"))):
+        names = {str(p.get("name")) for p in _dicts(container.get("ports")) if p.get("name")}
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for action in ("httpGet", "tcpSocket", "grpc"):
+                port = _dict(_dict(container.get(probe)).get(action)).get("port")
+                if isinstance(port, str) and port not in names:
+                    errors.append(
+                        f"spec.template.spec.containers.{index}.{probe}.{action}.port: "
+                        f"{port!r} is not a port this container names "
+                        f"({', '.join(sorted(names)) or 'none'}): the probe would always fail"
+                    )
     return errors
 
 
