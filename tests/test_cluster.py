@@ -324,6 +324,10 @@ _FLAG_VALUES = {
         ]
     ),
     "--version": st.sampled_from(["v1", "2.0.1", "-bad"]),
+    "--prefix": st.one_of(
+        st.sampled_from(["", "_", "a:b", "App", "9x"]),
+        st.from_regex(r"\A[a-zA-Z_:][a-zA-Z0-9_:]{0,90}\Z"),
+    ),
     "--metrics-port": st.sampled_from(["9464", "0"]),
     "--port-name": st.sampled_from(["http", "http-web", "a-very-long-port-name"]),
     "--tracing": st.sampled_from(["zipkin", "otlp", "jaeger", "off", "carrier-pigeon"]),
