@@ -454,3 +454,72 @@ def test_a_binary_metadata_key_is_refused_at_configuration(
         instrument(Flask("svc"))
     assert "trace_headers" in str(info.value)
     assert "-bin" in str(info.value)
+
+
+class FaultyPeer:
+    """A TCP server on 127.0.0.1 that is no gRPC server: it accepts and stays silent, or
+    answers each connection with an HTTP/1.1 400.  Counts the connections."""
+
+    def __init__(self, answer: bytes | None) -> None:
+        import threading
+
+        self.connections = 0
+        self._answer = answer
+        self._held: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self._answer is None:
+                self._held.append(conn)  # never a byte back
+                continue
+            try:
+                conn.recv(65536)
+                conn.sendall(self._answer)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "scheme", "says"),
+    [
+        (None, "http", "DEADLINE_EXCEEDED"),  # accepts, never speaks HTTP/2
+        (None, "https", "DEADLINE_EXCEEDED"),  # TLS to a port that never answers
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "http", "UNAVAILABLE"),
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "https", "UNAVAILABLE"),
+    ],
+)
+def test_a_peer_that_is_no_grpc_server_costs_one_budget_and_a_few_connections(
+    answer: bytes | None, scheme: str, says: str
+) -> None:
+    """Each export ends within its budget with an error naming the status; the
+    reconnects it causes are counted, not a storm."""
+    from meshmetrics.config import HttpEndpoint
+    from meshmetrics.tracing.exporters import ExportRejectedError
+    from meshmetrics.tracing.otlp_grpc import OTLPGrpcExporter
+
+    peer = FaultyPeer(answer)
+    exporter = OTLPGrpcExporter(
+        "svc", HttpEndpoint(f"{scheme}://127.0.0.1:{peer.port}"), {}, timeout=2
+    )
+    try:
+        with pytest.raises(ExportRejectedError, match=says) as failed:
+            exporter.export([])
+        assert str(failed.value).isprintable()
+        assert 1 <= peer.connections <= 6, peer.connections
+    finally:
+        exporter.close()
+        peer.close()
