@@ -795,3 +795,38 @@ def test_a_probe_on_a_port_name_the_container_lacks_is_named(
     assert (errors == []) == fine, errors
     if not fine:
         assert any(probe in e and repr(port) in e for e in errors), errors
+
+
+# -- review (issue 22 item 1): gunicorn's heartbeat and the metrics files on tmpfs ----------
+
+
+def test_the_pods_temporary_directory_is_memory_backed_where_the_process_writes() -> None:
+    """gunicorn's worker heartbeat (``os.fchmod`` on a temporary file) "may block a worker
+    for arbitrary time if the directory is on a disk-backed filesystem" (its
+    worker_tmp_dir setting), and prometheus_client writes the multiprocess files on every
+    request: both go to the temporary directory, which in a container is the image's
+    disk-backed overlay unless the pod mounts a memory-backed emptyDir there."""
+    deployment = _deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {
+        m["mountPath"]: volumes.get(m["name"]) for m in pod["containers"][0].get("volumeMounts", [])
+    }
+    # where meshmetrics.gunicorn and gunicorn's WorkerTmp write, in a pod's environment
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    code = (
+        "import os, tempfile, meshmetrics.gunicorn; "
+        "print(tempfile.gettempdir()); print(os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    heartbeat_dir, multiproc_dir = out
+    for written in (heartbeat_dir, multiproc_dir):
+        mount = next((m for m in mounts if (written + "/").startswith(m.rstrip("/") + "/")), None)
+        assert mount is not None, (written, mounts)
+        assert mounts[mount] is not None, mount
+        assert mounts[mount]["emptyDir"]["medium"] == "Memory", mounts[mount]
+        assert mounts[mount]["emptyDir"]["sizeLimit"]  # tmpfs counts against the memory limit
+    assert validate_object(deployment) == []
