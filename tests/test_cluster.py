@@ -319,9 +319,15 @@ _FLAG_VALUES = {
             "prometheus:9090",
             "http://p/path",
             "http://p:99999",
+            "http://-..-",
+            "http://10.96.0.12:9090/",
         ]
     ),
     "--version": st.sampled_from(["v1", "2.0.1", "-bad"]),
+    "--prefix": st.one_of(
+        st.sampled_from(["", "_", "a:b", "App", "9x"]),
+        st.from_regex(r"\A[a-zA-Z_:][a-zA-Z0-9_:]{0,90}\Z"),
+    ),
     "--metrics-port": st.sampled_from(["9464", "0"]),
     "--port-name": st.sampled_from(["http", "http-web", "a-very-long-port-name"]),
     "--tracing": st.sampled_from(["zipkin", "otlp", "jaeger", "off", "carrier-pigeon"]),
@@ -635,3 +641,198 @@ def test_every_accepted_target_is_an_exact_quantity(metric: str, number: Any) ->
     milli = int(text[:-1]) if text.endswith("m") else int(text) * 1000
     assert milli == int(number * 1000)
     assert float(decimal(parsed.target)) == float(number)
+
+
+# -- review (issue 22 item 2): --prometheus-url's host is a host ----------------------------
+
+_HOSTISH = st.text(alphabet="abcXYZ019.-", min_size=1, max_size=12)
+
+
+@given(st.sampled_from(["http", "https"]), _HOSTISH, st.one_of(st.none(), st.integers(0, 70000)))
+def test_prometheus_url_is_accepted_only_with_a_real_host(
+    scheme: str, host: str, port: int | None
+) -> None:
+    """Every URL the adapter values and KEDA's serverAddress may carry names a DNS name or
+    an IPv4 address: ``http://-..-`` was accepted and written into the ScaledObject."""
+    url = f"{scheme}://{host}" + ("" if port is None else f":{port}")
+    labels = host.lower().split(".")
+    dns = len(host) <= 253 and all(
+        re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", label) for label in labels
+    )
+    good = dns and (port is None or 1 <= port <= 65535)
+    if not good:
+        with pytest.raises(ConfigError) as refused:
+            Scaling(prometheus_url=url)
+        assert refused.value.option == "prometheus_url"
+        return
+    scaling = Scaling(prometheus_url=url)
+    base, number = prometheus_address(CONFIG, scaling)
+    assert base == f"{scheme}://{host}"
+    assert number == (port or (443 if scheme == "https" else 80))
+
+
+@pytest.mark.parametrize("url", ["http://-..-", "http://a..b:9090", "http://-p:9090", "http://p-."])
+def test_prometheus_url_without_a_host_names_the_flag(url: str) -> None:
+    args = ["manifests", "--service", "shop", "--namespace", "shop-ns", "--release", "prom"]
+    result = run_cli(*args, "--kind", "autoscaler", "--autoscale", "rps:5", "--prometheus-url", url)
+    assert result.returncode == 2, result.stdout
+    assert "--prometheus-url" in result.stderr, result.stderr
+
+
+# -- review (issue 22 item 3): one dashboard name per metric prefix -------------------------
+
+_PREFIXES = st.one_of(st.just(""), st.from_regex(r"\A[a-zA-Z_:][a-zA-Z0-9_:]{0,80}\Z"))
+
+
+def _dashboard_name(prefix: str) -> str:
+    from meshmetrics.manifests.kiali import dashboard_name
+
+    return dashboard_name(model_from_config(CONFIG.replace(prefix=prefix)))
+
+
+@given(_PREFIXES, _PREFIXES)
+def test_kiali_dashboard_names_are_object_names_one_per_prefix(first: str, second: str) -> None:
+    """Services whose metric names differ must not share a dashboard name (the second
+    apply replaced the first's dashboard: ``a_b``/``a:b``/``A_b`` and ``""``/``_`` did),
+    and every name is a valid object name (a long prefix made one over 253 characters)."""
+    one, other = _dashboard_name(first), _dashboard_name(second)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", one), one
+    assert (one == other) == (first == second), (first, second, one)
+
+
+def test_the_flask_prefix_keeps_its_dashboard_name() -> None:
+    assert _dashboard_name("flask") == "meshmetrics-flask"
+    assert _dashboard_name("") == "meshmetrics"
+    assert _dashboard_name("my_app") == "meshmetrics-my-app"
+
+
+# -- review (issue 22 item 1): --image is a reference a container runtime can pull ----------
+
+# distribution/reference's grammar (regexp.go): the oracle the image option is checked against
+_D_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_D_DOMAIN = rf"{_D_COMPONENT}(?:\.{_D_COMPONENT})*(?::[0-9]+)?"
+_D_PATH = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_D_REFERENCE = re.compile(
+    rf"(?:{_D_DOMAIN}/)?{_D_PATH}(?:/{_D_PATH})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+
+
+_IMAGE_PARTS = st.text(alphabet="ab9-._:A", min_size=1, max_size=8)
+
+
+@given(
+    st.one_of(st.none(), _IMAGE_PARTS),
+    st.lists(_IMAGE_PARTS, min_size=1, max_size=2),
+    st.one_of(st.none(), _IMAGE_PARTS),
+)
+def test_image_is_accepted_exactly_when_it_is_a_reference(
+    registry: str | None, path: list[str], tag: str | None
+) -> None:
+    """``-/x``, ``a..b/x`` and ``.:5000/x`` were accepted: a registry host must be a
+    domain name (components of letters, digits and inner '-') with an optional port."""
+    image = "/".join(([registry] if registry else []) + path) + (f":{tag}" if tag else "")
+    if _D_REFERENCE.fullmatch(image) is None:
+        with pytest.raises(ConfigError) as refused:
+            Workload(image=image)
+        assert refused.value.option == "image"
+    else:
+        assert Workload(image=image).image == image
+
+
+@pytest.mark.parametrize("image", ["-/x", "a..b/x", ".:5000/x", "a-.io/x:1"])
+def test_an_image_with_a_broken_registry_names_the_flag(image: str) -> None:
+    args = ["manifests", "--service", "shop", "--namespace", "shop-ns", "--release", "prom"]
+    result = run_cli(*args, "--kind", "deployment", "--image", image)
+    assert result.returncode == 2, result.stdout
+    assert "--image" in result.stderr, result.stderr
+
+
+# -- review (issue 22 item 2): the chart appends prometheus.port to prometheus.url ----------
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "fine"),
+    [
+        ("http://prom.ns.svc", 9090, True),
+        ("http://prom.ns.svc:9090", None, True),
+        ("http://prom.ns.svc/", None, True),
+        ("http://{{ .Release.Name }}-prometheus.ns.svc", 9090, True),  # templated: not read
+        ("http://prom.ns.svc:9090", 9090, False),  # --prometheus-url=http://prom...:9090:9090
+        ("http://prom.ns.svc/", 9090, False),  # --prometheus-url=http://prom.ns.svc/:9090
+        ("http://prom.ns.svc/prometheus", 9090, False),  # the path goes in prometheus.path
+    ],
+)
+def test_adapter_values_whose_rendered_url_is_broken_are_named(
+    url: str, port: int | None, fine: bool
+) -> None:
+    """The chart renders ``--prometheus-url={{url}}{{if port}}:{{port}}{{end}}{{path}}``
+    (charts/prometheus-adapter/templates/deployment.yaml): a URL with its own port or path
+    next to ``prometheus.port`` passed check and gave the adapter a URL it cannot reach."""
+    values = adapter_values(model_from_config(CONFIG), Scaling())
+    values["prometheus"] = {"url": url, **({} if port is None else {"port": port})}
+    errors = validate_object(values)
+    assert (errors == []) == fine, errors
+    if not fine:
+        assert any("prometheus.url" in e and "prometheus.port" in e for e in errors), errors
+
+
+# -- review (issue 22 item 1): a probe on a port the container does not name --------------
+
+
+@pytest.mark.parametrize(
+    ("probe", "action", "port", "fine"),
+    [
+        ("readinessProbe", "httpGet", "http", True),
+        ("readinessProbe", "httpGet", 30000, True),
+        ("readinessProbe", "httpGet", "web", False),
+        ("livenessProbe", "tcpSocket", "metrics", False),
+        ("startupProbe", "httpGet", "htp", False),
+    ],
+)
+def test_a_probe_on_a_port_name_the_container_lacks_is_named(
+    probe: str, action: str, port: Any, fine: bool
+) -> None:
+    """The API server takes any port name in a probe; the kubelet then fails the probe on
+    every period (``port "web" not found``): never ready, or restarted forever."""
+    deployment = _deployment()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container[probe] = {action: {"port": port, **({"path": "/"} if action == "httpGet" else {})}}
+    errors = validate_object(deployment)
+    assert (errors == []) == fine, errors
+    if not fine:
+        assert any(probe in e and repr(port) in e for e in errors), errors
+
+
+# -- review (issue 22 item 1): gunicorn's heartbeat and the metrics files on tmpfs ----------
+
+
+def test_the_pods_temporary_directory_is_memory_backed_where_the_process_writes() -> None:
+    """gunicorn's worker heartbeat (``os.fchmod`` on a temporary file) "may block a worker
+    for arbitrary time if the directory is on a disk-backed filesystem" (its
+    worker_tmp_dir setting), and prometheus_client writes the multiprocess files on every
+    request: both go to the temporary directory, which in a container is the image's
+    disk-backed overlay unless the pod mounts a memory-backed emptyDir there."""
+    deployment = _deployment()
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {
+        m["mountPath"]: volumes.get(m["name"]) for m in pod["containers"][0].get("volumeMounts", [])
+    }
+    # where meshmetrics.gunicorn and gunicorn's WorkerTmp write, in a pod's environment
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    code = (
+        "import os, tempfile, meshmetrics.gunicorn; "
+        "print(tempfile.gettempdir()); print(os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    heartbeat_dir, multiproc_dir = out
+    for written in (heartbeat_dir, multiproc_dir):
+        mount = next((m for m in mounts if (written + "/").startswith(m.rstrip("/") + "/")), None)
+        assert mount is not None, (written, mounts)
+        assert mounts[mount] is not None, mount
+        assert mounts[mount]["emptyDir"]["medium"] == "Memory", mounts[mount]
+        assert mounts[mount]["emptyDir"]["sizeLimit"]  # tmpfs counts against the memory limit
+    assert validate_object(deployment) == []

@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from ..config import ConfigError, MeshConfig
+from ..formats import is_dns1123_subdomain
 from .model import ServiceModel
 from .workload import MANAGED_BY
 
@@ -119,7 +120,11 @@ class Scaling:
             )
         url = self.prometheus_url
         match = None if url is None else re.fullmatch(_PROMETHEUS_URL, url)
-        if url is not None and (match is None or not 1 <= int(match.group(2) or 80) <= 65535):
+        if url is not None and (
+            match is None
+            or not _is_host(match.group(1).split("://", 1)[1])
+            or not 1 <= int(match.group(2) or 80) <= 65535
+        ):
             raise ConfigError(
                 "prometheus_url",
                 url,
@@ -127,6 +132,13 @@ class Scaling:
                 "an http(s) URL of Prometheus without a path, e.g. "
                 "http://prometheus-operated.monitoring.svc:9090",
             )
+
+
+def _is_host(host: str) -> bool:
+    """A DNS name (or an IPv4 address, which is one too): dot-separated labels of at most
+    63 characters, none empty nor starting or ending with '-'."""
+    host = host.lower()
+    return is_dns1123_subdomain(host) and all(len(label) <= 63 for label in host.split("."))
 
 
 def _is_int(value: object) -> bool:

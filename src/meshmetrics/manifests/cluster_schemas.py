@@ -28,6 +28,8 @@ _OBJECTS = (
 _VALUES = {"kiali-custom-dashboards": "spec", "prometheus-adapter-values": "rules"}
 #: Kinds checked only when meshmetrics generated them (the schema is what it emits).
 _OURS_ONLY = {("apps/v1", "Deployment"), ("v1", "Service")}
+#: ``scheme://host`` then what the chart cannot append a port to: ``(:port)``, ``(/path)``.
+_URL_TAIL = re.compile(r"https?://(?:\[[^\]]*\]|[^/:?#\[]+)(:[0-9]*)?([/?#].*)?")
 _METRIC_NAME = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)")
 
 
@@ -117,10 +119,26 @@ def values_errors(doc: dict[str, Any]) -> list[str] | None:
     return errors
 
 
+def _prometheus_url_errors(values: dict[str, Any]) -> list[str]:
+    """The chart renders ``--prometheus-url={{url}}{{if port}}:{{port}}{{end}}{{path}}``: a
+    ``url`` with a port or a path of its own next to ``port`` gives an unreachable URL."""
+    prometheus = values.get("prometheus") or {}
+    url, port = str(prometheus.get("url", "")), prometheus.get("port")
+    tail = _URL_TAIL.match(url)
+    if not port or "{{" in url or tail is None or not (tail.group(1) or tail.group(2)):
+        return []
+    rendered = f"{url}:{port}{prometheus.get('path', '')}"
+    return [
+        f"prometheus.url: {url!r} has a port or a path of its own, and the chart appends "
+        f"prometheus.port to it ({rendered}): give the host alone (a path goes in "
+        "prometheus.path), or leave prometheus.port out"
+    ]
+
+
 def adapter_rule_errors(values: dict[str, Any]) -> list[str]:
     """What prometheus-adapter would accept and then serve wrongly (or never)."""
     rules = values.get("rules") or {}
-    errors: list[str] = []
+    errors: list[str] = _prometheus_url_errors(values)
     names: dict[str, int] = {}
     defaults = rules.get("default", True)  # the chart's default is true
     for index, rule in enumerate(rules.get("custom") or []):
@@ -262,6 +280,7 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
     selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         errors.append("spec.selector.matchLabels: does not match the pod template's labels")
+    errors += _probe_port_errors(template)
     if labels.get("istio.io/dataplane-mode") == "ambient":
         errors += [
             f"spec.template.metadata.annotations: {key} is for sidecars; this pod runs in "
@@ -269,6 +288,24 @@ def _deployment_errors(obj: dict[str, Any]) -> list[str]:
             for key in annotations
             if key.startswith(("sidecar.istio.io/", "prometheus.istio.io/"))
         ]
+    return errors
+
+
+def _probe_port_errors(template: dict[str, Any]) -> list[str]:
+    """A probe's port by name must be one the container names: the API server takes any
+    name, and the kubelet then fails the probe on every period."""
+    errors = []
+    for index, container in enumerate(_dicts(_dict(template.get("spec")).get("containers"))):
+        names = {str(p.get("name")) for p in _dicts(container.get("ports")) if p.get("name")}
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for action in ("httpGet", "tcpSocket", "grpc"):
+                port = _dict(_dict(container.get(probe)).get(action)).get("port")
+                if isinstance(port, str) and port not in names:
+                    errors.append(
+                        f"spec.template.spec.containers.{index}.{probe}.{action}.port: "
+                        f"{port!r} is not a port this container names "
+                        f"({', '.join(sorted(names)) or 'none'}): the probe would always fail"
+                    )
     return errors
 
 

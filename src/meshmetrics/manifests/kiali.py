@@ -17,6 +17,7 @@ on its own when the app exports the request counter: ``discoverOn``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -25,12 +26,27 @@ from .workload import MANAGED_BY
 
 API_KIALI_MONITORING = "monitoring.kiali.io/v1alpha1"
 RUNTIME = "Flask"
+_NAME = "meshmetrics"
+#: Prefixes whose dashboard name reads back: lower-case words joined by single ``_``.
+_PLAIN_PREFIX = re.compile(r"(?:[a-z0-9]+(?:_[a-z0-9]+)*)?")
+_MAX_NAME = 63
+_DIGEST = 10
 
 
 def dashboard_name(model: ServiceModel) -> str:
-    """One dashboard per metric prefix (every service with the same names shares it)."""
-    prefix = re.sub(r"[^a-z0-9]+", "-", model.config.prefix.lower()).strip("-")
-    return f"meshmetrics-{prefix}" if prefix else "meshmetrics"
+    """One dashboard per metric prefix (every service with the same names shares it): a
+    DNS-1123 label.  A prefix of lower-case words joined by single ``_`` reads back from
+    its name (``my_app`` → ``meshmetrics-my-app``); any other (``App``, ``a:b``, ``_``, a
+    long one) gets a digest of the prefix after ``--``, which the first kind never has, so
+    two prefixes never share a name (the later dashboard would replace the earlier)."""
+    prefix = model.config.prefix
+    base = _NAME + "".join(f"-{word}" for word in prefix.split("_") if prefix)
+    if _PLAIN_PREFIX.fullmatch(prefix) and len(base) <= _MAX_NAME:
+        return base
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:_DIGEST]
+    slug = re.sub(r"[^a-z0-9]+", "-", prefix.lower()).strip("-")
+    head = f"{_NAME}-{slug}"[: _MAX_NAME - _DIGEST - 2].rstrip("-")
+    return f"{head}--{digest}"
 
 
 def _chart(

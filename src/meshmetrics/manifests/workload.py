@@ -10,7 +10,11 @@ What Istio, Kiali, the HPA and Prometheus need from it, and miss silently otherw
 - resource requests (an HPA on CPU, and the scheduler, need them);
 - the ``MESHMETRICS_*``/``OTEL_*`` environment the configuration implies;
 - no ``prometheus.io/*`` annotations (Istio would merge the app's metrics into Envoy's
-  scrape); in sidecar mode ``prometheus.istio.io/merge-metrics: "false"`` says so.
+  scrape); in sidecar mode ``prometheus.istio.io/merge-metrics: "false"`` says so;
+- ``/tmp`` on a memory-backed emptyDir: gunicorn's worker heartbeat (``os.fchmod``, which
+  "may block a worker for arbitrary time" on a disk-backed filesystem) and the metrics'
+  multiprocess files (written on every request) go to the temporary directory, else the
+  image's overlay on disk.  Its size counts against the memory limit: bounded.
 """
 
 from __future__ import annotations
@@ -28,12 +32,18 @@ MESH_MODES = ("sidecar", "ambient")
 MANAGED_BY = {"app.kubernetes.io/managed-by": "meshmetrics"}
 #: Where gunicorn listens when ``PORT`` is set and no ``--bind`` is given.
 PORT_ENV = "PORT"
+#: The temporary directory (``tempfile.gettempdir()`` without ``TMPDIR``) and its tmpfs.
+TMP_DIR = "/tmp"
+TMP_VOLUME = "tmp"
+TMP_SIZE = "64Mi"
 _LIVENESS_NAMES = ("health", "healthz", "livez", "live", "liveness")
 _READINESS_NAMES = ("readiness", "ready", "readyz")
 # a container image reference: [registry[:port]/]name[/name...][:tag][@digest]
+# (distribution/reference's grammar: the registry is a domain name, then a port)
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _IMAGE = re.compile(
-    rf"\A(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    rf"\A(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?\Z"
 )
 
@@ -185,13 +195,19 @@ def deployment(
             "limits": {"memory": workload.memory_limit},
         },
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_DIR}],
     }
     spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
     spec |= {
         "selector": {"matchLabels": {"app": c.service}},
         "template": {
             "metadata": {"labels": pod_labels(model, workload), "annotations": annotations},
-            "spec": {"containers": [container]},
+            "spec": {
+                "containers": [container],
+                "volumes": [
+                    {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE}}
+                ],
+            },
         },
     }
     return {

@@ -130,11 +130,11 @@ class PartialSuccess:
                 "logged once): %s",
                 rejected,
                 sent,
-                _printable(partial.error_message),
+                printable(partial.error_message),
             )
         return rejected
 
 
-def _printable(text: str) -> str:
-    """A collector's message on one log line, bounded."""
+def printable(text: str) -> str:
+    """A collector's message on one log line, bounded (OTLP/HTTP and OTLP/gRPC)."""
     return "".join(c if c.isprintable() else " " for c in text[:_MAX_MESSAGE]) or "(no message)"

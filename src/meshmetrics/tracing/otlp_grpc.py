@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .exporters import ExportRejectedError
-from .otlp import OTLPEncoder, PartialSuccess
+from .otlp import OTLPEncoder, PartialSuccess, printable
 from .processor import Outcome
-from .retry import Backoff
+from .retry import FIRST_BACKOFF, Backoff
 
 if TYPE_CHECKING:
     from ..config import HttpEndpoint
@@ -40,6 +40,9 @@ RETRYABLE_CODES = frozenset(
     {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
 )
 _STATUS_DETAILS = "grpc-status-details-bin"
+#: The channel's reconnect back-off: at first our first retry's wait, at most twice that
+#: (a dead collector gets at most one connection attempt a second from a process).
+RECONNECT_BACKOFF_MS = (int(FIRST_BACKOFF * 1000), int(2 * FIRST_BACKOFF * 1000))
 
 
 class OTLPGrpcExporter:
@@ -88,7 +91,13 @@ class OTLPGrpcExporter:
             if self._channel is not None:
                 self._inherited.append(self._channel)
             grpc = self._grpc
-            options = [("grpc.enable_retries", 0)]  # the retries are ours, and counted
+            options = [
+                ("grpc.enable_retries", 0),  # the retries are ours, and counted
+                # and so is the back-off: grpcio's own reconnect back-off grows to 120 s,
+                # failing every call fast meanwhile, long after the collector is back
+                ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+            ]
             if self._secure:
                 credentials = grpc.ssl_channel_credentials(root_certificates=self._root)
                 self._channel = grpc.secure_channel(self.target, credentials, options=options)
@@ -150,7 +159,8 @@ class OTLPGrpcExporter:
         return None
 
     def _describe(self, error: Any, wait: float | None) -> str:
-        text = f"{self.target} answered {error.code().name}: {str(error.details())[:300]}"
+        # the peer's own text: one line, bounded, as the partial-success message
+        text = f"{self.target} answered {error.code().name}: {printable(str(error.details()))}"
         if wait is None:
             return text
         return f"{text}; retrying after {wait:g} s would pass the {self._timeout:g} s budget"
