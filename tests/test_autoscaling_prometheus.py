@@ -35,7 +35,7 @@ from meshmetrics.manifests.autoscaling import (
     service_query,
 )
 from meshmetrics.manifests.kiali import charts, kiali_queries
-from meshmetrics.manifests.objects import ManifestOptions
+from meshmetrics.manifests.options import ManifestOptions
 from meshmetrics.testing.autoscaling import HpaSimulator, render_metrics_query
 from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 

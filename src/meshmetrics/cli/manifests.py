@@ -6,10 +6,7 @@ running the command checks for the ``manifests`` extra first and names it if mis
 
 from __future__ import annotations
 
-import difflib
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from ..manifests import (
     to_multi_yaml,
     to_yaml,
 )
+from ..manifests.writing import OutputError, check_files, write_atomically
 from ._errors import fail, fail_config, needs_extra
 from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
 
@@ -124,80 +122,6 @@ _FLAGS = {
 def _flag(option: str) -> str:
     """The command-line flag of an option."""
     return _FLAGS.get(option, "--" + option.replace("_", "-"))
-
-
-def write_atomically(directory: Path, files: dict[str, str]) -> None:
-    """Write every file or none.
-
-    Each file is staged in a temp file of the directory; existing targets must be
-    regular files and are kept (hard-linked) until every rename succeeded, so a failure
-    half-way puts the previous ones back and removes every temp file.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    for name in files:
-        target = directory / name
-        if target.exists() and not target.is_file():
-            fail(f"cannot write {target}: it exists and is not a regular file")
-    staged: list[tuple[Path, Path]] = []
-    kept: dict[Path, Path] = {}
-    done: list[Path] = []
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            staged.append((Path(temp_name), directory / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(temp_name, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        for _, target in staged:
-            if target.is_file():
-                backup = target.with_name(f".{target.name}.previous")
-                backup.unlink(missing_ok=True)
-                os.link(target, backup)
-                kept[target] = backup
-        for staged_file, target in staged:
-            os.replace(staged_file, target)
-            done.append(target)
-    except OSError as exc:
-        for target in done:  # put back what was there
-            if target in kept:
-                os.replace(kept.pop(target), target)
-            else:
-                target.unlink(missing_ok=True)
-        for staged_file, _ in staged:
-            staged_file.unlink(missing_ok=True)
-        for backup in kept.values():
-            backup.unlink(missing_ok=True)
-        fail(f"cannot write to {directory}: {exc.strerror or exc}; nothing was changed")
-    for backup in kept.values():
-        backup.unlink(missing_ok=True)
-
-
-def check_files(directory: Path, files: dict[str, str]) -> list[str]:
-    """Unified diffs of every file that differs from (or is missing in) ``directory``."""
-    diffs = []
-    for name, expected in files.items():
-        path = directory / name
-        if path.exists() and not path.is_file():
-            fail(f"cannot compare {path}: it is not a regular file")
-        try:
-            # bytes that are not UTF-8 differ from what is generated: shown, not a traceback
-            actual = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
-        except OSError as exc:
-            fail(f"cannot read {path}: {exc.strerror or exc}")
-        if actual != expected:
-            diffs.append(
-                "".join(
-                    difflib.unified_diff(
-                        actual.splitlines(keepends=True),
-                        expected.splitlines(keepends=True),
-                        fromfile=str(path) if path.is_file() else "/dev/null",
-                        tofile=f"{path} (generated)",
-                    )
-                )
-            )
-    return diffs
 
 
 _KIND_CHOICE = click.Choice(KINDS, case_sensitive=False)
@@ -409,10 +333,16 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         return
     files = {name: to_yaml(obj) for name, obj in objects.items()}
     if out is not None:
-        write_atomically(out, files)
+        try:
+            write_atomically(out, files)
+        except OutputError as exc:
+            fail(str(exc))
         click.echo(f"wrote {len(files)} file(s) to {out}: {', '.join(files)}", err=True)
         return
-    diffs = check_files(check, files)
+    try:
+        diffs = check_files(check, files)
+    except OutputError as exc:
+        fail(str(exc))
     if diffs:
         click.echo("".join(diffs), nl=False)
         click.echo(
