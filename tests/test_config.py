@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from meshmetrics import HostPort, HttpEndpoint, ProbabilisticSampler, RateLimitingSampler
-from meshmetrics.config import DEFAULT_BUCKETS, MeshConfig, resolve_config
+import pytest
+from flask import Flask
+
+from meshmetrics import (
+    HostPort,
+    HttpEndpoint,
+    ProbabilisticSampler,
+    RateLimitingSampler,
+    instrument,
+)
+from meshmetrics.config import (
+    DEFAULT_BUCKETS,
+    ConfigError,
+    MeshConfig,
+    resolve_config,
+)
 
 
 def resolve(env: dict[str, str] | None = None, **explicit: object) -> MeshConfig:
@@ -174,3 +188,59 @@ def test_bad_tracing_values(option: str, bad: object, rule: str) -> None:
         resolve(
             {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "jaeger_remote"}
         )
+
+
+def _not_a_decorator(view: Any) -> None:
+    return None
+
+
+def _raising_decorator(view: Any) -> Any:
+    raise TypeError("expected a token name")
+
+
+@pytest.mark.parametrize(
+    ("auth", "says"),
+    [
+        (_not_a_decorator, "it returned NoneType"),
+        (_raising_decorator, "applying it raised TypeError: expected a token name"),
+        (42, "a decorator"),
+        ("os.path:sep", "a decorator"),
+    ],
+)
+def test_metrics_auth_that_is_not_a_decorator_is_a_config_error(auth: Any, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), metrics_auth=auth)
+    assert info.value.option == "metrics_auth"
+    assert says in str(info.value)
+
+
+def test_metrics_auth_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_AUTH", "test_config:_not_a_decorator")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert info.value.source == "MESHMETRICS_METRICS_AUTH"
+
+
+def test_metrics_path_with_a_converter_never_reaches_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_PATH", "/<x>")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert (info.value.option, info.value.source) == ("metrics_path", "MESHMETRICS_METRICS_PATH")
+
+
+def test_configuration_errors_end_at_the_users_line() -> None:
+    import traceback
+
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), buckets="not numbers")  # the user's line
+    frames = traceback.extract_tb(info.value.__traceback__)
+    inside = [f for f in frames if "/meshmetrics/" in f.filename]
+    assert len(inside) == 1
+    assert inside[0].name == "instrument"
+    assert frames[0].filename == __file__
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
