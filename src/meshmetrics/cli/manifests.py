@@ -15,20 +15,17 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from ..config import COMMAND_LINE, ConfigError, MeshConfig, resolve_config
-from ..instrumentation import EXTENSION_KEY, Instrumentation
+from ..config import COMMAND_LINE, ConfigError
 from ..manifests import (
     DEFAULT_KINDS,
     KINDS,
     ManifestOptions,
-    ServiceModel,
     build_objects,
     default_kinds,
-    model_from_config,
-    model_from_registry,
     to_multi_yaml,
     to_yaml,
 )
+from ..manifests.service_model import ModelError, build_model
 from ..manifests.writing import OutputError, check_files, write_atomically
 from ._errors import fail, fail_config, needs_extra
 from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
@@ -42,73 +39,6 @@ def load_app(import_path: str) -> Flask:
         fail(f"cannot load app {import_path!r}: {exc.format_message()}")
     except Exception as exc:  # an import error inside the user's module
         fail(f"cannot load app {import_path!r}: {type(exc).__name__}: {exc}")
-
-
-def instrumentation_of(app: Flask) -> Instrumentation:
-    inst = app.extensions.get(EXTENSION_KEY)
-    if not isinstance(inst, Instrumentation):
-        fail(
-            f"app {app.name!r} has no meshmetrics instrumentation: call "
-            "meshmetrics.instrument(app) (or on its Blueprint, registered) when it is created"
-        )
-    return inst
-
-
-def build_model(
-    app: Flask | None,
-    overrides: dict[str, Any],
-    *,
-    podmonitor: bool,
-    istio: bool,
-    recording_rules: bool = True,
-) -> ServiceModel:
-    """The service model from an app's instrumentation, or from options alone."""
-    kind = "PodMonitor" if podmonitor else "ServiceMonitor"
-    given = {key: value for key, value in overrides.items() if value not in (None, ())}
-    try:
-        if app is None:
-            if "service" not in given:
-                fail("--service is required without --app")
-            config = resolve_config(given, default_service=given["service"])
-            return model_from_config(
-                config, monitor_kind=kind, istio=istio, recording_rules=recording_rules
-            )
-        inst = instrumentation_of(app)
-        for fixed in ("prefix", "metrics_path"):
-            if fixed in given and given[fixed] != getattr(inst.config, fixed):
-                flag = _flag(fixed)
-                fail(
-                    f"{flag} conflicts with the app's {fixed} {getattr(inst.config, fixed)!r}: "
-                    "the manifests must match what the app exports; change it in instrument()"
-                )
-        config = inst.config.replace(source="the command line", **given)
-    except ConfigError as exc:
-        if exc.source == "argument":  # options alone: they all come from the command line
-            exc = exc.from_source(COMMAND_LINE)
-        if isinstance(exc.value, tuple) and len(exc.value) == 1:  # one --slo: as typed
-            exc = ConfigError(exc.option, exc.value[0], exc.source, exc.rule, exc.fix)
-        fail_config(exc, _flag(exc.option))
-    check_routes(app, config)
-    return model_from_registry(
-        config,
-        inst.registries,
-        inst.request_metrics,
-        monitor_kind=kind,
-        istio=istio,
-        recording_rules=recording_rules,
-    )
-
-
-def check_routes(app: Flask, config: MeshConfig) -> None:
-    """Every ``--slo`` route is a route of the app: another one records no series."""
-    unmeasured = {config.metrics_path, *config.excluded_paths}
-    routes = sorted({rule.rule for rule in app.url_map.iter_rules()} - unmeasured)
-    for objective in config.slo:
-        if objective.route is not None and objective.route not in routes:
-            fail(
-                f"invalid --slo {objective.spec!r}: the app has no route {objective.route!r}; "
-                f"its routes: {', '.join(routes) or 'none'}"
-            )
 
 
 #: Options whose command-line flag is not ``--`` + the option's name.
@@ -295,13 +225,19 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         fail_config(exc.from_source(COMMAND_LINE), _flag(exc.option))
     istio = opts.pop("istio")
     recording = opts.pop("recording_rules")
-    model = build_model(
-        app,
-        opts,
-        podmonitor="podmonitor" in (kinds or ()),
-        istio=istio,
-        recording_rules=recording,
-    )
+    try:
+        model = build_model(
+            app,
+            opts,
+            podmonitor="podmonitor" in (kinds or ()),
+            istio=istio,
+            recording_rules=recording,
+            flag=_flag,
+        )
+    except ModelError as exc:
+        fail(str(exc))
+    except ConfigError as exc:
+        fail_config(exc, _flag(exc.option))
     if kinds is None and scaling.autoscale is not None:
         kinds = (*default_kinds(model.config), "autoscaler")
     if "peerauthentication" in (kinds or ()) and model.config.metrics_port is None:
