@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshmetrics import (
     HostPort,
@@ -20,6 +22,7 @@ from meshmetrics.config import (
     MeshConfig,
     resolve_config,
 )
+from meshmetrics.formats import is_dns1035_label, is_dns1123_label, is_label_value, is_port_name
 
 
 def resolve(env: dict[str, str] | None = None, **explicit: object) -> MeshConfig:
@@ -244,3 +247,30 @@ def test_configuration_errors_end_at_the_users_line() -> None:
     assert frames[0].filename == __file__
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+_NAME_TEXT = st.text(alphabet="abcxyzABC019-_.: \n\u00e9", max_size=70) | st.sampled_from(
+    ["a", "a" * 63, "a" * 64, "1abc", "abc-", "-abc", "a.b", "A", ""]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(option=st.sampled_from(["service", "namespace", "port_name", "release"]), value=_NAME_TEXT)
+def test_kubernetes_names_are_accepted_by_the_rules_in_formats_alone(
+    option: str, value: str
+) -> None:
+    """An option naming a Kubernetes object or label is accepted exactly when the one rule
+    in ``meshmetrics.formats`` accepts it (the manifests validate with the same rules)."""
+    rule = {
+        "service": is_dns1035_label,
+        "namespace": is_dns1123_label,
+        "port_name": is_port_name,
+        "release": is_label_value,
+    }[option]
+    changes = {"service": "svc", option: value}
+    if rule(value):
+        assert getattr(MeshConfig(**changes), option) == value  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigError) as info:
+            MeshConfig(**changes)  # type: ignore[arg-type]
+        assert info.value.option == option
