@@ -38,8 +38,9 @@ import yaml
 
 from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import build_objects, model_from_config
-from meshmetrics.manifests.objects import ManifestOptions, alert_rules
+from meshmetrics.manifests.options import ManifestOptions
 from meshmetrics.manifests.promql import Queries
+from meshmetrics.manifests.rules import alert_rules
 from meshmetrics.testing.prometheus import LocalPrometheus
 
 STEP = 30  # seconds between samples (the scrape interval)

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from helpers import PYTHON, Server
-from meshmetrics.cli.manifests import build_model, load_app
+from meshmetrics.cli.manifests import load_app
 from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import build_objects, model_from_config
 from meshmetrics.manifests.autoscaling import (
@@ -35,7 +35,8 @@ from meshmetrics.manifests.autoscaling import (
     service_query,
 )
 from meshmetrics.manifests.kiali import charts, kiali_queries
-from meshmetrics.manifests.objects import ManifestOptions
+from meshmetrics.manifests.options import ManifestOptions
+from meshmetrics.manifests.service_model import build_model
 from meshmetrics.testing.autoscaling import HpaSimulator, render_metrics_query
 from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 

@@ -4,6 +4,7 @@ series count."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,10 +12,18 @@ import pytest
 from flask import Flask, Response, redirect, request
 from prometheus_client.parser import text_fd_to_metric_families
 
-from helpers import RawHTTPServer, canned, run_cli, serve_in_thread
+from helpers import (
+    RawHTTPServer,
+    canned,
+    run_cli,
+    serve_in_thread,
+    trickle,
+)
 from meshmetrics import instrument
+from meshmetrics._http import BodyTooLargeError, DeadlineExceededError, fetch
 from meshmetrics.diagnose.exposition import check_url
 from meshmetrics.diagnose.findings import Severity
+from meshmetrics.diagnose.rates import scrape
 from meshmetrics.diagnose.scrape import PART_BREAK, in_parts, origin
 
 TOKEN = "Authorization: Bearer s3cret"
@@ -187,3 +196,55 @@ def test_the_openmetrics_pass_skips_a_family_it_would_hold_whole(
     monkeypatch.setattr(exposition, "OPENMETRICS_FAMILY_LIMIT", 1_001)
     lines = [f.line() for f in check_url(serve(app))]
     assert any("OpenMetrics parses too: 0 families" in line for line in lines), lines
+
+
+def test_fetch_bounds_size_and_time() -> None:
+    big = RawHTTPServer(canned("200 OK", b"x" * 200_000))
+    slow = RawHTTPServer(trickle(seconds=30, every=0.05))
+    try:
+        with pytest.raises(BodyTooLargeError):
+            fetch(big.url, max_bytes=100_000)
+        assert len(fetch(big.url).body) == 200_000
+        with pytest.raises(DeadlineExceededError):
+            fetch(slow.url, timeout=0.5)
+    finally:
+        big.close()
+        slow.close()
+
+
+def test_check_and_top_end_within_their_timeout_against_a_trickle() -> None:
+    server = RawHTTPServer(trickle(seconds=30, every=0.05))
+    try:
+        started = time.monotonic()
+        findings = check_url(server.url, timeout=1.0)
+        assert findings[0].severity == "ERROR"
+        assert "within 1 s" in findings[0].message
+        with pytest.raises(TimeoutError):
+            scrape(server.url, timeout=1.0)
+        assert time.monotonic() - started < 5.0
+    finally:
+        server.close()
+
+
+def test_check_refuses_a_body_past_its_limit() -> None:
+    server = RawHTTPServer(canned("200 OK", b"# x\n" * 100_000, Content_Type="text/plain"))
+    try:
+        findings = check_url(server.url, max_bytes=100_000)
+        assert findings[0].severity == "ERROR"
+        assert "more than 100000" in findings[0].message
+        assert run_cli("check", server.url, "--max-bytes", "100000").returncode == 1
+    finally:
+        server.close()
+
+
+def test_invalid_utf8_label_values_are_an_error() -> None:
+    body = b'flask_http_request_total{path="/caf\xe9"} 1\n'
+    server = RawHTTPServer(canned("200 OK", body, Content_Type="text/plain; version=0.0.4"))
+    try:
+        findings = check_url(server.url)
+        assert [f.severity for f in findings] == ["OK", "ERROR"]
+        assert "not valid UTF-8 at byte 35" in findings[1].message
+        with pytest.raises(ValueError, match="UTF-8"):
+            scrape(server.url)
+    finally:
+        server.close()

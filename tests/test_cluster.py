@@ -32,7 +32,7 @@ from meshmetrics.manifests.autoscaling import (
     quantity,
 )
 from meshmetrics.manifests.kiali import custom_dashboards_patch, monitoring_dashboard
-from meshmetrics.manifests.objects import ManifestOptions
+from meshmetrics.manifests.options import ManifestOptions
 from meshmetrics.manifests.validate import validate_object, validate_text
 from meshmetrics.manifests.workload import Workload
 from meshmetrics.testing.receivers import ZipkinCollector

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from meshmetrics import HostPort, HttpEndpoint, ProbabilisticSampler, RateLimitingSampler
-from meshmetrics.config import DEFAULT_BUCKETS, MeshConfig, resolve_config
+import pytest
+from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshmetrics import (
+    HostPort,
+    HttpEndpoint,
+    ProbabilisticSampler,
+    RateLimitingSampler,
+    instrument,
+)
+from meshmetrics.config import (
+    DEFAULT_BUCKETS,
+    ConfigError,
+    MeshConfig,
+    resolve_config,
+)
+from meshmetrics.formats import is_dns1035_label, is_dns1123_label, is_label_value, is_port_name
 
 
 def resolve(env: dict[str, str] | None = None, **explicit: object) -> MeshConfig:
@@ -174,3 +191,86 @@ def test_bad_tracing_values(option: str, bad: object, rule: str) -> None:
         resolve(
             {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER": "jaeger_remote"}
         )
+
+
+def _not_a_decorator(view: Any) -> None:
+    return None
+
+
+def _raising_decorator(view: Any) -> Any:
+    raise TypeError("expected a token name")
+
+
+@pytest.mark.parametrize(
+    ("auth", "says"),
+    [
+        (_not_a_decorator, "it returned NoneType"),
+        (_raising_decorator, "applying it raised TypeError: expected a token name"),
+        (42, "a decorator"),
+        ("os.path:sep", "a decorator"),
+    ],
+)
+def test_metrics_auth_that_is_not_a_decorator_is_a_config_error(auth: Any, says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), metrics_auth=auth)
+    assert info.value.option == "metrics_auth"
+    assert says in str(info.value)
+
+
+def test_metrics_auth_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_AUTH", "test_config:_not_a_decorator")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert info.value.source == "MESHMETRICS_METRICS_AUTH"
+
+
+def test_metrics_path_with_a_converter_never_reaches_a_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MESHMETRICS_METRICS_PATH", "/<x>")
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"))
+    assert (info.value.option, info.value.source) == ("metrics_path", "MESHMETRICS_METRICS_PATH")
+
+
+def test_configuration_errors_end_at_the_users_line() -> None:
+    import traceback
+
+    with pytest.raises(ConfigError) as info:
+        instrument(Flask("svc"), buckets="not numbers")  # the user's line
+    frames = traceback.extract_tb(info.value.__traceback__)
+    inside = [f for f in frames if "/meshmetrics/" in f.filename]
+    assert len(inside) == 1
+    assert inside[0].name == "instrument"
+    assert frames[0].filename == __file__
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+_NAME_TEXT = st.text(alphabet="abcxyzABC019-_.: \n\u00e9", max_size=70) | st.sampled_from(
+    ["a", "a" * 63, "a" * 64, "1abc", "abc-", "-abc", "a.b", "A", ""]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(option=st.sampled_from(["service", "namespace", "port_name", "release"]), value=_NAME_TEXT)
+def test_kubernetes_names_are_accepted_by_the_rules_in_formats_alone(
+    option: str, value: str
+) -> None:
+    """An option naming a Kubernetes object or label is accepted exactly when the one rule
+    in ``meshmetrics.formats`` accepts it (the manifests validate with the same rules)."""
+    rule = {
+        "service": is_dns1035_label,
+        "namespace": is_dns1123_label,
+        "port_name": is_port_name,
+        "release": is_label_value,
+    }[option]
+    changes = {"service": "svc", option: value}
+    if rule(value):
+        assert getattr(MeshConfig(**changes), option) == value  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigError) as info:
+            MeshConfig(**changes)  # type: ignore[arg-type]
+        assert info.value.option == option

@@ -16,10 +16,19 @@ import jsonschema
 import pytest
 from flask import Flask
 
-from helpers import serve_in_thread
+from helpers import (
+    RawHTTPServer,
+    canned,
+    serve_in_thread,
+    trickle,
+)
 from meshmetrics import instrument
-from meshmetrics.config import ConfigError
+from meshmetrics.config import ConfigError, HttpEndpoint
+from meshmetrics.diagnose.exposition import check_url
 from meshmetrics.testing.receivers import OTLPCollector, ZipkinCollector
+from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
+from meshmetrics.tracing.sampling import ConstSampler
+from meshmetrics.tracing.spans import MeshTracer
 
 #: Zipkin's v2 span (openzipkin/zipkin-api, zipkin2-api.yaml, definitions Span, Endpoint,
 #: Annotation, Tags), written as JSON Schema, strict about what meshmetrics sends.
@@ -312,7 +321,6 @@ def test_an_https_collector_verified_with_the_configured_ca(
 
 
 def test_check_reports_tracing_health(otlp: OTLPCollector) -> None:
-    from meshmetrics.diagnose.exposition import check_url
 
     def findings(endpoint: str) -> list[str]:
         app, inst = traced_app(tracing="otlp", trace_endpoint=endpoint)
@@ -344,3 +352,41 @@ def test_check_names_spans_the_collector_rejected() -> None:
     )
     lines = [f.line() for f in tracing_health("u", list(text_string_to_metric_families(page)))]
     assert any(line.startswith("WARN") and "2 spans dropped (rejected)" in line for line in lines)
+
+
+def _exporter(url: str, timeout: float = 1.0) -> Any:
+    from meshmetrics.tracing.exporters import HttpSender, OTLPHTTPExporter
+
+    return OTLPHTTPExporter("svc", HttpSender(HttpEndpoint(url), timeout=timeout), {})
+
+
+def _span() -> Any:
+    tracer = MeshTracer(ConstSampler(True), None)
+    span = tracer.start_span("op")
+    span.finish()
+    return span
+
+
+def test_trickling_otlp_endpoint_is_cut_at_the_deadline() -> None:
+    server = RawHTTPServer(trickle(seconds=30, every=0.05))
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            _exporter(f"{server.url}/v1/traces", timeout=1.0).export([_span()])
+        assert time.monotonic() - started < 3.0  # the trickle would last 30 s
+    finally:
+        server.close()
+
+
+def test_a_redirected_otlp_post_is_an_export_error_not_exported() -> None:
+    server = RawHTTPServer(canned("302 Found", Location="http://127.0.0.1:9/sink"))
+    counters = SpanCounters(None)
+    processor = BatchSpanProcessor(_exporter(f"{server.url}/v1/traces"), counters, interval=60)
+    try:
+        processor.on_end(_span())
+        processor.flush()
+        assert counters.exported._value.get() == 0
+        assert counters.export_error._value.get() == 1
+    finally:
+        processor.shutdown()
+        server.close()

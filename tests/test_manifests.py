@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import TESTS, run_cli
+from helpers import (
+    TESTS,
+    run_cli,
+)
 from meshmetrics.config import MeshConfig
 from meshmetrics.manifests import KINDS, build_objects, to_multi_yaml
 from meshmetrics.manifests.dashboard import dashboard_expressions, dashboard_uid
@@ -265,3 +268,85 @@ def test_unwritable_out_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot write to" in result.stderr
     assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--dashboard-label", "a/b/c=1"], "--dashboard-label"),
+        (["--dashboard-label", "Bad Key=1"], "--dashboard-label"),
+        (["--dashboard-label", "grafana_dashboard=-1-"], "--dashboard-label"),
+        (["--error-ratio", "nan"], "--error-ratio"),
+        (["--error-ratio", "-1"], "--error-ratio"),
+        (["--error-ratio", "7"], "--error-ratio"),
+        (["--latency-p95", "inf"], "--latency-p95"),
+        (["--latency-p95", "0"], "--latency-p95"),
+        (["--latency-p95", "60"], "p95 latency threshold 60s"),
+        (["--path", "/<path:p>"], "--path"),
+    ],
+)
+def test_bad_manifest_options_exit_2_in_one_line_writing_nothing(
+    tmp_path: Any, args: list[str], flag: str
+) -> None:
+    out = tmp_path / "k8s"
+    result = run_cli("manifests", "--service", "svc", *args, "--out", str(out))
+    assert result.returncode == 2
+    assert flag in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
+
+
+def test_a_directory_in_place_of_an_output_file_changes_nothing(tmp_path: Any) -> None:
+    out = tmp_path / "k8s"
+    out.mkdir()
+    (out / "svc-dashboard.yaml").write_text("old dashboard\n")
+    (out / "svc-servicemonitor.yaml").mkdir()
+    result = run_cli("manifests", "--service", "svc", "--out", str(out))
+    assert result.returncode == 2
+    assert "svc-servicemonitor.yaml: it exists and is not a regular file" in result.stderr
+    assert (out / "svc-dashboard.yaml").read_text() == "old dashboard\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "svc-dashboard.yaml",
+        "svc-servicemonitor.yaml",
+    ]
+
+
+def test_a_write_failing_half_way_puts_every_file_back(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    out = tmp_path / "k8s"
+    out.mkdir()
+    for name in ("svc-servicemonitor.yaml", "svc-dashboard.yaml", "svc-rules.yaml"):
+        (out / name).write_text(f"old {name}\n")
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def flaky_replace(src: Any, dst: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    result = run_cli("manifests", "--service", "svc", "--out", str(out))
+    assert result.returncode == 2
+    assert "nothing was changed" in result.stderr
+    for name in ("svc-servicemonitor.yaml", "svc-dashboard.yaml", "svc-rules.yaml"):
+        assert (out / name).read_text() == f"old {name}\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "svc-dashboard.yaml",
+        "svc-rules.yaml",
+        "svc-servicemonitor.yaml",
+    ]
+
+
+def test_check_against_a_file_that_is_not_utf8_shows_a_diff(tmp_path: Any) -> None:
+    out = tmp_path / "k8s"
+    assert run_cli("manifests", "--service", "svc", "--out", str(out)).returncode == 0
+    (out / "svc-rules.yaml").write_bytes(b"\xff\xfe not utf-8\n")
+    result = run_cli("manifests", "--service", "svc", "--check", str(out))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "svc-rules.yaml" in result.stdout

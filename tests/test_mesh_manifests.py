@@ -19,7 +19,8 @@ from meshmetrics import instrument
 from meshmetrics.config import ConfigError, MeshConfig, resolve_config
 from meshmetrics.diagnose.monitors import check_manifests
 from meshmetrics.manifests import build_objects, default_kinds, grafana_values, model_from_config
-from meshmetrics.manifests.objects import TRACE_ID_LABEL, ManifestOptions
+from meshmetrics.manifests.grafana import TRACE_ID_LABEL
+from meshmetrics.manifests.options import ManifestOptions
 from meshmetrics.manifests.validate import validate_object
 from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 from meshmetrics.testing.receivers import OTLPCollector

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from meshmetrics.testing import InMemorySpanExporter
 from meshmetrics.tracing.processor import BatchSpanProcessor, SimpleSpanProcessor, SpanCounters
 from meshmetrics.tracing.sampling import ConstSampler
-from meshmetrics.tracing.spans import MeshTracer
+from meshmetrics.tracing.spans import MAX_ATTRIBUTE_LENGTH, MeshTracer
 
 
 class Failing(InMemorySpanExporter):
@@ -81,6 +82,48 @@ def test_unsampled_spans_are_never_processed() -> None:
     exporter = InMemorySpanExporter()
     finish_spans(MeshTracer(ConstSampler(False), SimpleSpanProcessor(exporter)), 3)
     assert exporter.spans == []
+
+
+class _Stuck:
+    """An exporter that never returns while the test runs (a black-holing collector)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def export(self, spans: list[Any]) -> int:
+        self.release.wait(30)
+        return 0
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_queue_is_bounded_in_bytes_and_spans_are_capped_when_they_finish() -> None:
+    stuck = _Stuck()
+    counters = SpanCounters(None)
+    processor = BatchSpanProcessor(
+        stuck, counters, queue_size=100_000, queue_bytes=1024 * 1024, interval=60
+    )
+    tracer = MeshTracer(ConstSampler(True), processor)
+    huge = "u" * 1_000_000
+    try:
+        for _ in range(2000):
+            span = tracer.start_span("GET")
+            span.set_tag("http.url", huge)
+            for i in range(500):
+                span.set_tag(f"k{i}", i)
+            span.finish()
+            assert len(span.tags["http.url"]) == MAX_ATTRIBUTE_LENGTH
+            assert len(span.tags) == 128
+        queued = processor._bytes
+        assert 1024 * 1024 - 2 * span.size < queued <= 1024 * 1024  # full, by bytes
+        assert 5_000 < span.size < 8_000  # capped: 1 MB URL + 500 attributes
+        assert counters.queue_full._value.get() > 1500
+    finally:
+        stuck.release.set()
+        processor.shutdown(1)
 
 
 def test_a_stopped_processor_revived_goes_on_with_one_thread() -> None:

@@ -21,9 +21,12 @@ import pytest
 import requests
 
 from helpers import PYTHON, Server
-from meshmetrics.cli.manifests import build_model, load_app
+from meshmetrics.cli.manifests import load_app
 from meshmetrics.manifests.dashboard import dashboard_expressions
-from meshmetrics.manifests.objects import ManifestOptions, alert_rules, build_objects
+from meshmetrics.manifests.objects import build_objects
+from meshmetrics.manifests.options import ManifestOptions
+from meshmetrics.manifests.rules import alert_rules
+from meshmetrics.manifests.service_model import build_model
 from meshmetrics.testing.prometheus import LocalPrometheus, prometheus_binary, target_from_monitor
 
 pytestmark = [

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import (
+    IN_MEMORY,
+    captured_spans,
+    serve_in_thread,
+)
 from meshmetrics import forward_headers, instrument
 from meshmetrics.tracing.propagation import (
     TraceContext,
@@ -192,3 +198,89 @@ def test_oversized_and_non_utf8_headers() -> None:
     assert "x-request-id" not in out  # too long to forward
     assert "x-datadog-trace-id" not in out  # not ASCII
     assert all(len(v) < 200 for v in out.values())
+
+
+def raw_request(port: int, head: bytes) -> bytes:
+    """Send ``head`` as written (obsolete folding included) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_folded_inbound_header_is_forwarded_trimmed_over_real_sockets() -> None:
+    seen: dict[str, str] = {}
+    downstream = Flask("downstream")
+
+    @downstream.route("/echo")
+    def echo() -> str:
+        seen.update(request.headers)
+        return "ok"
+
+    down_base, stop_down = serve_in_thread(downstream)
+    app = Flask("front")
+    inst = instrument(app, service="front")
+
+    @app.route("/call")
+    def call() -> str:
+        return inst.session().get(f"{down_base}/echo", timeout=5).text
+
+    base, stop = serve_in_thread(app)
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        answer = raw_request(
+            port,
+            b"GET /call HTTP/1.1\r\nHost: x\r\nX-Request-Id:\r\n   folded-id\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert seen["X-Request-Id"] == "folded-id"
+    finally:
+        stop()
+        stop_down()
+
+
+def test_forwarded_values_are_trimmed_and_empty_ones_dropped() -> None:
+    environ = {"HTTP_X_REQUEST_ID": "   abc\t", "HTTP_TRACESTATE": "   ", "HTTP_BAGGAGE": "k=v"}
+    assert forwarded(environ) == {"x-request-id": "abc", "baggage": "k=v"}
+
+
+def test_arbitrary_x_datadog_headers_are_not_relayed() -> None:
+    environ = {
+        "HTTP_X_DATADOG_TRACE_ID": "1",
+        "HTTP_X_DATADOG_PARENT_ID": "2",
+        "HTTP_X_DATADOG_SAMPLING_PRIORITY": "1",
+        "HTTP_X_DATADOG_API_KEY": "attacker-chosen",
+        "HTTP_X_DATADOG_ANYTHING": "x",
+    }
+    assert set(forwarded(environ)) == {
+        "x-datadog-trace-id",
+        "x-datadog-parent-id",
+        "x-datadog-sampling-priority",
+    }
+
+
+@pytest.mark.parametrize(
+    "inbound",
+    [{"b3": f"{TRACE}-{SPAN}-d"}, {"x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-flags": "1"}],
+)
+def test_b3_debug_flag_is_forwarded_as_debug(inbound: dict[str, str]) -> None:
+    app = Flask("svc")
+    inst = instrument(app, service="svc", sampler="probabilistic:0", **IN_MEMORY)
+    captured_spans(inst)
+    sent: dict[str, str] = {}
+
+    @app.route("/call")
+    def call() -> str:
+        from meshmetrics.tracing.client import forward_headers
+
+        sent.update(forward_headers())
+        return "ok"
+
+    app.test_client().get("/call", headers=inbound)
+    assert sent["x-b3-flags"] == "1"
+    assert "x-b3-sampled" not in sent
+    assert sent["b3"].split("-")[2] == "d"
+    assert sent["traceparent"].endswith("-01")

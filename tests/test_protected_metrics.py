@@ -5,10 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from flask import Flask
+from flask import Flask, request
 
 from helpers import Server, free_port, gunicorn_argv, serve_in_thread, value, wait_http
 from meshmetrics import instrument
@@ -106,3 +107,74 @@ def test_gunicorn_workers_share_one_metrics_port(
     assert requests.get(metrics, timeout=5).status_code == 401
     assert requests.get(f"{server.base}/metrics", headers=TOKEN, timeout=5).status_code == 404
     server.stop()
+
+
+def config_token_required(view: Any) -> Any:
+    """An auth decorator in the common style: the token lives in the app's config."""
+    from functools import wraps
+
+    from flask import current_app
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        expected = f"Bearer {current_app.config.get('METRICS_TOKEN')}"
+        if request.headers.get("Authorization") != expected:
+            return "unauthorized\n", 401
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def test_metrics_port_auth_sees_the_apps_config_and_serves_no_static_files(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "secret.txt").write_text("do not serve me")
+    monkeypatch.chdir(tmp_path)  # Flask's static folder is relative to the app's root
+    port = free_port()
+    app = Flask("svc", root_path=str(tmp_path))
+    app.config["METRICS_TOKEN"] = "real-token"
+    inst = instrument(
+        app,
+        service="svc",
+        metrics_port=port,
+        metrics_host="127.0.0.1",
+        metrics_auth=config_token_required,
+    )
+    assert inst.start_metrics_server() is True
+    metrics = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{metrics}/metrics")
+        real = {"Authorization": "Bearer real-token"}
+        assert requests.get(f"{metrics}/metrics", headers=real, timeout=5).status_code == 200
+        none = {"Authorization": "Bearer None"}
+        assert requests.get(f"{metrics}/metrics", headers=none, timeout=5).status_code == 401
+        for path in ("/static/secret.txt", "/secret.txt"):
+            answer = requests.get(f"{metrics}{path}", headers=real, timeout=5)
+            assert answer.status_code == 404
+            assert "do not serve me" not in answer.text
+    finally:
+        inst.uninstrument()
+
+
+def test_metrics_port_binds_loopback_unless_in_a_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    laptop = instrument(Flask("laptop"), metrics_port=free_port())
+    assert laptop.config.metrics_host == "127.0.0.1"
+    assert laptop.config.source_of("metrics_host") == "default"
+    try:
+        assert laptop.start_metrics_server() is True
+        server = laptop.metrics_server
+        assert server is not None
+        assert server._server is not None
+        assert server._server.server_address[0] == "127.0.0.1"
+    finally:
+        laptop.uninstrument()
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    pod = instrument(Flask("pod"), metrics_port=free_port())
+    assert pod.config.metrics_host == "0.0.0.0"
+    assert "Kubernetes pod" in pod.config.source_of("metrics_host")
+    pod.uninstrument()
+    explicit = instrument(Flask("explicit"), metrics_port=free_port(), metrics_host="::1")
+    assert explicit.config.metrics_host == "::1"
+    explicit.uninstrument()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import threading
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask import Flask, abort
 from helpers import IN_MEMORY, captured_spans, serve_in_thread, value
 from meshmetrics import instrument
 from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector
+from meshmetrics.tracing.redaction import redact_url
 
 
 def make_app(endpoint: str, backend: str = "jaeger", **options: Any) -> tuple[Flask, Any]:
@@ -258,7 +260,6 @@ def test_otlp_backend_and_counters(collector: OTLPCollector) -> None:
 
 
 def test_unreachable_collector_fails_no_request_and_counts_drops() -> None:
-    import socket
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -273,7 +274,6 @@ def test_unreachable_collector_fails_no_request_and_counts_drops() -> None:
 
 
 def test_full_queue_drops_are_counted_not_silent() -> None:
-    import socket
 
     blackhole = socket.socket()
     blackhole.bind(("127.0.0.1", 0))
@@ -354,3 +354,44 @@ def test_probes_and_scrapes_make_no_spans() -> None:
     client.get("/metrics")
     client.get("/items/1")
     assert [s.operation for s in finished()] == ["item"]
+
+
+def test_server_and_client_spans_redact_credentials_and_secret_query_values() -> None:
+    downstream = Flask("downstream")
+    downstream.add_url_rule("/x", "x", lambda: "ok")
+    down_base, stop_down = serve_in_thread(downstream)
+    app = Flask("front")
+    inst = instrument(app, service="front", **IN_MEMORY)
+    spans = captured_spans(inst)
+    port = down_base.rsplit(":", 1)[1]
+
+    @app.route("/items/<n>")
+    def item(n: str) -> str:
+        url = f"http://alice:s3cret@127.0.0.1:{port}/x?api_key=K1&page=2&Signature=S1"
+        return inst.session().get(url, timeout=5).text
+
+    try:
+        assert app.test_client().get("/items/1?token=T1&page=3&X-Goog-Signature=G").status_code
+    finally:
+        stop_down()
+    urls = {s.tags["span.kind"]: s.tags.get("url.full") or s.tags["url.query"] for s in spans()}
+    assert urls["server"] == "token=REDACTED&page=3&X-Goog-Signature=REDACTED"  # url.query
+    assert urls["client"] == (
+        f"http://REDACTED:REDACTED@127.0.0.1:{port}/x?api_key=REDACTED&page=2&Signature=REDACTED"
+    )
+    for url in urls.values():
+        assert not any(secret in url for secret in ("alice", "s3cret", "K1", "S1", "T1"))
+
+
+def test_the_sensitive_list_is_an_option() -> None:
+    app = Flask("svc")
+    inst = instrument(app, service="svc", sensitive_query_params="session, Ticket", **IN_MEMORY)
+    spans = captured_spans(inst)
+    app.add_url_rule("/p", "p", lambda: "ok")
+    app.test_client().get("/p?ticket=1&token=2&session=3")
+    assert spans()[0].tags["url.query"] == "ticket=REDACTED&token=2&session=REDACTED"
+    assert (
+        redact_url("https://u@h/p#f?token=1", frozenset({"token"}))
+        == "https://REDACTED:REDACTED@h/p#f?token=1"
+    )
+    assert redact_url("/p?%74oken=1&a", frozenset({"token"})) == "/p?%74oken=REDACTED&a"

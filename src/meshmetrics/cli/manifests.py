@@ -6,10 +6,7 @@ running the command checks for the ``manifests`` extra first and names it if mis
 
 from __future__ import annotations
 
-import difflib
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,20 +15,18 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from ..config import COMMAND_LINE, ConfigError, MeshConfig, resolve_config
-from ..instrumentation import EXTENSION_KEY, Instrumentation
+from ..config import COMMAND_LINE, ConfigError
 from ..manifests import (
     DEFAULT_KINDS,
     KINDS,
     ManifestOptions,
-    ServiceModel,
     build_objects,
     default_kinds,
-    model_from_config,
-    model_from_registry,
     to_multi_yaml,
     to_yaml,
 )
+from ..manifests.service_model import ModelError, build_model
+from ..manifests.writing import OutputError, check_files, write_atomically
 from ._errors import fail, fail_config, needs_extra
 from .cluster import VALUE_FILES, cluster_from_options, cluster_options, values_documents
 
@@ -46,73 +41,6 @@ def load_app(import_path: str) -> Flask:
         fail(f"cannot load app {import_path!r}: {type(exc).__name__}: {exc}")
 
 
-def instrumentation_of(app: Flask) -> Instrumentation:
-    inst = app.extensions.get(EXTENSION_KEY)
-    if not isinstance(inst, Instrumentation):
-        fail(
-            f"app {app.name!r} has no meshmetrics instrumentation: call "
-            "meshmetrics.instrument(app) (or on its Blueprint, registered) when it is created"
-        )
-    return inst
-
-
-def build_model(
-    app: Flask | None,
-    overrides: dict[str, Any],
-    *,
-    podmonitor: bool,
-    istio: bool,
-    recording_rules: bool = True,
-) -> ServiceModel:
-    """The service model from an app's instrumentation, or from options alone."""
-    kind = "PodMonitor" if podmonitor else "ServiceMonitor"
-    given = {key: value for key, value in overrides.items() if value not in (None, ())}
-    try:
-        if app is None:
-            if "service" not in given:
-                fail("--service is required without --app")
-            config = resolve_config(given, default_service=given["service"])
-            return model_from_config(
-                config, monitor_kind=kind, istio=istio, recording_rules=recording_rules
-            )
-        inst = instrumentation_of(app)
-        for fixed in ("prefix", "metrics_path"):
-            if fixed in given and given[fixed] != getattr(inst.config, fixed):
-                flag = _flag(fixed)
-                fail(
-                    f"{flag} conflicts with the app's {fixed} {getattr(inst.config, fixed)!r}: "
-                    "the manifests must match what the app exports; change it in instrument()"
-                )
-        config = inst.config.replace(source="the command line", **given)
-    except ConfigError as exc:
-        if exc.source == "argument":  # options alone: they all come from the command line
-            exc = exc.from_source(COMMAND_LINE)
-        if isinstance(exc.value, tuple) and len(exc.value) == 1:  # one --slo: as typed
-            exc = ConfigError(exc.option, exc.value[0], exc.source, exc.rule, exc.fix)
-        fail_config(exc, _flag(exc.option))
-    check_routes(app, config)
-    return model_from_registry(
-        config,
-        inst.registries,
-        inst.request_metrics,
-        monitor_kind=kind,
-        istio=istio,
-        recording_rules=recording_rules,
-    )
-
-
-def check_routes(app: Flask, config: MeshConfig) -> None:
-    """Every ``--slo`` route is a route of the app: another one records no series."""
-    unmeasured = {config.metrics_path, *config.excluded_paths}
-    routes = sorted({rule.rule for rule in app.url_map.iter_rules()} - unmeasured)
-    for objective in config.slo:
-        if objective.route is not None and objective.route not in routes:
-            fail(
-                f"invalid --slo {objective.spec!r}: the app has no route {objective.route!r}; "
-                f"its routes: {', '.join(routes) or 'none'}"
-            )
-
-
 #: Options whose command-line flag is not ``--`` + the option's name.
 _FLAGS = {
     "metrics_path": "--path",
@@ -124,80 +52,6 @@ _FLAGS = {
 def _flag(option: str) -> str:
     """The command-line flag of an option."""
     return _FLAGS.get(option, "--" + option.replace("_", "-"))
-
-
-def write_atomically(directory: Path, files: dict[str, str]) -> None:
-    """Write every file or none.
-
-    Each file is staged in a temp file of the directory; existing targets must be
-    regular files and are kept (hard-linked) until every rename succeeded, so a failure
-    half-way puts the previous ones back and removes every temp file.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    for name in files:
-        target = directory / name
-        if target.exists() and not target.is_file():
-            fail(f"cannot write {target}: it exists and is not a regular file")
-    staged: list[tuple[Path, Path]] = []
-    kept: dict[Path, Path] = {}
-    done: list[Path] = []
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-            staged.append((Path(temp_name), directory / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(temp_name, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        for _, target in staged:
-            if target.is_file():
-                backup = target.with_name(f".{target.name}.previous")
-                backup.unlink(missing_ok=True)
-                os.link(target, backup)
-                kept[target] = backup
-        for staged_file, target in staged:
-            os.replace(staged_file, target)
-            done.append(target)
-    except OSError as exc:
-        for target in done:  # put back what was there
-            if target in kept:
-                os.replace(kept.pop(target), target)
-            else:
-                target.unlink(missing_ok=True)
-        for staged_file, _ in staged:
-            staged_file.unlink(missing_ok=True)
-        for backup in kept.values():
-            backup.unlink(missing_ok=True)
-        fail(f"cannot write to {directory}: {exc.strerror or exc}; nothing was changed")
-    for backup in kept.values():
-        backup.unlink(missing_ok=True)
-
-
-def check_files(directory: Path, files: dict[str, str]) -> list[str]:
-    """Unified diffs of every file that differs from (or is missing in) ``directory``."""
-    diffs = []
-    for name, expected in files.items():
-        path = directory / name
-        if path.exists() and not path.is_file():
-            fail(f"cannot compare {path}: it is not a regular file")
-        try:
-            # bytes that are not UTF-8 differ from what is generated: shown, not a traceback
-            actual = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else ""
-        except OSError as exc:
-            fail(f"cannot read {path}: {exc.strerror or exc}")
-        if actual != expected:
-            diffs.append(
-                "".join(
-                    difflib.unified_diff(
-                        actual.splitlines(keepends=True),
-                        expected.splitlines(keepends=True),
-                        fromfile=str(path) if path.is_file() else "/dev/null",
-                        tofile=f"{path} (generated)",
-                    )
-                )
-            )
-    return diffs
 
 
 _KIND_CHOICE = click.Choice(KINDS, case_sensitive=False)
@@ -371,13 +225,19 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         fail_config(exc.from_source(COMMAND_LINE), _flag(exc.option))
     istio = opts.pop("istio")
     recording = opts.pop("recording_rules")
-    model = build_model(
-        app,
-        opts,
-        podmonitor="podmonitor" in (kinds or ()),
-        istio=istio,
-        recording_rules=recording,
-    )
+    try:
+        model = build_model(
+            app,
+            opts,
+            podmonitor="podmonitor" in (kinds or ()),
+            istio=istio,
+            recording_rules=recording,
+            flag=_flag,
+        )
+    except ModelError as exc:
+        fail(str(exc))
+    except ConfigError as exc:
+        fail_config(exc, _flag(exc.option))
     if kinds is None and scaling.autoscale is not None:
         kinds = (*default_kinds(model.config), "autoscaler")
     if "peerauthentication" in (kinds or ()) and model.config.metrics_port is None:
@@ -409,10 +269,16 @@ def run_manifests(app: Flask | None, **opts: Any) -> None:
         return
     files = {name: to_yaml(obj) for name, obj in objects.items()}
     if out is not None:
-        write_atomically(out, files)
+        try:
+            write_atomically(out, files)
+        except OutputError as exc:
+            fail(str(exc))
         click.echo(f"wrote {len(files)} file(s) to {out}: {', '.join(files)}", err=True)
         return
-    diffs = check_files(check, files)
+    try:
+        diffs = check_files(check, files)
+    except OutputError as exc:
+        fail(str(exc))
     if diffs:
         click.echo("".join(diffs), nl=False)
         click.echo(

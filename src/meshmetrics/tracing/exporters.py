@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._http import Answer, fetch
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ..config.redaction import redact_url
 from .otlp import attribute_items
 from .processor import Outcome
-from .redaction import redact_url
 from .retry import Backoff, retry_after
 
 if TYPE_CHECKING:

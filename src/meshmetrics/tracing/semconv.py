@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .redaction import redact_url
+from ..config.redaction import redact_url
 
 METHOD = "http.request.method"
 STATUS = "http.response.status_code"

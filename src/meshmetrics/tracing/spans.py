@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import opentracing
 
+from ..config.sampling import Sampler
 from .propagation import (
     TraceContext,
     b3_headers,
@@ -23,7 +24,6 @@ from .propagation import (
     new_trace_id,
     traceparent,
 )
-from .sampling import Sampler
 
 
 class SpanProcessor(Protocol):
