@@ -17,7 +17,8 @@ from werkzeug.test import Client
 
 from helpers import PYTHON
 from meshmetrics import MeshMetrics
-from meshmetrics.testing.watch import Violation, Watch
+from meshmetrics.testing.checks import Violation
+from meshmetrics.testing.watch import Watch
 
 
 @pytest.fixture

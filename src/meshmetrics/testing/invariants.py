@@ -20,7 +20,6 @@ teardown.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from .watch import Violation, Watch
+from .checks import Violation
+from .watch import Watch
 
 _watch = Watch()
 _originals: dict[str, Callable[..., Any]] = {}
@@ -124,7 +124,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("meshmetrics_report")
     if not path:
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # an xdist worker of this session (not an outer session's variable, inherited by a
+    # suite run in a subprocess of one of its workers)
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
     target = Path(f"{path}.{worker}" if worker else path)
     report = {
         "tests_checked": _tests,
