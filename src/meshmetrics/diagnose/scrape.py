@@ -9,7 +9,9 @@
   a redirect to another scheme, host or port (its *origin*, as curl >= 7.83 compares
   after CVE-2022-27776, and stricter than Go's ``net/http``, which keeps ``Authorization``
   for subdomains) gets none of them.  ``requests`` also strips ``Authorization`` when the
-  host changes.
+  host changes.  Once a hop went elsewhere the headers stay behind for the rest of the
+  chain, back at the named origin too (the path there was chosen by the other host), as
+  requests and WHATWG fetch keep them stripped and Go does since CVE-2024-45336.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ class Redirect:
     status: int
     to: str
     headers_dropped: bool
+    #: Back at the named origin after another one: the headers stay behind all the same.
+    back: bool = False
 
     def describe(self) -> str:
-        dropped = " (another origin: the --header values were not sent there)"
+        where = "after another origin" if self.back else "another origin"
+        dropped = f" ({where}: the --header values were not sent there)"
         return f"{self.status} to {self.to}" + (dropped if self.headers_dropped else "")
 
 
@@ -99,9 +104,10 @@ def open_page(
     """
     redirects: list[Redirect] = []
     named = origin(url)
+    trusted = True  # no other origin yet: once one chose the next hop, none is trusted
     for _ in range(_MAX_REDIRECTS + 1):
-        same = origin(url) == named
-        sent = headers if same else {}
+        trusted = trusted and origin(url) == named
+        sent = headers if trusted else {}
         with stream(
             url, headers=sent, timeout=deadline.remaining(url), max_bytes=max_bytes
         ) as answer:
@@ -110,7 +116,9 @@ def open_page(
                 yield Page(answer, redirects)
                 return
         url = urljoin(url, location)
-        redirects.append(Redirect(answer.status, url, bool(headers) and origin(url) != named))
+        elsewhere = origin(url) != named
+        dropped = bool(headers) and (elsewhere or not trusted)
+        redirects.append(Redirect(answer.status, url, dropped, back=dropped and not elsewhere))
     raise ValueError(f"more than {_MAX_REDIRECTS} redirects")
 
 
