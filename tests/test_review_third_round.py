@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from flask import Flask, Response, redirect
 
-from helpers import serve_in_thread
+from helpers import run_cli, serve_in_thread
 from meshmetrics import instrument
 from meshmetrics.diagnose.exposition import check_url
+from meshmetrics.diagnose.findings import Severity
 
 TOKEN = "Bearer s3cret"
 
@@ -81,3 +82,33 @@ def test_headers_stay_dropped_after_the_chain_left_the_origin_and_came_back(
         "sent there)" in line
         for line in lines
     ), lines
+
+
+def test_credentials_in_a_location_are_never_shown(serve: Callable[[Flask], str]) -> None:
+    """A ``Location`` holding ``user:password@`` is followed (the user-info is never sent),
+    and the finding that names it shows no password."""
+    seen: list[tuple[str, str | None]] = []
+    target = serve(recording_target(seen))
+    to = target.replace("http://", "http://admin:hunter2@") + "/metrics"
+    start = serve(redirecting(to))
+    lines = [f.line() for f in check_url(start + "/metrics", headers={"Authorization": TOKEN})]
+    assert seen, lines
+    assert not any("hunter2" in line for line in lines), lines
+    assert any("302 to http://REDACTED:REDACTED@127.0.0.1" in line for line in lines), lines
+
+
+def test_a_url_with_credentials_is_refused_without_showing_them(
+    serve: Callable[[Flask], str],
+) -> None:
+    """``http://user:pw@host/metrics``: http.client sends no user-info, so the check would
+    say 401 or check a page anonymously, and print the password on every line."""
+    seen: list[tuple[str, str | None]] = []
+    target = serve(recording_target(seen)).replace("http://", "http://bob:pw123@")
+    result = run_cli("check", target + "/metrics")
+    assert result.returncode == 2, result.stdout
+    assert "pw123" not in result.stdout + result.stderr
+    assert "--header 'Authorization: Basic" in result.stderr
+    assert seen == []
+    findings = check_url(target + "/metrics")
+    assert [f.severity for f in findings] == [Severity.ERROR]
+    assert "pw123" not in findings[0].line()

@@ -80,10 +80,14 @@ def check_command(
     prometheus-operator CRDs and Grafana's dashboard schema that meshmetrics ships."""
     from ..diagnose.exposition import check_url
     from ..diagnose.findings import Severity, exit_status
+    from ..diagnose.scrape import USERINFO_REFUSED, has_userinfo, shown
 
     parsed_headers = _headers(headers)
     urls = [t for t in targets if t.startswith(("http://", "https://"))]
     files = [Path(t) for t in targets if t not in urls]
+    for url in urls:
+        if has_userinfo(url):
+            fail(f"{shown(url)}: {USERINFO_REFUSED}")
     for path in files:
         if not path.is_file():
             fail(f"{path} is neither an http(s) URL nor a file")

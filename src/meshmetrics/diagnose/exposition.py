@@ -23,14 +23,17 @@ from .lint import lint
 from .scrape import (
     MAX_BODY,
     PART_BREAK,
+    USERINFO_REFUSED,
     Deadline,
     Family,
     Page,
     get,
+    has_userinfo,
     in_parts,
     lines,
     metrics_url,
     open_page,
+    shown,
 )
 from .tracing import tracing_health, wanted_samples
 
@@ -78,6 +81,8 @@ def check_url(
 ) -> list[Finding]:
     """Everything a ``/metrics`` URL shows, within ``timeout`` seconds in all."""
     url = metrics_url(target)
+    if has_userinfo(url):
+        return [Finding(Severity.ERROR, shown(url), USERINFO_REFUSED)]
     deadline = Deadline(timeout)
     try:
         with open_page(url, headers, deadline, max_bytes) as page:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from .._http import Answer, Streamed, stream
+from ..tracing.redaction import redact_url
 
 #: Largest exposition read (Prometheus' own default body_size_limit is unlimited, but a
 #: page this size is a cardinality problem in itself).
@@ -32,6 +33,22 @@ MAX_BODY = 64 * 1024 * 1024
 _MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+#: Why a URL holding ``user:password@`` is refused: http.client never sends user-info.
+USERINFO_REFUSED = (
+    "user:password@ in a URL is never sent (and would be printed on every line): "
+    "pass --header 'Authorization: Basic BASE64' instead"
+)
+
+
+def shown(url: str) -> str:
+    """``url`` as a finding may print it: any ``user:password@`` as ``REDACTED``."""
+    return redact_url(url, frozenset())
+
+
+def has_userinfo(url: str) -> bool:
+    return "@" in urlsplit(url).netloc
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -54,7 +71,7 @@ class Redirect:
     def describe(self) -> str:
         where = "after another origin" if self.back else "another origin"
         dropped = f" ({where}: the --header values were not sent there)"
-        return f"{self.status} to {self.to}" + (dropped if self.headers_dropped else "")
+        return f"{self.status} to {shown(self.to)}" + (dropped if self.headers_dropped else "")
 
 
 @dataclass
