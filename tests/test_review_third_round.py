@@ -112,3 +112,15 @@ def test_a_url_with_credentials_is_refused_without_showing_them(
     findings = check_url(target + "/metrics")
     assert [f.severity for f in findings] == [Severity.ERROR]
     assert "pw123" not in findings[0].line()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "https://[v1.x/", "http://h:99999/", "http://h:x/", "http:///metrics"]
+)
+def test_a_url_that_does_not_parse_is_one_line(url: str) -> None:
+    result = run_cli("check", url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    findings = check_url(url)
+    assert [f.severity for f in findings] == [Severity.ERROR]

@@ -80,12 +80,15 @@ def check_command(
     prometheus-operator CRDs and Grafana's dashboard schema that meshmetrics ships."""
     from ..diagnose.exposition import check_url
     from ..diagnose.findings import Severity, exit_status
-    from ..diagnose.scrape import USERINFO_REFUSED, has_userinfo, shown
+    from ..diagnose.scrape import USERINFO_REFUSED, has_userinfo, shown, url_problem
 
     parsed_headers = _headers(headers)
     urls = [t for t in targets if t.startswith(("http://", "https://"))]
     files = [Path(t) for t in targets if t not in urls]
     for url in urls:
+        problem = url_problem(url)
+        if problem is not None:
+            fail(f"{shown(url)}: {problem}")
         if has_userinfo(url):
             fail(f"{shown(url)}: {USERINFO_REFUSED}")
     for path in files:

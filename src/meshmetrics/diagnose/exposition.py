@@ -34,6 +34,7 @@ from .scrape import (
     metrics_url,
     open_page,
     shown,
+    url_problem,
 )
 from .tracing import tracing_health, wanted_samples
 
@@ -80,6 +81,9 @@ def check_url(
     max_bytes: int = MAX_BODY,
 ) -> list[Finding]:
     """Everything a ``/metrics`` URL shows, within ``timeout`` seconds in all."""
+    problem = url_problem(target)
+    if problem is not None:
+        return [Finding(Severity.ERROR, shown(target), problem)]
     url = metrics_url(target)
     if has_userinfo(url):
         return [Finding(Severity.ERROR, shown(url), USERINFO_REFUSED)]

@@ -51,6 +51,21 @@ def has_userinfo(url: str) -> bool:
     return "@" in urlsplit(url).netloc
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is no URL to GET (an unclosed ``[``, a port that is not 1-65535, no
+    host), or ``None``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if not parts.hostname:
+        return "not a URL (no host)"
+    if port == 0:
+        return "not a URL (port 0)"
+    return None
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
     """Scheme, host and port (the scheme's default when absent), as browsers compare them."""
     parts = urlsplit(url)
