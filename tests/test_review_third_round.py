@@ -4,14 +4,16 @@ a ``Location``, a body cut short of its ``Content-Length``, a YAML alias bomb)."
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask, Response, redirect
 
-from helpers import run_cli, serve_in_thread
+from helpers import RawHTTPServer, run_cli, serve_in_thread
 from meshmetrics import instrument
+from meshmetrics._http import IncompleteBodyError, fetch
 from meshmetrics.diagnose.exposition import check_url
 from meshmetrics.diagnose.findings import Severity
 
@@ -124,3 +126,38 @@ def test_a_url_that_does_not_parse_is_one_line(url: str) -> None:
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     findings = check_url(url)
     assert [f.severity for f in findings] == [Severity.ERROR]
+
+
+# -- items 12, 13: an answer cut short of its Content-Length is no page ------------------
+
+PAGE = b"# TYPE a_total counter\na_total 1\n# TYPE b_total counter\nb_total 2\n"
+
+
+def cut_short(missing: int) -> Callable[[socket.socket], None]:
+    """A 200 that declares ``missing`` more bytes than it sends, then closes: a crashed
+    app, a proxy's idle timeout.  http.client's ``read(amt)`` returns what came."""
+
+    def answer(conn: socket.socket) -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            f"Content-Length: {len(PAGE) + missing}\r\nConnection: close\r\n\r\n"
+        )
+        conn.sendall(head.encode() + PAGE)
+
+    return answer
+
+
+def test_a_page_cut_short_of_its_content_length_is_an_error_not_a_page() -> None:
+    server = RawHTTPServer(cut_short(5000))
+    try:
+        findings = check_url(server.url + "/metrics", timeout=5)
+        with pytest.raises(IncompleteBodyError, match=f"after {len(PAGE)} of {len(PAGE) + 5000}"):
+            fetch(server.url + "/metrics", timeout=5)
+        kept = fetch(server.url, timeout=5, truncate=True, max_bytes=1 << 20)
+    finally:
+        server.close()
+    assert [f.severity for f in findings] == [Severity.ERROR], [f.line() for f in findings]
+    assert f"after {len(PAGE)} of {len(PAGE) + 5000} bytes" in findings[0].message
+    assert "Prometheus fails such a scrape" in findings[0].fix
+    # the exporter's read of a collector's answer: the status stands, the body is not whole
+    assert (kept.status, kept.body, kept.truncated) == (200, PAGE, True)

@@ -37,6 +37,11 @@ class BodyTooLargeError(ValueError):
     """The answer's body is larger than the caller accepts."""
 
 
+class IncompleteBodyError(OSError):
+    """The peer closed the connection before the ``Content-Length`` it declared
+    (http.client's ``read(amt)`` returns what came as if it were all)."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """What the peer said: status, headers (lower-case names) and the body, whole."""
@@ -44,7 +49,8 @@ class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    #: The body was longer than ``max_bytes`` and was cut there (``fetch(truncate=True)``).
+    #: The body was longer than ``max_bytes`` and was cut there, or shorter than its
+    #: ``Content-Length`` (``fetch(truncate=True)``): not the whole of what the peer meant.
     truncated: bool = False
 
     @property
@@ -125,6 +131,12 @@ class Streamed:
             raise
         if self._watchdog.fired:
             raise self._late()
+        missing = self._response.length  # what the declared Content-Length still owes
+        if missing:
+            raise IncompleteBodyError(
+                f"{self.url} closed the connection after {size} of {size + missing} bytes "
+                "(its Content-Length)"
+            )
 
 
 @contextlib.contextmanager
@@ -191,7 +203,9 @@ def fetch(
 
     Raises :class:`DeadlineExceededError` past the deadline, :class:`BodyTooLargeError` past
     ``max_bytes`` (or, with ``truncate``, returns the first ``max_bytes`` and stops reading),
-    ``OSError``/``http.client.HTTPException`` when the exchange fails.
+    :class:`IncompleteBodyError` when the body ends short of its ``Content-Length`` (with
+    ``truncate``, returns what came, ``truncated``), ``OSError``/``http.client.HTTPException``
+    when the exchange fails.
     """
     with stream(
         url,
@@ -213,14 +227,17 @@ _UNCAPPED = 1 << 62
 
 
 def _first_bytes(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
-    """The first ``limit`` bytes of ``chunks``, and whether there were more (then the
-    rest is never read)."""
+    """The first ``limit`` bytes of ``chunks``, and whether the body was not whole (more
+    than ``limit``, whose rest is never read, or less than its ``Content-Length``)."""
     kept: list[bytes] = []
     size = 0
-    for chunk in chunks:
-        if size + len(chunk) > limit:
-            kept.append(chunk[: limit - size])
-            return b"".join(kept), True
-        kept.append(chunk)
-        size += len(chunk)
+    try:
+        for chunk in chunks:
+            if size + len(chunk) > limit:
+                kept.append(chunk[: limit - size])
+                return b"".join(kept), True
+            kept.append(chunk)
+            size += len(chunk)
+    except IncompleteBodyError:
+        return b"".join(kept), True
     return b"".join(kept), False

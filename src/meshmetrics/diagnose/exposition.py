@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from prometheus_client.openmetrics.parser import text_fd_to_metric_families as parse_om
 from prometheus_client.parser import text_fd_to_metric_families as parse_text
 
-from .._http import BodyTooLargeError
+from .._http import BodyTooLargeError, IncompleteBodyError
 from .cardinality import Tally, family_cardinality, summary
 from .findings import Finding, Severity
 from .lint import lint
@@ -54,6 +54,14 @@ def _failed(url: str, exc: BaseException, timeout: float) -> Finding:
             f"no complete answer within {timeout:g} s",
             "the app is stuck or the scrape is too large: Prometheus' scrape_timeout "
             "(10 s by default) fails the same way; raise --timeout to read it whole",
+        )
+    if isinstance(exc, IncompleteBodyError):
+        return Finding(
+            Severity.ERROR,
+            url,
+            str(exc)[:300],
+            "the app or a proxy closed the connection mid-answer (a crashed worker, an "
+            "idle timeout): Prometheus fails such a scrape (unexpected EOF)",
         )
     if isinstance(exc, BodyTooLargeError):
         return Finding(
@@ -128,7 +136,7 @@ def _read_page(
     judged: list[Finding] = []
     try:
         families = list(_judged_families(url, page, media, deadline, checks, judged))
-    except (TimeoutError, BodyTooLargeError):
+    except (TimeoutError, BodyTooLargeError, IncompleteBodyError):
         raise
     except Exception as exc:  # the parsers raise ValueError and friends
         problem = f"exposition does not parse: {exc}"[:300]
