@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +162,49 @@ def test_a_page_cut_short_of_its_content_length_is_an_error_not_a_page() -> None
     assert "Prometheus fails such a scrape" in findings[0].fix
     # the exporter's read of a collector's answer: the status stands, the body is not whole
     assert (kept.status, kept.body, kept.truncated) == (200, PAGE, True)
+
+
+# -- item 12: YAML that expands past what Kubernetes' parser accepts ----------------------
+
+
+def alias_bomb(levels: int) -> str:
+    """Billion laughs: each level a list of nine aliases of the one before (9**levels)."""
+    rows = ['    l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    rows += [f"    l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return (
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: x\n"
+        "  labels:\n" + "\n".join(rows) + f"\nspec:\n  endpoints: *l{levels - 1}\n"
+    )
+
+
+@pytest.mark.parametrize("levels", [6, 9])
+def test_a_yaml_alias_bomb_is_one_unreadable_input(tmp_path: Path, levels: int) -> None:
+    """9**9 nodes from 1 kB: check ran for hours; go-yaml (kubectl, the API server)
+    refuses it as "excessive aliasing"."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(levels))
+    result = run_cli("check", str(path))
+    assert result.returncode == 3, result.stdout[:500]
+    assert "excessive aliasing" in result.stdout
+    assert "0 error(s), 0 warning(s), 1 input(s) not checked" in result.stdout
+
+
+def test_ordinary_anchors_and_aliases_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  labels: &l {app: s}\n"
+        "spec:\n  selector: *l\n  ports: [{name: http, port: 80}]\n"
+    )
+    result = run_cli("check", str(path))
+    assert "not checked" not in result.stdout, result.stdout[:500]
+
+
+def test_a_yaml_anchor_that_contains_itself_is_one_unreadable_input(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\n"
+        "spec: &s\n  endpoints: [*s]\n"
+    )
+    result = run_cli("check", str(path))
+    assert result.returncode == 3, result.stdout[:500]
+    assert "contains itself" in result.stdout
