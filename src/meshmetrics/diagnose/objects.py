@@ -111,9 +111,9 @@ def parse_manifests(path: Path) -> list[dict[str, Any]]:
         raise UnreadableInputError(f"cannot read {path}: {problem}"[:300]) from None
     except RecursionError:
         raise UnreadableInputError(f"cannot read {path}: nested too deeply") from None
-    problem = aliasing_problem(docs)
-    if problem is not None:
-        raise UnreadableInputError(f"cannot read {path}: {problem}")
+    refused = aliasing_problem(docs)
+    if refused is not None:
+        raise UnreadableInputError(f"cannot read {path}: {refused}")
     objects: list[dict[str, Any]] = []
     for doc in docs:
         if isinstance(doc, dict) and text(doc.get("kind")).endswith("List"):
