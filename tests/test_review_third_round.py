@@ -208,3 +208,29 @@ def test_a_yaml_anchor_that_contains_itself_is_one_unreadable_input(tmp_path: Pa
     result = run_cli("check", str(path))
     assert result.returncode == 3, result.stdout[:500]
     assert "contains itself" in result.stdout
+
+
+# -- item 14: an IPv6 zone id as RFC 6874 writes it in a URL ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://[fe80::1%25lo]:4318/v1/traces", "fe80::1%lo"),
+        ("https://[fe80::1%25lo]/", "fe80::1%lo"),
+        ("http://[::1]:4318/", "::1"),
+        ("http://collector:4318/", "collector"),
+    ],
+)
+def test_an_ipv6_zone_id_is_connected_to_as_the_resolver_reads_it(url: str, host: str) -> None:
+    """``[fe80::1%25lo]`` (the ``%`` percent-encoded, as RFC 6874 requires) was accepted
+    by the options and then passed as ``fe80::1%25lo`` to getaddrinfo, which knows no
+    interface ``25lo``: every export failed."""
+    from urllib.parse import urlsplit
+
+    from meshmetrics._http import _connection
+
+    connection = _connection(urlsplit(url), 1.0, None)
+    assert connection.host == host
+    if "%" in host:  # numeric: resolved without any network
+        assert socket.getaddrinfo(connection.host, 1, type=socket.SOCK_STREAM)

@@ -82,7 +82,7 @@ class _Watchdog:
 def _connection(
     parts: urllib.parse.SplitResult, timeout: float, context: ssl.SSLContext | None
 ) -> http.client.HTTPConnection:
-    host = parts.hostname or ""
+    host = _resolvable(parts.hostname or "")
     if parts.scheme == "https":
         return http.client.HTTPSConnection(
             host, parts.port, timeout=timeout, context=context or ssl.create_default_context()
@@ -90,6 +90,15 @@ def _connection(
     if parts.scheme == "http":
         return http.client.HTTPConnection(host, parts.port, timeout=timeout)
     raise ValueError(f"not an http(s) URL: {parts.geturl()!r}")
+
+
+def _resolvable(host: str) -> str:
+    """``host`` as getaddrinfo reads it: an IPv6 zone id is written ``%25`` in a URL
+    (RFC 6874), ``%`` to the resolver (``fe80::1%25eth0`` → ``fe80::1%eth0``)."""
+    address, percent, zone = host.partition("%")
+    if percent and ":" in address:
+        return address + urllib.parse.unquote(percent + zone)
+    return host
 
 
 @dataclass
