@@ -234,3 +234,27 @@ def test_an_ipv6_zone_id_is_connected_to_as_the_resolver_reads_it(url: str, host
     assert connection.host == host
     if "%" in host:  # numeric: resolved without any network
         assert socket.getaddrinfo(connection.host, 1, type=socket.SOCK_STREAM)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://[::1]/metrics", ("::1", 80)),
+        ("https://[2001:db8::1]/v1/traces", ("2001:db8::1", 443)),
+        ("http://[::1]:9090/", ("::1", 9090)),
+        ("http://127.0.0.1/", ("127.0.0.1", 80)),
+        ("https://collector/", ("collector", 443)),
+    ],
+)
+def test_an_ipv6_literal_without_a_port_is_its_scheme_default(
+    url: str, address: tuple[str, int]
+) -> None:
+    """http.client splits a host it is given without a port at its last ':': ``[::1]``
+    went to host ``::`` port 1, ``[2001:db8::1]`` to ``2001:db8:`` port 1 (the check of
+    such a URL, every export to such an endpoint)."""
+    from urllib.parse import urlsplit
+
+    from meshmetrics._http import _connection
+
+    connection = _connection(urlsplit(url), 1.0, None)
+    assert (connection.host, connection.port) == address

@@ -83,12 +83,19 @@ def _connection(
     parts: urllib.parse.SplitResult, timeout: float, context: ssl.SSLContext | None
 ) -> http.client.HTTPConnection:
     host = _resolvable(parts.hostname or "")
+    # the port always given: http.client splits a host without one at its last ':'
+    # (an IPv6 literal ``::1`` became host ``::``, port 1)
     if parts.scheme == "https":
         return http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=context or ssl.create_default_context()
+            host,
+            parts.port or http.client.HTTPS_PORT,
+            timeout=timeout,
+            context=context or ssl.create_default_context(),
         )
     if parts.scheme == "http":
-        return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        return http.client.HTTPConnection(
+            host, parts.port or http.client.HTTP_PORT, timeout=timeout
+        )
     raise ValueError(f"not an http(s) URL: {parts.geturl()!r}")
 
 
