@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 from flask import Flask, Response, redirect
+from hypothesis import HealthCheck, given, settings
 
 from helpers import RawHTTPServer, run_cli, serve_in_thread
 from meshmetrics import instrument
 from meshmetrics._http import IncompleteBodyError, fetch
 from meshmetrics.diagnose.exposition import check_url
 from meshmetrics.diagnose.findings import Severity
+from test_export_hardening import endpoints
 
 TOKEN = "Bearer s3cret"
 
@@ -258,3 +260,27 @@ def test_an_ipv6_literal_without_a_port_is_its_scheme_default(
 
     connection = _connection(urlsplit(url), 1.0, None)
     assert (connection.host, connection.port) == address
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(endpoint=endpoints())
+def test_an_accepted_endpoint_is_connected_to_where_it_says(endpoint: str) -> None:
+    """The option fuzzing of item 17 asked only "a value or one line"; this asks of every
+    accepted endpoint that the exporter connects to the host and port it names (the
+    scheme's default port when none is given): the oracle that finds ``[::1]``."""
+    from urllib.parse import urlsplit
+
+    from meshmetrics._http import _connection
+    from meshmetrics.config import ConfigError, HttpEndpoint, resolve_config
+
+    try:
+        config = resolve_config(
+            {"tracing": "otlp", "trace_endpoint": endpoint}, default_service="s", environ={}
+        )
+    except ConfigError:
+        return
+    assert isinstance(config.trace_endpoint, HttpEndpoint)
+    parts = urlsplit(config.trace_endpoint.url)
+    connection = _connection(parts, 1.0, None)
+    default = {"http": 80, "https": 443}[parts.scheme]
+    assert (connection.host, connection.port) == (parts.hostname, parts.port or default)
