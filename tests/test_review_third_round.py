@@ -284,3 +284,20 @@ def test_an_accepted_endpoint_is_connected_to_where_it_says(endpoint: str) -> No
     connection = _connection(parts, 1.0, None)
     default = {"http": 80, "https": 443}[parts.scheme]
     assert (connection.host, connection.port) == (parts.hostname, parts.port or default)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Authorization: Bearer sëcret-token",  # non-ASCII
+        "Authorization: Bearer secret-token\r",  # pasted from a CRLF file
+        "Bearer secret-token",  # the value alone, no name
+        ": secret-token",
+    ],
+)
+def test_a_refused_header_is_named_without_its_value(header: str) -> None:
+    """item 2, "never log a credential anywhere": the refusal echoed the whole header."""
+    result = run_cli("check", "http://127.0.0.1:1/metrics", "--header", header)
+    assert result.returncode == 2
+    assert "secret-token" not in result.stdout + result.stderr, result.stderr
+    assert "--header" in result.stderr

@@ -119,14 +119,21 @@ def check_command(
 
 
 def _headers(headers: tuple[str, ...]) -> dict[str, str]:
+    """``Name: value`` pairs; a refusal names the header by its name or position, never
+    shows its value (a credential, most often)."""
     parsed = {}
-    for header in headers:
+    for number, header in enumerate(headers, 1):
         key, sep, value = header.partition(":")
-        if not sep or not key.strip():
-            fail(f"--header {header!r} must be 'Name: value'")
+        name = key.strip()
+        if not sep or not name:
+            fail(f"--header #{number} must be 'Name: value' (its text not shown)")
+        shown = repr(name) if name.isascii() and name.isprintable() else f"#{number}"
         if not (key + value).isascii() or not (key + value).isprintable():
-            fail(f"--header {header!r}: HTTP header names and values are printable ASCII")
-        parsed[key.strip()] = value.strip()
+            fail(
+                f"--header {shown}: HTTP header names and values are printable ASCII "
+                "(the value not shown)"
+            )
+        parsed[name] = value.strip()
     return parsed
 
 
