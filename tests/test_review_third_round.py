@@ -301,3 +301,23 @@ def test_a_refused_header_is_named_without_its_value(header: str) -> None:
     assert result.returncode == 2
     assert "secret-token" not in result.stdout + result.stderr, result.stderr
     assert "--header" in result.stderr
+
+
+def test_a_finding_shows_a_bounded_part_of_a_huge_value(tmp_path: Path) -> None:
+    """A field of the wrong type holding 1 MB (a dashboard's JSON, a pasted blob) was
+    echoed whole by the schema's message: a finding line of 1,000,075 characters."""
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: x}\n"
+        "spec:\n  selector: {matchLabels: {app: x}}\n  endpoints: " + "a" * 1_000_000 + "\n"
+    )
+    result = run_cli("check", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) < 2_000, [line[:200] for line in lines]
+    assert any(
+        "spec.endpoints: 'aaa" in line
+        and "more characters" in line
+        and line.endswith("is not of type 'array'")
+        for line in lines
+    ), [line[:200] for line in lines]
