@@ -321,3 +321,17 @@ def test_a_finding_shows_a_bounded_part_of_a_huge_value(tmp_path: Path) -> None:
         and line.endswith("is not of type 'array'")
         for line in lines
     ), [line[:200] for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [("http://bob:pw123@127.0.0.1:1/", "Authorization: Basic"), ("http://[::1", "not a URL")],
+)
+def test_top_refuses_what_check_refuses(url: str, said: str) -> None:
+    """``top`` printed ``http://bob:pw123@…`` in its table and took ``http://[::1`` for a
+    service that is DOWN (ValueError)."""
+    pytest.importorskip("rich")
+    result = run_cli("top", "--once", "--interval", "0.2", url)
+    assert result.returncode == 2, result.stdout
+    assert "pw123" not in result.stdout + result.stderr
+    assert said in result.stderr
