@@ -335,3 +335,25 @@ def test_top_refuses_what_check_refuses(url: str, said: str) -> None:
     assert result.returncode == 2, result.stdout
     assert "pw123" not in result.stdout + result.stderr
     assert said in result.stderr
+
+
+def test_a_prometheus_url_with_credentials_is_refused_without_showing_them(
+    tmp_path: Path,
+) -> None:
+    """``--prometheus http://u:pw@host``: the password printed in the UNKNOWN finding, and
+    never sent (a Prometheus behind basic auth answered 401)."""
+    path = tmp_path / "svc.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {}\n")
+    result = run_cli("check", str(path), "--prometheus", "http://u:pw999@127.0.0.1:1")
+    assert result.returncode == 2, result.stdout
+    assert "pw999" not in result.stdout + result.stderr
+    assert "--prometheus" in result.stderr
+
+
+def test_a_prometheus_url_that_does_not_parse_is_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {}\n")
+    result = run_cli("check", str(path), "--prometheus", "http://[::1")
+    assert result.returncode == 1, result.stdout + result.stderr  # no monitor: an error
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "UNKNOWN http://[::1: cannot read the Prometheus API" in result.stdout

@@ -96,6 +96,8 @@ def check_command(
             fail(f"{path} is neither an http(s) URL nor a file")
     if prometheus is not None and not files:
         fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
+    if prometheus is not None and has_userinfo(prometheus):
+        fail(f"--prometheus {shown(prometheus)}: {USERINFO_REFUSED}")
     findings = []
     for url in urls:
         findings += check_url(

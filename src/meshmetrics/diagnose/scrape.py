@@ -48,7 +48,12 @@ def shown(url: str) -> str:
 
 
 def has_userinfo(url: str) -> bool:
-    return "@" in urlsplit(url).netloc
+    """Does ``url`` hold ``user[:password]@`` (read as :func:`redact_url` reads it when
+    the URL does not even parse)?"""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return shown(url) != url
 
 
 def url_problem(url: str) -> str | None:
