@@ -176,22 +176,28 @@ def lines(chunks: Iterable[bytes], deadline: Deadline) -> Iterator[str]:
     """The body's lines as its chunks arrive (``page.answer.chunks()``), decoded as strictly
     as Prometheus decodes them (UTF-8), the deadline checked at each line."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset, rest = 0, ""
+    offset = 0
+    pending: list[str] = []  # the start of a line not ended yet, a piece per chunk
     for chunk in chunks:
         held = len(decoder.getstate()[0])  # an incomplete character from the last chunk
         try:
-            text = rest + decoder.decode(chunk)
+            text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             raise _not_utf8(offset - held + exc.start) from None
         offset += len(chunk)
-        *complete, rest = text.split("\n")
+        *complete, last = text.split("\n")
+        if not complete:  # joined once, when the line ends: one huge line stays linear
+            pending.append(last)
+            continue
+        complete[0] = "".join(pending) + complete[0]
+        pending = [last]
         for line in complete:
             if time.monotonic() > deadline.at:
                 raise TimeoutError(f"the page was not parsed within {deadline.seconds:g} s")
             yield line + "\n"
     held = len(decoder.getstate()[0])
     try:
-        rest += decoder.decode(b"", final=True)
+        rest = "".join(pending) + decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise _not_utf8(offset - held + exc.start) from None
     if rest:
