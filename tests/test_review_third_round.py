@@ -382,3 +382,21 @@ def test_one_huge_line_is_read_in_linear_time() -> None:
     one = min(_seconds_to_read(one_line) for _ in range(3))
     many = min(_seconds_to_read(many_lines) for _ in range(3))
     assert one < 5 * many + 0.05, (one, many)
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("http://h:1?token=abc", "http://h:1/metrics?token=abc"),
+        ("http://h:1/?token=abc", "http://h:1/metrics?token=abc"),
+        ("http://h:1#top", "http://h:1/metrics"),
+        ("http://h:1/", "http://h:1/metrics"),
+        ("http://h:1", "http://h:1/metrics"),
+        ("http://h:1/custom?x=1", "http://h:1/custom?x=1"),
+    ],
+)
+def test_a_base_url_with_a_query_gets_the_path_before_it(target: str, url: str) -> None:
+    """``check http://host/?token=…`` asked for ``/?token=…/metrics``: the app's root."""
+    from meshmetrics.diagnose.scrape import metrics_url
+
+    assert metrics_url(target) == url

@@ -259,6 +259,6 @@ def exposition_text(answer: Answer) -> str:
 def metrics_url(target: str, metrics_path: str = "/metrics") -> str:
     """A service base URL gets ``metrics_path``; a URL with a path is taken as is."""
     parts = urlsplit(target)
-    if parts.path in ("", "/"):
-        return target.rstrip("/") + metrics_path
+    if parts.path in ("", "/"):  # the query kept after the path, a fragment never sent
+        return parts._replace(path=metrics_path, fragment="").geturl()
     return target
