@@ -41,3 +41,20 @@ def test_no_page_fires_while_the_budget_lasts(window: str) -> None:
     name, _, pairs = BURN_RATE_ALERTS[0]
     factors = [burn_factor(objective, long, share) for long, _, share in pairs]
     assert max(factors) >= 1, f"{name} pairs at {factors} of the allowed burn rate"
+
+
+@pytest.mark.parametrize("base", ["http://h:4318?x=1", "http://h:4318/?x=1", "http://h:4318#f"])
+def test_the_signal_path_goes_before_a_base_endpoints_query(base: str) -> None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT=http://h:4318?x=1`` became ``http://h:4318?x=1/v1/traces``
+    (a POST to ``/`` with the query ``x=1/v1/traces``); ``#f`` a POST to ``/``.  The spec
+    appends ``v1/traces`` to the base URL's path: put it there, or refuse the base."""
+    from urllib.parse import urlsplit
+
+    try:
+        config = resolve_config(
+            {"tracing": "otlp"}, default_service="s", environ={"OTEL_EXPORTER_OTLP_ENDPOINT": base}
+        )
+    except ConfigError:
+        return  # refused: what this test also accepts
+    assert config.trace_endpoint is not None
+    assert urlsplit(str(getattr(config.trace_endpoint, "url", ""))).path.endswith("/v1/traces")
