@@ -197,10 +197,10 @@ def generated(*args: str) -> list[dict[str, Any]]:
 
 
 def test_a_dashboard_without_its_rules_is_an_error_per_panel(tmp_path: Path) -> None:
-    # generated with its rules (so it reads recorded series), then applied without them;
-    # `manifests --kind servicemonitor,dashboard` alone reads raw series instead
-    together = generated("--kind", "servicemonitor,dashboard,rules")
-    objects = [o for o in together if o["kind"] != "PrometheusRule"]
+    # emitted with its rules, then the PrometheusRule left out (alone, `manifests` now
+    # builds the dashboard on raw series: the pair no longer reads recorded ones)
+    with_rules = generated("--kind", "servicemonitor,dashboard,rules")
+    objects = [o for o in with_rules if o.get("kind") != "PrometheusRule"]
     result = run_cli("check", write(tmp_path, SERVICE, *objects), "--release", "kps")
     assert result.returncode == 1, result.stdout
     assert (
@@ -212,9 +212,13 @@ def test_a_dashboard_without_its_rules_is_an_error_per_panel(tmp_path: Path) -> 
         "panel 'In-flight requests' reads namespace_job_path:flask_http_requests_in_progress:sum"
         in result.stdout
     )
-    assert run_cli("check", write(tmp_path, SERVICE, *together), "--release", "kps").returncode == 0
-    raw = generated("--kind", "servicemonitor,dashboard")
-    assert run_cli("check", write(tmp_path, SERVICE, *raw), "--release", "kps").returncode == 0
+    together = write(tmp_path, SERVICE, *with_rules)
+    assert run_cli("check", together, "--release", "kps").returncode == 0
+    for raw in (
+        generated("--kind", "servicemonitor,dashboard", "--no-recording-rules"),
+        generated("--kind", "servicemonitor,dashboard"),  # alone: raw series
+    ):
+        assert run_cli("check", write(tmp_path, SERVICE, *raw), "--release", "kps").returncode == 0
 
 
 def test_recorded_names_read_from_promql() -> None:

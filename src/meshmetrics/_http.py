@@ -37,6 +37,11 @@ class BodyTooLargeError(ValueError):
     """The answer's body is larger than the caller accepts."""
 
 
+class IncompleteBodyError(OSError):
+    """The peer closed the connection before the ``Content-Length`` it declared
+    (http.client's ``read(amt)`` returns what came as if it were all)."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """What the peer said: status, headers (lower-case names) and the body, whole."""
@@ -44,7 +49,8 @@ class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    #: The body was longer than ``max_bytes`` and was cut there (``fetch(truncate=True)``).
+    #: The body was longer than ``max_bytes`` and was cut there, or shorter than its
+    #: ``Content-Length`` (``fetch(truncate=True)``): not the whole of what the peer meant.
     truncated: bool = False
 
     @property
@@ -76,14 +82,30 @@ class _Watchdog:
 def _connection(
     parts: urllib.parse.SplitResult, timeout: float, context: ssl.SSLContext | None
 ) -> http.client.HTTPConnection:
-    host = parts.hostname or ""
+    host = _resolvable(parts.hostname or "")
+    # the port always given: http.client splits a host without one at its last ':'
+    # (an IPv6 literal ``::1`` became host ``::``, port 1)
     if parts.scheme == "https":
         return http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=context or ssl.create_default_context()
+            host,
+            parts.port or http.client.HTTPS_PORT,
+            timeout=timeout,
+            context=context or ssl.create_default_context(),
         )
     if parts.scheme == "http":
-        return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        return http.client.HTTPConnection(
+            host, parts.port or http.client.HTTP_PORT, timeout=timeout
+        )
     raise ValueError(f"not an http(s) URL: {parts.geturl()!r}")
+
+
+def _resolvable(host: str) -> str:
+    """``host`` as getaddrinfo reads it: an IPv6 zone id is written ``%25`` in a URL
+    (RFC 6874), ``%`` to the resolver (``fe80::1%25eth0`` → ``fe80::1%eth0``)."""
+    address, percent, zone = host.partition("%")
+    if percent and ":" in address:
+        return address + urllib.parse.unquote(percent + zone)
+    return host
 
 
 @dataclass
@@ -125,6 +147,12 @@ class Streamed:
             raise
         if self._watchdog.fired:
             raise self._late()
+        missing = self._response.length  # what the declared Content-Length still owes
+        if missing:
+            raise IncompleteBodyError(
+                f"{self.url} closed the connection after {size} of {size + missing} bytes "
+                "(its Content-Length)"
+            )
 
 
 @contextlib.contextmanager
@@ -191,7 +219,9 @@ def fetch(
 
     Raises :class:`DeadlineExceededError` past the deadline, :class:`BodyTooLargeError` past
     ``max_bytes`` (or, with ``truncate``, returns the first ``max_bytes`` and stops reading),
-    ``OSError``/``http.client.HTTPException`` when the exchange fails.
+    :class:`IncompleteBodyError` when the body ends short of its ``Content-Length`` (with
+    ``truncate``, returns what came, ``truncated``), ``OSError``/``http.client.HTTPException``
+    when the exchange fails.
     """
     with stream(
         url,
@@ -213,14 +243,17 @@ _UNCAPPED = 1 << 62
 
 
 def _first_bytes(chunks: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
-    """The first ``limit`` bytes of ``chunks``, and whether there were more (then the
-    rest is never read)."""
+    """The first ``limit`` bytes of ``chunks``, and whether the body was not whole (more
+    than ``limit``, whose rest is never read, or less than its ``Content-Length``)."""
     kept: list[bytes] = []
     size = 0
-    for chunk in chunks:
-        if size + len(chunk) > limit:
-            kept.append(chunk[: limit - size])
-            return b"".join(kept), True
-        kept.append(chunk)
-        size += len(chunk)
+    try:
+        for chunk in chunks:
+            if size + len(chunk) > limit:
+                kept.append(chunk[: limit - size])
+                return b"".join(kept), True
+            kept.append(chunk)
+            size += len(chunk)
+    except IncompleteBodyError:
+        return b"".join(kept), True
     return b"".join(kept), False

@@ -80,15 +80,24 @@ def check_command(
     prometheus-operator CRDs and Grafana's dashboard schema that meshmetrics ships."""
     from ..diagnose.exposition import check_url
     from ..diagnose.findings import Severity, exit_status
+    from ..diagnose.scrape import USERINFO_REFUSED, has_userinfo, shown, url_problem
 
     parsed_headers = _headers(headers)
     urls = [t for t in targets if t.startswith(("http://", "https://"))]
     files = [Path(t) for t in targets if t not in urls]
+    for url in urls:
+        problem = url_problem(url)
+        if problem is not None:
+            fail(f"{shown(url)}: {problem}")
+        if has_userinfo(url):
+            fail(f"{shown(url)}: {USERINFO_REFUSED}")
     for path in files:
         if not path.is_file():
             fail(f"{path} is neither an http(s) URL nor a file")
     if prometheus is not None and not files:
         fail("--prometheus checks manifest files: give the files Prometheus should have loaded")
+    if prometheus is not None and has_userinfo(prometheus):
+        fail(f"--prometheus {shown(prometheus)}: {USERINFO_REFUSED}")
     findings = []
     for url in urls:
         findings += check_url(
@@ -112,14 +121,21 @@ def check_command(
 
 
 def _headers(headers: tuple[str, ...]) -> dict[str, str]:
+    """``Name: value`` pairs; a refusal names the header by its name or position, never
+    shows its value (a credential, most often)."""
     parsed = {}
-    for header in headers:
+    for number, header in enumerate(headers, 1):
         key, sep, value = header.partition(":")
-        if not sep or not key.strip():
-            fail(f"--header {header!r} must be 'Name: value'")
+        name = key.strip()
+        if not sep or not name:
+            fail(f"--header #{number} must be 'Name: value' (its text not shown)")
+        shown = repr(name) if name.isascii() and name.isprintable() else f"#{number}"
         if not (key + value).isascii() or not (key + value).isprintable():
-            fail(f"--header {header!r}: HTTP header names and values are printable ASCII")
-        parsed[key.strip()] = value.strip()
+            fail(
+                f"--header {shown}: HTTP header names and values are printable ASCII "
+                "(the value not shown)"
+            )
+        parsed[name] = value.strip()
     return parsed
 
 

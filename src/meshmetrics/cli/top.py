@@ -27,10 +27,16 @@ def top_command(urls: tuple[str, ...], interval: float, once: bool) -> None:
     except ImportError as exc:
         needs_extra("top", exc)
     from ..diagnose.rates import Top, render, snapshot
+    from ..diagnose.scrape import USERINFO_REFUSED, has_userinfo, shown, url_problem
 
     for url in urls:
         if not url.startswith(("http://", "https://")):
-            fail(f"{url!r} is not an http(s) URL")
+            fail(f"{shown(url)!r} is not an http(s) URL")
+        problem = url_problem(url)
+        if problem is not None:
+            fail(f"{shown(url)}: {problem}")
+        if has_userinfo(url):
+            fail(f"{shown(url)}: {USERINFO_REFUSED}")
     if once:
         table, down = snapshot(list(urls), interval)
         Console(width=160).print(render(table, down))

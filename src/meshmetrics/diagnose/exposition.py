@@ -16,21 +16,25 @@ from urllib.parse import urlsplit
 from prometheus_client.openmetrics.parser import text_fd_to_metric_families as parse_om
 from prometheus_client.parser import text_fd_to_metric_families as parse_text
 
-from .._http import BodyTooLargeError
+from .._http import BodyTooLargeError, IncompleteBodyError
 from .cardinality import Tally, family_cardinality, summary
 from .findings import Finding, Severity
 from .lint import lint
 from .scrape import (
     MAX_BODY,
     PART_BREAK,
+    USERINFO_REFUSED,
     Deadline,
     Family,
     Page,
     get,
+    has_userinfo,
     in_parts,
     lines,
     metrics_url,
     open_page,
+    shown,
+    url_problem,
 )
 from .tracing import tracing_health, wanted_samples
 
@@ -50,6 +54,14 @@ def _failed(url: str, exc: BaseException, timeout: float) -> Finding:
             f"no complete answer within {timeout:g} s",
             "the app is stuck or the scrape is too large: Prometheus' scrape_timeout "
             "(10 s by default) fails the same way; raise --timeout to read it whole",
+        )
+    if isinstance(exc, IncompleteBodyError):
+        return Finding(
+            Severity.ERROR,
+            url,
+            str(exc)[:300],
+            "the app or a proxy closed the connection mid-answer (a crashed worker, an "
+            "idle timeout): Prometheus fails such a scrape (unexpected EOF)",
         )
     if isinstance(exc, BodyTooLargeError):
         return Finding(
@@ -77,7 +89,12 @@ def check_url(
     max_bytes: int = MAX_BODY,
 ) -> list[Finding]:
     """Everything a ``/metrics`` URL shows, within ``timeout`` seconds in all."""
+    problem = url_problem(target)
+    if problem is not None:
+        return [Finding(Severity.ERROR, shown(target), problem)]
     url = metrics_url(target)
+    if has_userinfo(url):
+        return [Finding(Severity.ERROR, shown(url), USERINFO_REFUSED)]
     deadline = Deadline(timeout)
     try:
         with open_page(url, headers, deadline, max_bytes) as page:
@@ -119,7 +136,7 @@ def _read_page(
     judged: list[Finding] = []
     try:
         families = list(_judged_families(url, page, media, deadline, checks, judged))
-    except (TimeoutError, BodyTooLargeError):
+    except (TimeoutError, BodyTooLargeError, IncompleteBodyError):
         raise
     except Exception as exc:  # the parsers raise ValueError and friends
         problem = f"exposition does not parse: {exc}"[:300]

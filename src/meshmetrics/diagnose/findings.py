@@ -27,7 +27,22 @@ class Finding:
 
     def line(self) -> str:
         fix = f" -> {self.fix}" if self.fix else ""
-        return f"{self.severity.value:<5} {self.target}: {self.message}{fix}"
+        return f"{self.severity.value:<5} {self.target}: {_bounded(self.message)}{fix}"
+
+
+#: The longest message a finding prints whole: a schema's message quotes the offending
+#: value, which may be a megabyte (a dashboard's JSON, a pasted blob).
+MAX_MESSAGE = 1000
+
+
+def _bounded(message: str) -> str:
+    """``message``, or its start and end around how much was left out (the end of a
+    schema's message says what was wrong: ``… is not of type 'array'``)."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    half = MAX_MESSAGE // 2
+    left_out = len(message) - 2 * half
+    return f"{message[:half]} …({left_out} more characters)… {message[-half:]}"
 
 
 #: ``check``'s exit statuses (as Nagios plugins: 3 for "could not tell"), also in --help.

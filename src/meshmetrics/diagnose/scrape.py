@@ -9,7 +9,9 @@
   a redirect to another scheme, host or port (its *origin*, as curl >= 7.83 compares
   after CVE-2022-27776, and stricter than Go's ``net/http``, which keeps ``Authorization``
   for subdomains) gets none of them.  ``requests`` also strips ``Authorization`` when the
-  host changes.
+  host changes.  Once a hop went elsewhere the headers stay behind for the rest of the
+  chain, back at the named origin too (the path there was chosen by the other host), as
+  requests and WHATWG fetch keep them stripped and Go does since CVE-2024-45336.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from .._http import Answer, Streamed, stream
+from ..tracing.redaction import redact_url
 
 #: Largest exposition read (Prometheus' own default body_size_limit is unlimited, but a
 #: page this size is a cardinality problem in itself).
@@ -30,6 +33,42 @@ MAX_BODY = 64 * 1024 * 1024
 _MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+#: Why a URL holding ``user:password@`` is refused: http.client never sends user-info.
+USERINFO_REFUSED = (
+    "user:password@ in a URL is never sent (and would be printed on every line): "
+    "pass --header 'Authorization: Basic BASE64' instead"
+)
+
+
+def shown(url: str) -> str:
+    """``url`` as a finding may print it: any ``user:password@`` as ``REDACTED``."""
+    return redact_url(url, frozenset())
+
+
+def has_userinfo(url: str) -> bool:
+    """Does ``url`` hold ``user[:password]@`` (read as :func:`redact_url` reads it when
+    the URL does not even parse)?"""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return shown(url) != url
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is no URL to GET (an unclosed ``[``, a port that is not 1-65535, no
+    host), or ``None``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if not parts.hostname:
+        return "not a URL (no host)"
+    if port == 0:
+        return "not a URL (port 0)"
+    return None
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -46,10 +85,13 @@ class Redirect:
     status: int
     to: str
     headers_dropped: bool
+    #: Back at the named origin after another one: the headers stay behind all the same.
+    back: bool = False
 
     def describe(self) -> str:
-        dropped = " (another origin: the --header values were not sent there)"
-        return f"{self.status} to {self.to}" + (dropped if self.headers_dropped else "")
+        where = "after another origin" if self.back else "another origin"
+        dropped = f" ({where}: the --header values were not sent there)"
+        return f"{self.status} to {shown(self.to)}" + (dropped if self.headers_dropped else "")
 
 
 @dataclass
@@ -99,9 +141,10 @@ def open_page(
     """
     redirects: list[Redirect] = []
     named = origin(url)
+    trusted = True  # no other origin yet: once one chose the next hop, none is trusted
     for _ in range(_MAX_REDIRECTS + 1):
-        same = origin(url) == named
-        sent = headers if same else {}
+        trusted = trusted and origin(url) == named
+        sent = headers if trusted else {}
         with stream(
             url, headers=sent, timeout=deadline.remaining(url), max_bytes=max_bytes
         ) as answer:
@@ -110,7 +153,9 @@ def open_page(
                 yield Page(answer, redirects)
                 return
         url = urljoin(url, location)
-        redirects.append(Redirect(answer.status, url, bool(headers) and origin(url) != named))
+        elsewhere = origin(url) != named
+        dropped = bool(headers) and (elsewhere or not trusted)
+        redirects.append(Redirect(answer.status, url, dropped, back=dropped and not elsewhere))
     raise ValueError(f"more than {_MAX_REDIRECTS} redirects")
 
 
@@ -131,22 +176,28 @@ def lines(chunks: Iterable[bytes], deadline: Deadline) -> Iterator[str]:
     """The body's lines as its chunks arrive (``page.answer.chunks()``), decoded as strictly
     as Prometheus decodes them (UTF-8), the deadline checked at each line."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    offset, rest = 0, ""
+    offset = 0
+    pending: list[str] = []  # the start of a line not ended yet, a piece per chunk
     for chunk in chunks:
         held = len(decoder.getstate()[0])  # an incomplete character from the last chunk
         try:
-            text = rest + decoder.decode(chunk)
+            text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             raise _not_utf8(offset - held + exc.start) from None
         offset += len(chunk)
-        *complete, rest = text.split("\n")
+        *complete, last = text.split("\n")
+        if not complete:  # joined once, when the line ends: one huge line stays linear
+            pending.append(last)
+            continue
+        complete[0] = "".join(pending) + complete[0]
+        pending = [last]
         for line in complete:
             if time.monotonic() > deadline.at:
                 raise TimeoutError(f"the page was not parsed within {deadline.seconds:g} s")
             yield line + "\n"
     held = len(decoder.getstate()[0])
     try:
-        rest += decoder.decode(b"", final=True)
+        rest = "".join(pending) + decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise _not_utf8(offset - held + exc.start) from None
     if rest:
@@ -208,6 +259,6 @@ def exposition_text(answer: Answer) -> str:
 def metrics_url(target: str, metrics_path: str = "/metrics") -> str:
     """A service base URL gets ``metrics_path``; a URL with a path is taken as is."""
     parts = urlsplit(target)
-    if parts.path in ("", "/"):
-        return target.rstrip("/") + metrics_path
+    if parts.path in ("", "/"):  # the query kept after the path, a fragment never sent
+        return parts._replace(path=metrics_path, fragment="").geturl()
     return target
