@@ -160,8 +160,16 @@ def test_with_app_an_slo_route_the_app_lacks_is_refused_listing_its_routes() -> 
 # -- item 8: an SLO window equal to an SLI window is recorded once ------------------------
 
 
+@pytest.mark.parametrize("window", ["1h", "2h", "6h", "1d", "49h"])
+def test_windows_too_short_for_a_page_are_refused(window: str) -> None:
+    """Under 50 h, every page pair burns slower than the budget allows: it would page
+    while the objective is met (the SLI windows 1h to 1d included)."""
+    with pytest.raises(ConfigError, match="an SLO window of at least 50h"):
+        MeshConfig(service="svc", slo=f"availability:99.9:{window}")
+
+
 @needs_promtool
-@pytest.mark.parametrize("window", ["1h", "2h", "6h", "1d", "3d", "30d"])
+@pytest.mark.parametrize("window", ["50h", "3d", "30d"])
 def test_each_series_is_recorded_once_whatever_the_window(tmp_path: Path, window: str) -> None:
     config = MeshConfig(service="svc", slo=f"availability:99.9:{window};latency:99:0.5:{window}")
     groups = rule_groups(config)
@@ -439,11 +447,22 @@ def test_any_slo_text_is_an_slo_or_a_config_error(text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.decimals(min_value=Decimal("83.334"), max_value=Decimal("99.9999"), places=4),
-    st.sampled_from(["30d", "28d", "4w", "720h", "1h", "1d", "3d"]),
+    st.sampled_from(["30d", "28d", "4w", "720h", "50h", "3d", "7d"]),
 )
 def test_every_accepted_objective_has_alerts_that_can_fire(objective: Decimal, window: str) -> None:
-    config = MeshConfig(service="svc", slo=f"availability:{objective}:{window}")
+    try:
+        config = MeshConfig(service="svc", slo=f"availability:{objective}:{window}")
+    except ConfigError as exc:
+        refused: ConfigError | None = exc
+    else:
+        refused = None
+    if refused is not None:  # only for the objective's floor over this window
+        assert "could never fire" in str(refused)
+        return
     groups = rule_groups(config)
     alerts = [r for g in groups for r in g["rules"] if "alert" in r and "SLO" in r["alert"]]
-    assert len(alerts) == 2
+    # the page always; the ticket unless the window is too short for its pairs to burn
+    # faster than the budget allows (under 240 h)
+    assert [a["alert"].endswith("BudgetPage") for a in alerts][:1] == [True]
+    assert len(alerts) == (2 if config.slo[0].window_hours >= 240 else 1)
     assert max(_thresholds(groups)) < 1

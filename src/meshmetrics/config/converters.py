@@ -390,6 +390,23 @@ _NO_USERINFO = (
 )
 
 
+_BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)(%25[^\]\s%]+)?\](:[0-9]*)?")
+
+
+def _bracketed_ipv6(netloc: str) -> bool:
+    """``[IPv6 address]`` with an optional non-empty zone id (``%25`` then the zone) and
+    port, nothing else: urlsplit reads past a stray ``]`` and takes an IPvFuture
+    literal's text for a host name."""
+    match = _BRACKETED.fullmatch(netloc)
+    if match is None:
+        return False
+    try:
+        ipaddress.IPv6Address(match.group(1))
+    except ValueError:
+        return False
+    return True
+
+
 def _http_endpoint(value: Any) -> HttpEndpoint:
     rule = "an http(s) URL with a host and a port from 1 to 65535 (http://collector:4318/v1/traces)"
     text = _text(value, rule).strip()
@@ -403,6 +420,10 @@ def _http_endpoint(value: Any) -> HttpEndpoint:
         raise InvalidError(rule) from None
     if "@" in parts.netloc:
         raise InvalidError(f"{rule}, {_NO_USERINFO}")
+    if parts.fragment or text.endswith("#"):
+        raise InvalidError(f"{rule}, without a #fragment (it is never sent)")
+    if ("[" in parts.netloc or "]" in parts.netloc) and not _bracketed_ipv6(parts.netloc):
+        raise InvalidError(f"{rule}; brackets hold an IPv6 address ([::1], [fe80::1%25eth0])")
     if (
         parts.scheme not in ("http", "https")
         or not hostname

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from .values import Context
 
@@ -122,8 +123,19 @@ def _endpoint_default(env: Mapping[str, str], ctx: Context) -> tuple[str, str] |
             base = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
             if ctx.get("trace_protocol") == "grpc":  # a gRPC target is used as it is
                 return "OTEL_EXPORTER_OTLP_ENDPOINT", base
-            return "OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/traces"
+            return "OTEL_EXPORTER_OTLP_ENDPOINT", _signal_url(base, "v1/traces")
     return None
+
+
+def _signal_url(base: str, signal_path: str) -> str:
+    """The exporter spec's signal URL: ``signal_path`` appended to the base URL's *path*
+    (before its query); a base that does not parse is handed on as it is, for the
+    endpoint's converter to refuse by name."""
+    try:
+        parts = urlsplit(base)
+    except ValueError:
+        return base
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + signal_path))
 
 
 #: Options whose default comes from the variables other Jaeger/OpenTelemetry clients read.

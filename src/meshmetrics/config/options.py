@@ -293,15 +293,22 @@ class MeshConfig:
 
 
 def _check_grpc_metadata(headers: tuple[tuple[str, str], ...], source: str) -> None:
-    """Headers sent as gRPC metadata: lower-case keys of ``0-9 a-z - _ .``, not ``grpc-``."""
+    """Headers sent as gRPC metadata: lower-case keys of ``0-9 a-z - _ .``, not ``grpc-``,
+    and not ``-bin`` (gRPC sends those values as bytes: a text header would fail every
+    export)."""
     for key, _ in headers:
-        if not re.fullmatch(r"[0-9a-z_.-]+", key.lower()) or key.lower().startswith("grpc-"):
+        lower = key.lower()
+        if (
+            not re.fullmatch(r"[0-9a-z_.-]+", lower)
+            or lower.startswith("grpc-")
+            or lower.endswith("-bin")
+        ):
             raise ConfigError(
                 "trace_headers",
                 redacted("trace_headers", headers),
                 source,
                 "gRPC metadata with trace_protocol='grpc': keys of 0-9, a-z, '-', '_' and '.' "
-                f"not starting with 'grpc-' ({key!r} is not)",
+                f"not starting with 'grpc-' nor ending in '-bin' ({key!r} is not)",
             )
 
 

@@ -50,6 +50,15 @@ def _least_objective(window_hours: float) -> float:
     return 100 * (1 - 1 / needed) if needed > 1 else 0.0
 
 
+def _least_window_hours() -> float:
+    """The shortest window whose page alert keeps a pair that burns at least as fast as
+    the budget allows: over a shorter one, spending the pair's share of the budget in its
+    long window is slower than the budget's own rate (a page on a service meeting its
+    SLO)."""
+    _, _, page_pairs = BURN_RATE_ALERTS[0]
+    return min(BURN_RATE_WINDOW_HOURS[long] / share for long, _, share in page_pairs)
+
+
 @dataclass(frozen=True)
 class SLO:
     """A service level objective: the share of requests that are good over a window.
@@ -95,6 +104,12 @@ class SLO:
         if self.route is not None and not _is_route(self.route):
             raise InvalidError(
                 "an SLO route is a route template starting with '/', in valid Unicode"
+            )
+        if self.window_hours < _least_window_hours():
+            raise InvalidError(
+                f"an SLO window of at least {_least_window_hours():g}h: over a shorter one "
+                "the page alert's burn rates are slower than the budget allows, so it would "
+                "page while the objective is met"
             )
         least = _least_objective(self.window_hours)
         if float(self.objective) <= least:

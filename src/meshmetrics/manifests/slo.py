@@ -111,12 +111,13 @@ def recording_rules(config: MeshConfig, q: Queries) -> list[dict[str, object]]:
 
 
 def live_pairs(slo: SLO, pairs: tuple[tuple[str, str, float], ...]) -> list[tuple[str, str, str]]:
-    """(long window, short window, threshold as written) of the pairs that can fire: a
-    threshold not below 1 is an error ratio no traffic reaches."""
+    """(long window, short window, threshold as written) of the pairs worth an alert: a
+    threshold not below 1 is an error ratio no traffic reaches, and a burn slower than the
+    budget allows (a short SLO window) is no incident: the objective is met."""
     found = []
     for long, short, consumed in pairs:
         threshold = number(burn_rate_threshold(slo.error_budget, slo.window_hours, long, consumed))
-        if float(threshold) < 1:
+        if float(threshold) < 1 and burn_factor(slo, long, consumed) >= 1:
             found.append((long, short, threshold))
     return found
 
@@ -152,7 +153,7 @@ def alerts(config: MeshConfig, camel: str) -> list[SLOAlert]:
                 f"and {sli_record(short)}{sel} > {threshold})"
                 for long, short, threshold in live_pairs(slo, pairs)
             ]
-            if not both:  # refused by SLO() already; kept out rather than written dead
+            if not both:  # a page without pairs is refused by SLO(); a ticket is left out
                 continue
             alert = f"{camel}SLO{stems[slo]}Budget{name}"
             found.append(SLOAlert(alert, severity, " or ".join(both), slo))

@@ -1,7 +1,6 @@
-"""Issue 21 items 9 and 14, attacked again: inputs the options (config.py) still accept.
-
-These tests FAIL on this branch on purpose: config.py is being moved into a package on
-another branch, so the fixes belong there (see the review's report)."""
+"""Issue 21 items 9 and 14, attacked again (the review of the third round): bracketed
+hosts that are no IPv6 address, SLO windows too short for a page that means an incident,
+and the signal path of a base endpoint with a query or a fragment."""
 
 from __future__ import annotations
 
