@@ -161,6 +161,7 @@ class BatchSpanProcessor:
         self._size_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Event()
+        self._in_flight = 0  # drains under way: a batch being exported (guarded by _size_lock)
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -210,6 +211,16 @@ class BatchSpanProcessor:
                 self._thread.start()
 
     def _drain(self) -> None:
+        with self._size_lock:
+            self._in_flight += 1
+        try:
+            self._export_queued()
+        finally:
+            with self._size_lock:
+                self._in_flight -= 1
+            self._idle.set()
+
+    def _export_queued(self) -> None:
         queue = self._queue
         while queue:
             with self._size_lock:
@@ -227,7 +238,6 @@ class BatchSpanProcessor:
                 continue
             self._backoff = 0.0
             count_delivery(self._exporter, self._counters, result, len(batch))
-        self._idle.set()
 
     def _failed(self, exc: Exception, spans: int) -> None:
         self._counters.export_error.inc(spans)
@@ -243,17 +253,23 @@ class BatchSpanProcessor:
             )
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export what is queued now; True when the queue emptied within ``timeout``."""
+        """Export what is queued now; True when the queue emptied and the last batch's
+        export (with its retries) ended within ``timeout``."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._drain()
-            return not self._queue
+            return self._settled()
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
+        while not self._settled() and time.monotonic() < deadline:
             self._idle.clear()
             self._wake.set()
-            self._idle.wait(0.05)
-        return not self._queue
+            self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self._settled()
+
+    def _settled(self) -> bool:
+        """Nothing queued and no batch in flight."""
+        with self._size_lock:
+            return not self._queue and self._in_flight == 0
 
     def stop(self) -> None:
         """Ask the thread to export what is queued and end, without waiting for it."""

@@ -1,0 +1,82 @@
+"""Span delivery on the way out: ``flush()`` waits for the batch in flight, not only for
+the queue to empty (issue 25 item 7)."""
+
+from __future__ import annotations
+
+import threading
+
+from meshmetrics.testing import InMemorySpanExporter
+from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
+from meshmetrics.tracing.sampling import ConstSampler
+from meshmetrics.tracing.spans import MeshSpan, MeshTracer
+
+
+class Blocking(InMemorySpanExporter):
+    """Holds each export until ``release`` is set; ``entered`` once an export started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def export(self, spans: list[MeshSpan]) -> int:
+        self.entered.set()
+        self.release.wait(60)
+        result = super().export(spans)
+        self.returned.set()
+        return result
+
+
+def in_flight(count: int) -> tuple[BatchSpanProcessor, Blocking, SpanCounters]:
+    """A processor whose thread took every queued span and is blocked exporting them."""
+    exporter = Blocking()
+    counters = SpanCounters(None)
+    processor = BatchSpanProcessor(exporter, counters, batch_size=count, interval=60)
+    tracer = MeshTracer(ConstSampler(True), processor)
+    for i in range(count):
+        tracer.start_span(f"op{i}").finish()  # the last one wakes the thread: a full batch
+    assert exporter.entered.wait(30)
+    assert len(processor._queue) == 0  # only the batch in flight is left
+    return processor, exporter, counters
+
+
+def test_flush_waits_for_the_batch_in_flight() -> None:
+    processor, exporter, counters = in_flight(5)
+    releaser = threading.Timer(0.2, exporter.release.set)
+    releaser.start()
+    assert processor.flush(30)
+    # flush returned: the export had ended and was counted
+    assert exporter.returned.is_set()
+    assert len(exporter.spans) == 5
+    assert counters.exported._value.get() == 5
+    releaser.join()
+    processor.shutdown()
+
+
+def test_flush_returns_false_at_its_timeout_when_the_export_never_ends() -> None:
+    processor, exporter, counters = in_flight(3)
+    assert processor.flush(0.2) is False
+    assert not exporter.returned.is_set()
+    assert counters.exported._value.get() == 0
+    exporter.release.set()
+    assert processor.flush(30)
+    assert counters.exported._value.get() == 3
+    processor.shutdown()
+
+
+def test_shutdown_delivers_the_batch_in_flight_before_closing() -> None:
+    processor, exporter, _ = in_flight(4)
+    closed_after: list[int] = []
+    close = exporter.close
+
+    def recording_close() -> None:
+        closed_after.append(len(exporter.spans))
+        close()
+
+    exporter.close = recording_close  # type: ignore[method-assign]
+    releaser = threading.Timer(0.2, exporter.release.set)
+    releaser.start()
+    processor.shutdown(30)
+    releaser.join()
+    assert closed_after == [4]
