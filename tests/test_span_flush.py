@@ -1,9 +1,14 @@
 """Span delivery on the way out: ``flush()`` waits for the batch in flight, not only for
-the queue to empty (issue 25 item 7)."""
+the queue to empty; the export thread leaves stop signals to other threads (issue 25
+item 7)."""
 
 from __future__ import annotations
 
+import signal
 import threading
+from pathlib import Path
+
+import pytest
 
 from meshmetrics.testing import InMemorySpanExporter
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
@@ -80,3 +85,28 @@ def test_shutdown_delivers_the_batch_in_flight_before_closing() -> None:
     processor.shutdown(30)
     releaser.join()
     assert closed_after == [4]
+
+
+def blocked_signals(thread: threading.Thread) -> set[int]:
+    """The signals ``thread`` blocks, from Linux's /proc (``SigBlk``: a hex bit mask)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    mask = int(
+        next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+    )
+    return {signum for signum in range(1, 65) if mask & (1 << (signum - 1))}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux's /proc")
+def test_the_export_thread_leaves_stop_signals_to_other_threads() -> None:
+    """A server's C handler (uWSGI's worker: exit() at once) runs on whichever thread the
+    kernel hands the signal; on the export thread its exit hooks' flush would wait for that
+    very thread (docs/servers.md)."""
+    processor, exporter, _ = in_flight(1)
+    thread = processor.thread
+    assert thread is not None
+    blocked = blocked_signals(thread)
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT} <= blocked
+    assert signal.SIGSEGV not in blocked  # its own faults stay its own
+    assert signal.SIGTERM not in blocked_signals(threading.main_thread())
+    exporter.release.set()
+    processor.shutdown()
