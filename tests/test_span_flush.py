@@ -5,15 +5,20 @@ item 7)."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+import types
 from pathlib import Path
 
 import pytest
 
 from meshmetrics.testing import InMemorySpanExporter
+from meshmetrics.tracing import processor as processor_module
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
 from meshmetrics.tracing.sampling import ConstSampler
 from meshmetrics.tracing.spans import MeshSpan, MeshTracer
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Blocking(InMemorySpanExporter):
@@ -110,3 +115,34 @@ def test_the_export_thread_leaves_stop_signals_to_other_threads() -> None:
     assert signal.SIGTERM not in blocked_signals(threading.main_thread())
     exporter.release.set()
     processor.shutdown()
+
+
+def test_uwsgi_exit_hook_flushes_ignores_stop_signals_then_chains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hook meshmetrics puts in ``uwsgi.atexit``, called as uWSGI calls it in a
+    worker's exit (here from a module standing in for uWSGI's, which only exists inside
+    uWSGI; tests/servers/test_uwsgi_exit.py runs the real one): it flushes, ignores the
+    stop signals a second ``exit()`` would come from meanwhile, and calls the hook the
+    app had set."""
+    calls: list[str] = []
+    module = types.ModuleType("uwsgi")
+    module.worker_id = lambda: 1  # type: ignore[attr-defined]
+    module.atexit = lambda: calls.append(f"app's hook, {len(exporter.spans)} exported")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    monkeypatch.setattr(processor_module, "_uwsgi_hooked", False)
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    exporter = InMemorySpanExporter()
+    processor = BatchSpanProcessor(exporter, SpanCounters(None), interval=60)
+    tracer = MeshTracer(ConstSampler(True), processor)
+    for i in range(3):
+        tracer.start_span(f"op{i}").finish()
+    try:
+        module.atexit()  # type: ignore[attr-defined]
+        assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == dict.fromkeys(
+            STOP_SIGNALS, signal.SIG_IGN
+        )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert calls == ["app's hook, 3 exported"]
