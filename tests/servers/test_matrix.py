@@ -14,9 +14,13 @@ uWSGI); docs/servers.md has the table of the last run.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import os
 import random
 import re
 import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -50,7 +54,16 @@ RECYCLE_AFTER = 25  # requests per worker before a recycling server replaces it
 
 
 class UWSGIServer(Server):
-    """uWSGI reports its auto-assigned port in words of its own."""
+    """uWSGI reports its auto-assigned port in words of its own, and is stopped as
+    Kubernetes stops a container: SIGTERM to PID 1, its master (``--die-on-term``), which
+    stops the workers (docs/servers.md: a SIGTERM to the whole group is not the same)."""
+
+    def stop(self) -> tuple[str, str]:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+        return super().stop()  # the group, if anything outlived its master
 
     def _reported_port(self, timeout: float = 20.0) -> int:
         deadline = time.monotonic() + timeout

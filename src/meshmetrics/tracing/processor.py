@@ -5,7 +5,8 @@ background thread.  Nothing here can fail a request: a full queue drops the span
 a dead or missing collector fails the batch; both are counted in
 ``meshmetrics_spans_dropped_total``.  After ``fork()`` (gunicorn workers, the
 reloader) the child gets a fresh queue and thread; at interpreter exit the queue is
-flushed, and on SIGTERM too (when nothing else handles it); the thread holds only a
+flushed, on SIGTERM too (when nothing else handles it), and under uWSGI whenever uWSGI
+ends the process through ``exit()`` (``uwsgi.atexit``); the thread holds only a
 weak reference, so a processor nobody uses any more
 (its app was garbage-collected) stops its thread.
 
@@ -17,6 +18,7 @@ debugging, never for production.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import os
 import signal
@@ -25,6 +27,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -154,6 +157,7 @@ class BatchSpanProcessor:
         atexit.register(_call, ref, "shutdown")
         _LIVE.add(self)
         _flush_on_sigterm()
+        _flush_on_uwsgi_exit()
 
     def _reset(self) -> None:
         self._queue: deque[MeshSpan] = deque()
@@ -161,6 +165,7 @@ class BatchSpanProcessor:
         self._size_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Event()
+        self._in_flight = 0  # drains under way: a batch being exported (guarded by _size_lock)
         self._stopped = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -211,6 +216,16 @@ class BatchSpanProcessor:
                 self._thread.start()
 
     def _drain(self) -> None:
+        with self._size_lock:
+            self._in_flight += 1
+        try:
+            self._export_queued()
+        finally:
+            with self._size_lock:
+                self._in_flight -= 1
+            self._idle.set()
+
+    def _export_queued(self) -> None:
         queue = self._queue
         while queue:
             with self._size_lock:
@@ -228,7 +243,6 @@ class BatchSpanProcessor:
                 continue
             self._backoff = 0.0
             count_delivery(self._exporter, self._counters, result, len(batch))
-        self._idle.set()
 
     def _failed(self, exc: Exception, spans: int) -> None:
         self._counters.export_error.inc(spans)
@@ -244,17 +258,25 @@ class BatchSpanProcessor:
             )
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export what is queued now; True when the queue emptied within ``timeout``."""
+        """Export what is queued now; True when the queue emptied and the last batch's
+        export (with its retries) ended within ``timeout``."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._drain()
-            return not self._queue
+            return self._settled()
+        if thread is threading.current_thread():  # an exit hook run on the export thread
+            return self._settled()
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
+        while not self._settled() and time.monotonic() < deadline:
             self._idle.clear()
             self._wake.set()
-            self._idle.wait(0.05)
-        return not self._queue
+            self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self._settled()
+
+    def _settled(self) -> bool:
+        """Nothing queued and no batch in flight."""
+        with self._size_lock:
+            return not self._queue and self._in_flight == 0
 
     def stop(self) -> None:
         """Ask the thread to export what is queued and end, without waiting for it."""
@@ -297,6 +319,7 @@ def _export_loop(
     ref: weakref.ReferenceType[BatchSpanProcessor], wake: threading.Event, interval: float
 ) -> None:
     """The export thread: holds the processor only while draining, so it can be collected."""
+    _leave_signals_to_other_threads()
     while True:
         wake.wait(interval)
         wake.clear()
@@ -307,6 +330,26 @@ def _export_loop(
         if processor._end_if_stopped():
             return
         del processor
+
+
+#: Signals a thread cannot leave to others: faults of its own code.
+_SYNCHRONOUS_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGSEGV", "SIGFPE", "SIGBUS", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS", "SIGPIPE")
+    if hasattr(signal, name)
+)
+
+
+def _leave_signals_to_other_threads() -> None:
+    """Block process-directed signals in the export thread.
+
+    Python's handlers run on the main thread anyway, but a server's C handlers (uWSGI's
+    workers: SIGINT/SIGTERM ``exit()`` at once) run on whichever thread the kernel picks:
+    on this one, the exit hooks' flush would wait for this very thread, blocked under it.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Linux
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _SYNCHRONOUS_SIGNALS)
 
 
 #: Every batch processor of this process, for the SIGTERM flush.
@@ -334,11 +377,73 @@ def _flush_on_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    _shutdown_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _shutdown_all() -> None:
+    """Flush and stop every batch processor of this process, in SIGTERM_FLUSH_TIMEOUT."""
     deadline = time.monotonic() + SIGTERM_FLUSH_TIMEOUT
     for processor in list(_LIVE):
         processor.shutdown(max(0.1, deadline - time.monotonic()))
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+
+
+#: Whether this process' ``uwsgi.atexit`` flushes (set once; inherited by forked workers,
+#: like the attribute itself).
+_uwsgi_hooked = False
+#: What a uWSGI worker's own handlers answer with ``exit()``: SIGINT/SIGTERM (``end_me``:
+#: a stop, or a brutal reload), SIGHUP (a graceful reload).
+_UWSGI_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _flush_on_uwsgi_exit() -> None:
+    """Under uWSGI, flush queued spans when uWSGI ends the process (docs/servers.md).
+
+    A uWSGI worker ends in C: its SIGINT/SIGTERM/SIGHUP handlers and its recycling
+    (``--max-requests`` and the like) call ``exit()``, whose hook calls ``uwsgi.atexit``,
+    then Python's ``atexit`` handlers unless ``--skip-atexit-teardown``; Python's
+    SIGTERM handling (:func:`_flush_on_sigterm`) never runs there.  So the flush goes in
+    ``uwsgi.atexit``, before whatever hook was there.  ``import uwsgi`` succeeds only
+    inside a uWSGI process.
+    """
+    global _uwsgi_hooked
+    if _uwsgi_hooked:
+        return
+    try:
+        uwsgi = importlib.import_module("uwsgi")
+    except ImportError:
+        return
+    _uwsgi_hooked = True
+    previous = getattr(uwsgi, "atexit", None)
+
+    def flush_then_previous() -> None:
+        try:
+            if _uwsgi_worker(uwsgi):
+                _ignore_stop_signals()
+            _shutdown_all()
+        finally:
+            if callable(previous):
+                previous()
+
+    setattr(uwsgi, "atexit", flush_then_previous)  # noqa: B010 (a module without type stubs)
+
+
+def _uwsgi_worker(uwsgi: ModuleType) -> bool:
+    worker_id = getattr(uwsgi, "worker_id", None)
+    return callable(worker_id) and bool(worker_id())
+
+
+def _ignore_stop_signals() -> None:
+    """While a uWSGI worker exits: a second stop signal (the master's SIGINT after the
+    process group's SIGTERM, under ``--die-on-term``) would run uWSGI's handler, whose
+    ``exit()`` inside this exit ends the process before the flush does.  The master
+    still kills a worker that outlives ``--worker-reload-mercy``."""
+    try:
+        for signum in _UWSGI_STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread: exit() ran on a request thread
+        return
 
 
 def _call(ref: weakref.ReferenceType[BatchSpanProcessor], method: str) -> None:
