@@ -17,7 +17,9 @@ app.add_url_rule("/hello", "hello", lambda: "hi")
 instrument(app)
 PY
 routes=$("$venv/bin/flask" --app plainapp routes)  # (no pipe into grep -q: SIGPIPE)
-grep -q meshmetrics_metrics <<<"$routes"
+grep -q /hello <<<"$routes"
+# the metrics endpoint is served at the WSGI boundary: no route of the app's
+if grep -q /metrics <<<"$routes"; then echo "flask routes lists /metrics: $routes"; exit 1; fi
 usage=$("$venv/bin/meshmetrics" --help)
 grep -q manifests <<<"$usage"
 "$venv/bin/python" -m meshmetrics --help >/dev/null
