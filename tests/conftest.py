@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from flask import Flask
 
-from helpers import Server
+from helpers import Server, serve_in_thread
 from meshmetrics.testing.receivers import JaegerAgent, OTLPCollector, ZipkinCollector
 
 
@@ -24,6 +25,21 @@ def start_server() -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], str]]:
+    """Serve apps on loopback threads for one test; every server stops after it."""
+    stops: list[Callable[[], None]] = []
+
+    def start(app: Flask) -> str:
+        base, stop = serve_in_thread(app)
+        stops.append(stop)
+        return base
+
+    yield start
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture(scope="session")

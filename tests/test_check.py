@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,22 +10,8 @@ import pytest
 import yaml
 from flask import Flask, Response, request
 
-from helpers import PYTHON, Server, free_port, run_cli, serve_in_thread
+from helpers import PYTHON, Server, free_port, run_cli
 from meshmetrics import instrument
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Flask], str]]:
-    stops: list[Callable[[], None]] = []
-
-    def start(app: Flask) -> str:
-        base, stop = serve_in_thread(app)
-        stops.append(stop)
-        return base
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def good_app() -> Flask:

@@ -5,7 +5,7 @@ series count."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ from helpers import (
     RawHTTPServer,
     canned,
     run_cli,
-    serve_in_thread,
     trickle,
 )
 from meshmetrics import instrument
@@ -27,20 +26,6 @@ from meshmetrics.diagnose.rates import scrape
 from meshmetrics.diagnose.scrape import PART_BREAK, in_parts, origin
 
 TOKEN = "Authorization: Bearer s3cret"
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Flask], str]]:
-    stops: list[Callable[[], None]] = []
-
-    def start(app: Flask) -> str:
-        base, stop = serve_in_thread(app)
-        stops.append(stop)
-        return base
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def recording_target(seen: list[str | None]) -> Flask:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from flask import Flask, Response, redirect
 from hypothesis import HealthCheck, given, settings
 
-from helpers import RawHTTPServer, run_cli, serve_in_thread
+from helpers import RawHTTPServer, run_cli
 from meshmetrics import instrument
 from meshmetrics._http import IncompleteBodyError, fetch
 from meshmetrics.diagnose.exposition import check_url
@@ -22,20 +22,6 @@ from meshmetrics.diagnose.findings import Severity
 from test_export_hardening import endpoints
 
 TOKEN = "Bearer s3cret"
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Flask], str]]:
-    stops: list[Callable[[], None]] = []
-
-    def start(app: Flask) -> str:
-        base, stop = serve_in_thread(app)
-        stops.append(stop)
-        return base
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 def recording_target(seen: list[tuple[str, str | None]]) -> Flask:
