@@ -228,3 +228,78 @@ def test_no_module_is_over_500_lines_without_a_reason() -> None:
         if lines > MAX_MODULE_LINES and not reason:
             over[name] = lines
     assert over == {}
+
+
+def _shared_literals() -> dict[str, str]:
+    """The string constants of ``names.py`` (but ``"meshmetrics"`` itself, a word many
+    other things are named too): literal -> its name there."""
+    found = {}
+    for node in ast.parse((PACKAGE / "names.py").read_text()).body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            and node.value.value != "meshmetrics"
+        ):
+            found[node.value.value] = ast.unparse(node.targets[0])
+    return found
+
+
+def _strings_outside_slots(tree: ast.AST) -> list[str]:
+    """The string constants of ``tree``, but attribute names listed in ``__slots__``."""
+    slots = {
+        id(const)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__slots__"
+        for const in ast.walk(node.value)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in slots
+    ]
+
+
+def test_shared_names_live_in_one_leaf_module() -> None:
+    """Issue 24 item 3: the names several layers share (extension and environ keys, the
+    exemplar label, the span counters, the logger) are spelled in ``names.py`` alone,
+    which imports nothing of meshmetrics, so every layer can import it."""
+    names = PACKAGE / "names.py"
+    assert _all_imports(names) == set()
+    literals = _shared_literals()
+    assert {"trace_id", "meshmetrics.span", "meshmetrics_spans_dropped_total"} <= set(literals)
+    spelled = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path == names:
+            continue
+        tree = ast.parse(path.read_text())
+        again = sorted(literals[s] for s in _strings_outside_slots(tree) if s in literals)
+        if again:
+            spelled[str(path.relative_to(PACKAGE))] = again
+    assert spelled == {}
+
+
+def _asks_for_a_logger_or_keys_extensions(node: ast.AST) -> bool:
+    """``logging.getLogger(...)``, or ``<x>.extensions[<literal>]`` / ``.get(<literal>)``."""
+    if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("getLogger"):
+        return True
+    if isinstance(node, ast.Subscript):
+        return ast.unparse(node.value).endswith(".extensions") and isinstance(
+            node.slice, ast.Constant
+        )
+    if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(".extensions.get"):
+        return bool(node.args) and isinstance(node.args[0], ast.Constant)
+    return False
+
+
+def test_one_logger_and_one_extension_key() -> None:
+    """No module but ``names.py`` asks ``logging`` for a logger, or keys ``app.extensions``
+    with a literal: they import ``log`` and the keys from there."""
+    found = [
+        f"{path.relative_to(PACKAGE)}: {ast.unparse(node)}"
+        for path in PACKAGE.rglob("*.py")
+        if path != PACKAGE / "names.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if _asks_for_a_logger_or_keys_extensions(node)
+    ]
+    assert found == []

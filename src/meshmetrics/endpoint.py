@@ -20,7 +20,6 @@ and ``teardown_appcontext`` functions when those two contexts end.  Without
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,8 +27,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .exposition import WSGIApp
-
-log = logging.getLogger("meshmetrics")
+from .names import log
 
 #: The methods the endpoint answers (OPTIONS: prometheus_client's ``Allow`` answer).
 METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

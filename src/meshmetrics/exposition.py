@@ -10,7 +10,6 @@ worker's process metrics with a ``pid`` label.
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -26,9 +25,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from ._compat import collectors, family_name, uses_set_function
 from .multiproc import MULTIPROC_ENV, LockedMultiProcessCollector, WorkerProcessCollector
+from .names import log
 from .render import UNDERSCORES, Renderer, UnsupportedError
-
-log = logging.getLogger("meshmetrics")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -13,7 +13,6 @@ instrumentation with the same tracing backend; the last one stops it).
 
 from __future__ import annotations
 
-import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -32,13 +31,11 @@ from .exposition import MetricsServer, ServedRegistry, exposition_app, served_re
 from .metrics import RequestMetrics
 from .middleware import AppObserver, RequestCore
 from .multiproc import MultiprocessDirError, multiprocess_dir
+from .names import EXTENSION_KEY, log
 from .paths import check_exclusions
 from .serving import several_processes
 from .tracing.client import TracingSession
 from .tracing.server import RequestTracing
-
-EXTENSION_KEY = "meshmetrics"
-log = logging.getLogger("meshmetrics")
 
 _lock = threading.Lock()
 _live: weakref.WeakSet[Instrumentation] = weakref.WeakSet()

@@ -20,7 +20,6 @@ app (a failing ``teardown_request`` included).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import weakref
@@ -43,11 +42,12 @@ from .metrics import (
     RequestMetrics,
     method_label,
 )
+from .names import HOOKS_KEY as _HOOKS_KEY
+from .names import REQUEST_STATE_KEY as STATE_KEY
+from .names import log
 from .paths import move_outside_engineio, prefix_label
 from .tracing.server import RequestTracing
 from .upgrade import SWITCHING_PROTOCOLS, upgraded, websocket_rule
-
-log = logging.getLogger("meshmetrics")
 
 
 class RequestState:
@@ -330,10 +330,6 @@ _UNDECIDED: Any = object()
 
 
 # -- Flask's hooks, installed once per app; each finds its request's observer -----------
-
-#: Where a request's :class:`RequestState` lives in its WSGI environ.
-STATE_KEY = "meshmetrics.request"
-_HOOKS_KEY = "meshmetrics.hooks"
 
 
 def install_hooks(app: Flask) -> None:

@@ -14,7 +14,6 @@ it swaps places with it (both keep Flask's ``wsgi_app`` attribute for the app th
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -22,8 +21,7 @@ from typing import Any
 from flask import Flask
 
 from .config import DEFAULT_EXCLUDED_PATHS, MeshConfig
-
-log = logging.getLogger("meshmetrics")
+from .names import log
 
 
 def prefix_label(prefixes: Iterable[tuple[str, str]], path: str) -> str | None:

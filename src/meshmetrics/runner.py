@@ -10,7 +10,6 @@ meshmetrics says so once.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -20,7 +19,7 @@ from flask.cli import load_dotenv as load_dotenv_files
 from flask.cli import run_command
 from flask.helpers import get_debug_flag, get_load_dotenv
 
-log = logging.getLogger("meshmetrics")
+from .names import log
 
 _reloader_warned = False
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..names import SPAN_COUNTERS_PREFIX, SPANS_DROPPED, SPANS_EXPORTED, SPANS_SENT
 from .findings import Finding, Severity
 
 
 def wanted_samples(family: str) -> bool:
     """Does :func:`tracing_health` read this family's samples?"""
-    return family.startswith("meshmetrics_spans") or family.endswith("http_request")
+    return family.startswith(SPAN_COUNTERS_PREFIX) or family.endswith("http_request")
 
 
 def _sum(families: list[Any], sample: str, **labels: str) -> float | None:
@@ -25,8 +26,8 @@ def _sum(families: list[Any], sample: str, **labels: str) -> float | None:
 def tracing_health(url: str, families: list[Any]) -> list[Finding]:
     """What meshmetrics' span counters say: spans lost, export failures, or no span at all
     while requests are served (the usual cause: a backend host or port nobody listens on)."""
-    exported = _sum(families, "meshmetrics_spans_exported_total")
-    sent = _sum(families, "meshmetrics_spans_sent_total")
+    exported = _sum(families, SPANS_EXPORTED)
+    sent = _sum(families, SPANS_SENT)
     if exported is None and sent is None:
         return []  # tracing off, or OpenTelemetry's SDK exports (its own metrics)
     findings = []
@@ -38,7 +39,7 @@ def tracing_health(url: str, families: list[Any]) -> list[Finding]:
         if s.name.endswith("http_request_total")
     )
     drops = {
-        reason: _sum(families, "meshmetrics_spans_dropped_total", reason=reason) or 0.0
+        reason: _sum(families, SPANS_DROPPED, reason=reason) or 0.0
         for reason in ("export_error", "queue_full", "too_large", "rejected")
     }
     fix = {

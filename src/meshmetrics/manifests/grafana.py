@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..names import TRACE_ID_LABEL
 from .metadata import monitor_namespace, object_labels, object_metadata
 from .model import ServiceModel
 from .options import ManifestOptions
-
-#: Exemplars of sampled requests carry the trace id under this label (see tracing.server).
-TRACE_ID_LABEL = "trace_id"
 
 
 def grafana_values(model: ServiceModel, options: ManifestOptions) -> dict[str, Any]:

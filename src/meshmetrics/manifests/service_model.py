@@ -9,7 +9,8 @@ from typing import Any
 from flask import Flask
 
 from ..config import COMMAND_LINE, ConfigError, MeshConfig, resolve_config
-from ..instrumentation import EXTENSION_KEY, Instrumentation
+from ..instrumentation import Instrumentation
+from ..names import EXTENSION_KEY
 from .model import ServiceModel, model_from_config, model_from_registry
 
 

@@ -20,10 +20,6 @@ from ..metrics import UNMATCHED, method_label
 SIGNALLED_KEY = "meshmetrics.testing.signalled"
 RULE_KEY = "meshmetrics.testing.rule"
 
-#: Where the watch keeps, in a request's WSGI environ, what Flask told it.
-SIGNALLED_KEY = "meshmetrics.testing.signalled"
-RULE_KEY = "meshmetrics.testing.rule"
-
 
 @dataclass(frozen=True)
 class Violation:

@@ -38,6 +38,7 @@ from flask import Flask, got_request_exception, request, request_started
 
 from ..instrumentation import MeshMetrics, instrument
 from ..metrics import CLIENT_CLOSED
+from ..names import log
 from .checks import RULE_KEY, SIGNALLED_KEY, Probe, Seen, Violation
 
 #: Chunks read from a body nobody finished reading before it is closed (as a server
@@ -133,7 +134,7 @@ class Watch:
         self._open: set[WatchedBody] = set()
         self._pending: list[Violation] = []
         self._logs = _LogRecords()
-        self._logger = logging.getLogger("meshmetrics")
+        self._logger = log
         self._level = self._logger.level
         self.apps = 0
         self.requests = 0

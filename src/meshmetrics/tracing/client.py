@@ -15,16 +15,17 @@ from typing import Any
 import requests
 from flask import current_app, has_app_context, has_request_context, request
 
+from ..names import EXTENSION_KEY, SPAN_KEY
 from .propagation import TRACE_HEADERS, forwarded, inbound_trace_headers
 from .semconv import ERROR, ERROR_TYPE, client_attributes, response_attributes
-from .server import SPAN_KEY, RequestTracing
+from .server import RequestTracing
 from .spans import MeshSpan, MeshSpanContext
 
 
 def _tracing_of_current_app() -> RequestTracing | None:
     if not has_app_context():
         return None
-    inst = current_app.extensions.get("meshmetrics")
+    inst = current_app.extensions.get(EXTENSION_KEY)
     return getattr(inst, "tracing", None)
 
 

@@ -21,7 +21,6 @@ Needs the ``otel`` extra (opentelemetry-sdk, the OpenTracing shim, the B3 propag
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -35,17 +34,16 @@ from opentelemetry.shim.opentracing_shim import SpanContextShim, SpanShim, creat
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..config import MeshConfig
+from ..names import OTEL_SPAN_KEY as SPAN_KEY
+from ..names import OTEL_TOKEN_KEY as TOKEN_KEY
+from ..names import TRACE_ID_LABEL, log
 from .semconv import ERROR, ERROR_TYPE, SPAN_KIND, client_attributes, response_attributes
 from .semconv import server_attributes as semconv_server_attributes
 from .server import tag_request_attributes
 
-log = logging.getLogger("meshmetrics")
-
 #: Where opentelemetry-instrumentation-flask keeps its server span in the WSGI environ.
 FLASK_INSTRUMENTATION_SPAN = "opentelemetry-flask.span_key"
 #: Where meshmetrics keeps a server span it started, and its context token.
-SPAN_KEY = "meshmetrics.otel.span"
-TOKEN_KEY = "meshmetrics.otel.token"
 _b3_lock = threading.Lock()
 _b3_done = False
 
@@ -176,7 +174,7 @@ class OTelTracing:
         context = self.server_span(environ).get_span_context()
         if not context.is_valid or not context.trace_flags.sampled:
             return None
-        return {"trace_id": f"{context.trace_id:032x}"}
+        return {TRACE_ID_LABEL: f"{context.trace_id:032x}"}
 
     # -- Flask-OpenTracing's API -----------------------------------------------------------
 

@@ -10,13 +10,12 @@ partial success response").  Needs the ``otlp`` extra (opentelemetry-proto).
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
+
+from ..names import log
 
 if TYPE_CHECKING:
     from .spans import MeshSpan
-
-log = logging.getLogger("meshmetrics")
 
 #: The longest collector message logged (a collector's text, not ours).
 _MAX_MESSAGE = 500

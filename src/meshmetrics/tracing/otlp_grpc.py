@@ -17,7 +17,6 @@ exporter never opens one, and a worker forked from a process that had one opens 
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -32,8 +31,6 @@ from .retry import FIRST_BACKOFF, Backoff
 if TYPE_CHECKING:
     from ..config import HttpEndpoint
     from .spans import MeshSpan
-
-log = logging.getLogger("meshmetrics")
 
 #: Codes the OTLP spec says to retry (RESOURCE_EXHAUSTED only with a RetryInfo).
 RETRYABLE_CODES = frozenset(

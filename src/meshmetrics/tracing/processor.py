@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import importlib
-import logging
 import os
 import signal
 import threading
@@ -32,10 +31,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..names import SPANS_DROPPED, SPANS_EXPORTED, SPANS_SENT, log
+
 if TYPE_CHECKING:
     from .spans import MeshSpan
-
-log = logging.getLogger("meshmetrics")
 
 #: Longest pause of exports after failures (seconds); spans meanwhile count as export errors.
 MAX_BACKOFF = 10.0
@@ -81,18 +80,18 @@ class SpanCounters:
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.exported = Counter(
-            "meshmetrics_spans_exported_total",
+            SPANS_EXPORTED,
             "Spans the trace backend confirmed receiving (an HTTP 2xx)",
             registry=registry,
         )
         self.sent = Counter(
-            "meshmetrics_spans_sent_total",
+            SPANS_SENT,
             "Spans sent in UDP datagrams to a Jaeger agent: not confirmed, UDP does not say "
             "whether anything received them",
             registry=registry,
         )
         self.dropped = Counter(
-            "meshmetrics_spans_dropped_total",
+            SPANS_DROPPED,
             "Spans lost before reaching the trace backend",
             ("reason",),
             registry=registry,

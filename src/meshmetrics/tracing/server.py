@@ -18,11 +18,11 @@ from typing import Any, Protocol
 from flask import has_request_context, request
 
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ..names import SPAN_KEY, TRACE_ID_LABEL
 from .propagation import extract
 from .semconv import response_attributes, server_attributes
 from .spans import MeshSpan, MeshTracer
 
-SPAN_KEY = "meshmetrics.span"
 UNMATCHED_OPERATION = "unmatched"
 
 
@@ -152,7 +152,7 @@ class ServerTracing:
         span = environ.get(SPAN_KEY)
         if span is None or not span.context.sampled:
             return None
-        return {"trace_id": span.trace_id_hex}
+        return {TRACE_ID_LABEL: span.trace_id_hex}
 
 
 def wall_clock_of(started: float) -> float:
