@@ -6,7 +6,7 @@ import pytest
 from flask import Blueprint, Flask
 
 from helpers import value
-from meshmetrics import instrument
+from meshmetrics import InstrumentationConflictError, instrument
 
 
 def make(register_first: bool) -> tuple[Flask, Blueprint]:
@@ -88,7 +88,7 @@ def test_blueprint_registered_under_another_name() -> None:
 def test_app_and_blueprint_both_instrumented_is_an_error() -> None:
     app, bp = make(register_first=True)
     instrument(app)
-    with pytest.raises(RuntimeError, match="already has an instrumentation"):
+    with pytest.raises(InstrumentationConflictError, match="already has an instrumentation"):
         instrument(bp, app=app)
 
 

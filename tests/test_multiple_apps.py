@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from helpers import value
-from meshmetrics import instrument
+from meshmetrics import InstrumentationConflictError, instrument
 
 
 def make_app(name: str) -> Flask:
@@ -48,7 +48,9 @@ def test_instrumenting_twice_returns_the_same_or_raises() -> None:
     app = make_app("twice")
     first = instrument(app, namespace="shop")
     assert instrument(app, namespace="shop") is first
-    with pytest.raises(RuntimeError, match="already instrumented with different options"):
+    with pytest.raises(
+        InstrumentationConflictError, match="already instrumented with different options"
+    ):
         instrument(app, namespace="other")
     app.test_client().get("/hello")
     assert value(scrape(app), "flask_http_request_total") == 1  # hooks registered once
@@ -57,7 +59,9 @@ def test_instrumenting_twice_returns_the_same_or_raises() -> None:
 def test_existing_metrics_route_is_reported() -> None:
     app = make_app("clash")
     app.add_url_rule("/metrics", "legacy_metrics", lambda: "legacy")
-    with pytest.raises(RuntimeError, match="already routed to endpoint 'legacy_metrics'"):
+    with pytest.raises(
+        InstrumentationConflictError, match="already routed to endpoint 'legacy_metrics'"
+    ):
         instrument(app)
     assert "meshmetrics" not in app.extensions
     instrument(app, metrics_path="/meshmetrics")  # the way out the message names

@@ -21,9 +21,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import ConfigError, HostPort, HttpEndpoint, MeshConfig, MissingExtraError
+    from .config import SLO, ConfigError, HostPort, HttpEndpoint, MeshConfig, MissingExtraError
+    from .errors import InstrumentationConflictError
     from .instrumentation import Instrumentation, MeshMetrics, instrument
     from .metrics import CLIENT_CLOSED, OTHER_METHOD, UNMATCHED
+    from .multiproc import MultiprocessDirError
     from .tracing.client import TracingSession, forward_headers
     from .tracing.sampling import (
         ConstSampler,
@@ -39,12 +41,15 @@ _MODULES = {
     "HttpEndpoint": ".config",
     "MeshConfig": ".config",
     "MissingExtraError": ".config",
+    "SLO": ".config",
+    "InstrumentationConflictError": ".errors",
     "Instrumentation": ".instrumentation",
     "MeshMetrics": ".instrumentation",
     "instrument": ".instrumentation",
     "CLIENT_CLOSED": ".metrics",
     "OTHER_METHOD": ".metrics",
     "UNMATCHED": ".metrics",
+    "MultiprocessDirError": ".multiproc",
     "TracingSession": ".tracing.client",
     "forward_headers": ".tracing.client",
     "ConstSampler": ".tracing.sampling",
@@ -70,15 +75,18 @@ def __dir__() -> list[str]:
 __all__ = [
     "CLIENT_CLOSED",
     "OTHER_METHOD",
+    "SLO",
     "UNMATCHED",
     "ConfigError",
     "ConstSampler",
     "HostPort",
     "HttpEndpoint",
     "Instrumentation",
+    "InstrumentationConflictError",
     "MeshConfig",
     "MeshMetrics",
     "MissingExtraError",
+    "MultiprocessDirError",
     "ProbabilisticSampler",
     "RateLimitingSampler",
     "Sampler",

@@ -27,6 +27,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from . import runner
 from .config import ConfigError, InstrumentOptions, MeshConfig, _reject_unknown, resolve_config
 from .endpoint import MetricsEndpoint
+from .errors import InstrumentationConflictError
 from .exposition import MetricsServer, ServedRegistry, exposition_app, served_registry
 from .metrics import RequestMetrics
 from .middleware import AppObserver, RequestCore
@@ -155,7 +156,7 @@ class Instrumentation:
                 return
         owner = app.extensions.get(EXTENSION_KEY)
         if owner is not None and owner is not self:
-            raise RuntimeError(
+            raise InstrumentationConflictError(
                 f"meshmetrics: app {app.name!r} already has an instrumentation serving "
                 f"{owner.config.metrics_path} (service {owner.config.service!r}); "
                 "instrument either the app or one Blueprint of it, not both"
@@ -163,7 +164,7 @@ class Instrumentation:
         endpoint = None if self.metrics_server is not None else self.endpoint
         existing = _rule_at(app, self.config.metrics_path) if endpoint is not None else None
         if existing is not None:
-            raise RuntimeError(
+            raise InstrumentationConflictError(
                 f"meshmetrics: {self.config.metrics_path} is already routed to endpoint "
                 f"{existing!r} on app {app.name!r} (another exporter?), but meshmetrics answers it "
                 "before Flask routes a request, so that view would never run; remove the "
@@ -369,7 +370,8 @@ def instrument(
 
     Instrumenting the same target again with the same resolved options returns the
     existing :class:`Instrumentation`; with different options it raises
-    ``RuntimeError`` (call :meth:`Instrumentation.uninstrument` first).
+    :class:`~meshmetrics.errors.InstrumentationConflictError` (call
+    :meth:`Instrumentation.uninstrument` first).
     """
     try:
         return _instrument(target, app, options)
@@ -398,7 +400,7 @@ def _instrument(
     if existing is not None:
         if existing.config == config and existing.config.metrics_auth is config.metrics_auth:
             return existing
-        raise RuntimeError(
+        raise InstrumentationConflictError(
             f"meshmetrics: {target.name!r} is already instrumented with different "
             "options; call .uninstrument() on the existing Instrumentation first"
         )
