@@ -183,17 +183,32 @@ def _all_imports(path: Path) -> set[str]:
     return found
 
 
-def test_config_is_the_lowest_layer_but_formats() -> None:
-    """The options (``config/``) import nothing of meshmetrics but themselves and
-    ``formats`` (not even inside a function), and ``formats`` imports nothing of it."""
+#: Modules that import nothing of meshmetrics, so that every layer may import them: the
+#: shared names, the conflict error, the types of hooks and WSGI pieces, the formats.
+LEAVES = ("names", "errors", "typing", "formats")
+
+
+def test_config_is_the_lowest_layer_but_the_leaves() -> None:
+    """The options (``config/``) import nothing of meshmetrics but themselves and the
+    leaves (not even inside a function), and the leaves import nothing of it."""
+    leaves = {f"meshmetrics.{leaf}" for leaf in LEAVES}
     for path in (PACKAGE / "config").glob("*.py"):
         above = [
             t
             for t in _all_imports(path)
-            if t != "meshmetrics.formats" and not t.startswith("meshmetrics.config")
+            if t not in leaves and not t.startswith("meshmetrics.config")
         ]
         assert above == [], f"config/{path.name} imports {above}"
-    assert _all_imports(PACKAGE / "formats.py") == set()
+    for leaf in LEAVES:
+        assert _all_imports(PACKAGE / f"{leaf}.py") == set(), leaf
+
+
+def test_the_configuration_and_its_types_load_no_flask() -> None:
+    """``meshmetrics.typing`` names Flask's types for type checkers only, so the
+    configuration (which types ``metrics_auth`` with it) loads no Flask."""
+    code = "import sys, meshmetrics.config, meshmetrics.typing; print(' '.join(sys.modules))"
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    assert [m for m in out.stdout.split() if m.split(".")[0] in ("flask", "werkzeug")] == []
 
 
 def test_options_are_declared_once_as_config_fields() -> None:
@@ -265,7 +280,6 @@ def test_shared_names_live_in_one_leaf_module() -> None:
     exemplar label, the span counters, the logger) are spelled in ``names.py`` alone,
     which imports nothing of meshmetrics, so every layer can import it."""
     names = PACKAGE / "names.py"
-    assert _all_imports(names) == set()
     literals = _shared_literals()
     assert {"trace_id", "meshmetrics.span", "meshmetrics_spans_dropped_total"} <= set(literals)
     spelled = {}

@@ -26,8 +26,9 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .exposition import WSGIApp
 from .names import log
+from .typing import GatedView, MetricsAuth
+from .typing import WSGIApplication as WSGIApp
 
 #: The methods the endpoint answers (OPTIONS: prometheus_client's ``Allow`` answer).
 METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,11 +45,11 @@ class MetricsEndpoint:
         self,
         exposition: WSGIApp,
         path: str,
-        protect: Callable[[Callable[[], Response]], Callable[[], Any]] | None,
+        protect: MetricsAuth | None,
     ) -> None:
         self.path = path
         self._exposition = exposition
-        self._view: Callable[[], Any] | None = None
+        self._view: GatedView | None = None
         if protect is not None:
             self._view = protect(self._auth_view)
         self._context_app: Flask | None = None

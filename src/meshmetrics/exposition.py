@@ -27,9 +27,7 @@ from ._compat import collectors, family_name, uses_set_function
 from .multiproc import MULTIPROC_ENV, LockedMultiProcessCollector, WorkerProcessCollector
 from .names import log
 from .render import UNDERSCORES, Renderer, UnsupportedError
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
+from .typing import WSGIApplication as WSGIApp
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, Unpack, cast
 
-from flask import Blueprint, Flask, Response, current_app
+from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
@@ -37,6 +37,7 @@ from .paths import check_exclusions
 from .serving import several_processes
 from .tracing.client import TracingSession
 from .tracing.server import RequestTracing
+from .typing import GatedView, MetricsAuth, MetricsView
 
 _lock = threading.Lock()
 _live: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
@@ -291,7 +292,7 @@ def _stop_processor(tracing: RequestTracing) -> None:
         stop()
 
 
-def _protected(view: Callable[[], Response], config: MeshConfig) -> Callable[[], Response]:
+def _protected(view: MetricsView, config: MeshConfig) -> GatedView:
     """``view`` under ``metrics_auth``: a decorator that fails or returns no view is a
     :class:`ConfigError` naming the option, here rather than on the first scrape."""
     decorator = config.metrics_auth
@@ -314,10 +315,10 @@ def _protected(view: Callable[[], Response], config: MeshConfig) -> Callable[[],
             config.source_of("metrics_auth"),
             f"{rule} (it returned {type(protected).__name__})",
         )
-    return cast(Callable[[], Response], protected)
+    return protected
 
 
-def _protector(config: MeshConfig) -> Callable[[Callable[[], Response]], Callable[[], Any]] | None:
+def _protector(config: MeshConfig) -> MetricsAuth | None:
     """How ``metrics_auth`` is applied to the endpoint's view (None: no decorator)."""
     if config.metrics_auth is None:
         return None

@@ -33,7 +33,6 @@ from werkzeug.routing import Rule
 
 from ._compat import current_request, excluded_by_pfe, rendered_by_flask
 from .endpoint import MetricsEndpoint
-from .exposition import WSGIApp
 from .metrics import (
     CLIENT_CLOSED,
     OTHER_METHOD,
@@ -47,6 +46,7 @@ from .names import REQUEST_STATE_KEY as STATE_KEY
 from .names import log
 from .paths import move_outside_engineio, prefix_label
 from .tracing.server import RequestTracing
+from .typing import WSGIApplication as WSGIApp
 from .upgrade import SWITCHING_PROTOCOLS, upgraded, websocket_rule
 
 

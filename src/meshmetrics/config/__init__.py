@@ -9,7 +9,8 @@ value or text) into the typed value once, here; a bad value raises :class:`Confi
 naming the option, the value, where it came from and the rule it broke.  Nothing on the
 request path parses a string.
 
-The package is the lowest layer but :mod:`meshmetrics.formats`; its modules, bottom up:
+The package is the lowest layer but the leaves :mod:`meshmetrics.formats` and
+:mod:`meshmetrics.typing` (the type of ``metrics_auth``); its modules, bottom up:
 :mod:`.values` (typed values, closed sets, defaults), :mod:`.errors`, :mod:`.sampling`
 (samplers), :mod:`.redaction` (what a message or a span may show of a value),
 :mod:`.converters`, :mod:`.slo` (the SLO model), :mod:`.environment` (defaults from
@@ -19,6 +20,7 @@ and the option table) and :mod:`.resolve`.
 
 from __future__ import annotations
 
+from ..typing import MetricsAuth, ViewDecorator
 from .converters import PATH_PREFIXES_RULE
 from .environment import otel_sdk_active
 from .errors import COMMAND_LINE, ENV_PREFIX, ConfigError, MissingExtraError, setting
@@ -58,7 +60,6 @@ from .values import (
     OtlpProtocol,
     TraceEndpoint,
     TracingBackend,
-    ViewDecorator,
 )
 
 #: The name ``instrumentation`` imports (kept for the modules that still use it).
@@ -89,6 +90,7 @@ __all__ = [
     "HttpEndpoint",
     "InstrumentOptions",
     "MeshConfig",
+    "MetricsAuth",
     "MissingExtraError",
     "MtlsMode",
     "Option",

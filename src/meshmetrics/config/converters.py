@@ -27,6 +27,7 @@ from ..formats import (
     is_label_value,
     is_port_name,
 )
+from ..typing import MetricsAuth
 from .errors import InvalidError
 from .sampling import SAMPLER_RULE, Sampler, parse_sampler
 from .values import (
@@ -43,7 +44,6 @@ from .values import (
     OtlpProtocol,
     TraceEndpoint,
     TracingBackend,
-    ViewDecorator,
 )
 
 # -- converters: raw (typed or text) -> typed value, or InvalidError(rule) ------------------
@@ -472,7 +472,7 @@ def names(value: Any, _: Context) -> frozenset[str]:
     return frozenset(names)
 
 
-def metrics_auth(value: Any, _: Context) -> ViewDecorator | None:
+def metrics_auth(value: Any, _: Context) -> MetricsAuth | None:
     rule = "a decorator (a callable taking and returning a view), or 'package.module:decorator'"
     if value is None:
         return None
@@ -486,7 +486,7 @@ def metrics_auth(value: Any, _: Context) -> ViewDecorator | None:
             raise InvalidError(f"{rule} ({type(exc).__name__}: {exc})") from None
     if not callable(value):
         raise InvalidError(rule)
-    return cast(ViewDecorator, value)
+    return cast(MetricsAuth, value)
 
 
 def namespace(value: Any, ctx: Context) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, TypedDict
 
+from ..typing import MetricsAuth
 from . import converters as convert
 from .errors import ENV_PREFIX, ConfigError, InvalidError
 from .redaction import redacted
@@ -29,7 +30,6 @@ from .values import (
     MtlsMode,
     OtlpProtocol,
     TracingBackend,
-    ViewDecorator,
     default_endpoint,
 )
 
@@ -102,7 +102,7 @@ class InstrumentOptions(TypedDict, total=False):
     sensitive_query_params: Sequence[str]
     slo: SLO | str | Sequence[SLO | str]
     created_series: bool
-    metrics_auth: ViewDecorator | str | None
+    metrics_auth: MetricsAuth | str | None
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class MeshConfig:
     #: ``--enable-feature=created-timestamp-zero-ingestion``: then turn this on.
     created_series: bool = field(default=False, metadata=uses(convert.boolean))
     #: Decorator applied to the metrics view (authentication), or ``None``.
-    metrics_auth: ViewDecorator | None = field(
+    metrics_auth: MetricsAuth | None = field(
         default=None, compare=False, metadata=uses(convert.metrics_auth)
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -62,7 +62,6 @@ DEFAULT_SENSITIVE_QUERY_PARAMS: frozenset[str] = frozenset(
 #: Bytes of finished spans that may wait for export (see ``span_queue_bytes``).
 DEFAULT_SPAN_QUEUE_BYTES = 32 * 1024 * 1024
 
-ViewDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 TracingBackend = Literal["jaeger", "otlp", "zipkin", "otel", "off"]
 TRACING_BACKENDS: tuple[TracingBackend, ...] = get_args(TracingBackend)
 #: The Istio PeerAuthentication mode of the service's namespace.

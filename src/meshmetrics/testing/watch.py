@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Flask, got_request_exception, request, request_started
@@ -39,14 +39,13 @@ from flask import Flask, got_request_exception, request, request_started
 from ..instrumentation import MeshMetrics, instrument
 from ..metrics import CLIENT_CLOSED
 from ..names import log
+from ..typing import StartResponse
+from ..typing import WSGIApplication as WSGICall
 from .checks import RULE_KEY, SIGNALLED_KEY, Probe, Seen, Violation
 
 #: Chunks read from a body nobody finished reading before it is closed (as a server
 #: writes a response whole to a client that reads it later); beyond, the client left.
 DRAIN_LIMIT = 10_000
-
-StartResponse = Callable[..., Any]
-WSGICall = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class WatchedBody:

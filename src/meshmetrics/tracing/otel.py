@@ -23,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from flask import has_request_context, request
+from flask import Request, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -37,6 +37,7 @@ from ..config import MeshConfig
 from ..names import OTEL_SPAN_KEY as SPAN_KEY
 from ..names import OTEL_TOKEN_KEY as TOKEN_KEY
 from ..names import TRACE_ID_LABEL, log
+from ..typing import ViewDecorator
 from .semconv import ERROR, ERROR_TYPE, SPAN_KIND, client_attributes, response_attributes
 from .semconv import server_attributes as semconv_server_attributes
 from .server import tag_request_attributes
@@ -122,7 +123,7 @@ class OTelTracing:
 
         return bool(getattr(current_app, "_is_instrumented_by_opentelemetry", False))
 
-    def start(self, req: Any, route: str, started: float) -> None:
+    def start(self, req: Request, route: str, started: float) -> None:
         """Start the server span, unless opentelemetry-instrumentation-flask does."""
         if self._instrumented():
             return
@@ -178,7 +179,7 @@ class OTelTracing:
 
     # -- Flask-OpenTracing's API -----------------------------------------------------------
 
-    def get_span(self, req: Any = None) -> Any:
+    def get_span(self, req: Request | None = None) -> Any:
         """The server span as an OpenTracing span (OpenTelemetry's shim), or ``None``."""
         span = self.server_span(req.environ if req is not None else None)
         context = span.get_span_context()
@@ -186,7 +187,7 @@ class OTelTracing:
             return None
         return SpanShim(self.tracer, SpanContextShim(context), span)
 
-    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def trace(self, *attributes: str) -> ViewDecorator:
         """Tag the server span with these request attributes (as Flask-OpenTracing)."""
         return tag_request_attributes(self.get_span, attributes)
 

@@ -15,10 +15,11 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from flask import has_request_context, request
+from flask import Request, has_request_context, request
 
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
 from ..names import SPAN_KEY, TRACE_ID_LABEL
+from ..typing import ViewDecorator, ViewFunction
 from .propagation import extract
 from .semconv import response_attributes, server_attributes
 from .spans import MeshSpan, MeshTracer
@@ -41,24 +42,24 @@ class RequestTracing(Protocol):
     tracer: Any
     sensitive_query_params: frozenset[str]
 
-    def start(self, req: Any, route: str, started: float) -> None: ...
+    def start(self, req: Request, route: str, started: float) -> None: ...
 
     def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None: ...
 
     def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None: ...
 
-    def get_span(self, req: Any = None) -> Any: ...
+    def get_span(self, req: Request | None = None) -> Any: ...
 
-    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+    def trace(self, *attributes: str) -> ViewDecorator: ...
 
 
 def tag_request_attributes(
     get_span: Callable[[], Any], attributes: tuple[str, ...]
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> ViewDecorator:
     """Flask-OpenTracing's ``trace(*attributes)``: a view decorator setting each named
     attribute of the request (``path``, ``method``, ...) on the span ``get_span`` returns."""
 
-    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+    def decorator(view: ViewFunction) -> ViewFunction:
         @functools.wraps(view)
         def traced(*args: Any, **kwargs: Any) -> Any:
             span = get_span()
@@ -88,20 +89,20 @@ class ServerTracing:
         #: Query parameters whose values span URLs redact (see :mod:`.redaction`).
         self.sensitive_query_params = sensitive_query_params
 
-    def get_span(self, req: Any = None) -> MeshSpan | None:
+    def get_span(self, req: Request | None = None) -> MeshSpan | None:
         """The server span of ``req`` (default: the current request), or ``None``."""
         if req is None:
             return current_span()
         span: MeshSpan | None = req.environ.get(SPAN_KEY)
         return span
 
-    def trace(self, *attributes: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def trace(self, *attributes: str) -> ViewDecorator:
         """Tag the current server span with these request attributes (as Flask-OpenTracing)."""
         return tag_request_attributes(self.get_span, attributes)
 
     # -- called by the request-path core --------------------------------------------------
 
-    def start(self, req: Any, route: str, started: float) -> None:
+    def start(self, req: Request, route: str, started: float) -> None:
         """Open the request's server span, dated from when the WSGI call began
         (``started``, a ``perf_counter()`` reading)."""
         environ = req.environ
