@@ -69,3 +69,19 @@ def test_the_errors_users_catch() -> None:
     assert issubclass(meshmetrics.ConfigError, ValueError)
     assert issubclass(meshmetrics.MissingExtraError, meshmetrics.ConfigError)
     assert issubclass(meshmetrics.MissingExtraError, ImportError)
+
+
+def test_every_public_member_of_instrumentation_is_documented() -> None:
+    """Issue 24 item 5: what ``Instrumentation`` shows without an underscore is in
+    docs/api.md's table; the rest is private."""
+    from flask import Flask
+
+    app = Flask("documented")
+    inst = meshmetrics.instrument(app)
+    try:
+        public = {n for n in [*vars(inst), *dir(type(inst))] if not n.startswith("_")}
+        api = (ROOT / "docs" / "api.md").read_text()
+        table = api.split("## `meshmetrics.Instrumentation`")[1].split("\n## ")[0]
+        assert sorted(n for n in public if f"`{n}" not in table) == []
+    finally:
+        inst.uninstrument()

@@ -229,7 +229,7 @@ def test_instrumented_apps_are_freed_with_their_export_threads() -> None:
         time.sleep(0.05)
     assert export_threads() <= before
     names = {f"app{i}" for i in range(100)}
-    assert [i for i in instrumentations() if i.target.name in names] == []
+    assert [i for i in instrumentations() if i.config.service in names] == []
 
 
 def test_uninstrument_leaves_nothing_behind() -> None:

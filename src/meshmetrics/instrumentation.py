@@ -66,9 +66,9 @@ class Instrumentation:
     """
 
     def __init__(self, target: Flask | Blueprint, config: MeshConfig) -> None:
-        self.target = target
+        self._target = target
         self.config = config
-        self.multiprocess_dir = multiprocess_dir()
+        self._multiprocess_dir = multiprocess_dir()
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_metrics = RequestMetrics(config, self.registry)
         self.metrics = PrometheusMetrics(
@@ -86,7 +86,7 @@ class Instrumentation:
             self.tracing = server_tracing(config, self.registry)
             weakref.finalize(self, _stop_processor, self.tracing)
         self.served: ServedRegistry = served_registry(
-            self.registry, self.multiprocess_dir, created=config.created_series
+            self.registry, self._multiprocess_dir, created=config.created_series
         )
         self.endpoint = MetricsEndpoint(
             exposition_app(self.served), config.metrics_path, _protector(config)
@@ -97,7 +97,7 @@ class Instrumentation:
             self.metrics_server = MetricsServer(
                 self.endpoint.serve, config.metrics_host, config.metrics_port
             )
-        self.core = RequestCore(
+        self._core = RequestCore(
             self.request_metrics,
             self.tracing,
             frozenset((*config.excluded_paths, config.metrics_path)),
@@ -129,19 +129,19 @@ class Instrumentation:
         """The (first) attached app; raises if the Blueprint is not registered yet."""
         if not self._apps:
             raise RuntimeError(
-                f"meshmetrics: Blueprint {self.target.name!r} is not registered on an app yet"
+                f"meshmetrics: Blueprint {self._target.name!r} is not registered on an app yet"
             )
         return self._apps[0][0]
 
     @property
-    def multiprocess(self) -> bool:
+    def _multiprocess(self) -> bool:
         """Whether metrics are summed over worker processes (``PROMETHEUS_MULTIPROC_DIR``)."""
-        return self.multiprocess_dir is not None
+        return self._multiprocess_dir is not None
 
     @property
     def registries(self) -> tuple[CollectorRegistry, ...]:
         """The registries whose families this service exports (for the manifests)."""
-        return (self.registry,) if self.multiprocess else (self.registry, REGISTRY)
+        return (self.registry,) if self._multiprocess else (self.registry, REGISTRY)
 
     def run(self, *args: Any, **options: Any) -> None:
         """Serve the app like ``app.run()``, refusing ``processes>1`` (see :mod:`.runner`)."""
@@ -172,7 +172,7 @@ class Instrumentation:
                 "route, or pass metrics_path=... or metrics_port=..."
             )
         scope = None if blueprint_name is None else frozenset({blueprint_name})
-        observer = AppObserver(app, app.wsgi_app, self.core, scope, self._first_request, endpoint)
+        observer = AppObserver(app, app.wsgi_app, self._core, scope, self._first_request, endpoint)
         app.wsgi_app = observer  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = self
         self._apps.append((app, observer))
@@ -226,7 +226,7 @@ class Instrumentation:
                         routed,
                         app.name,
                     )
-        if self.multiprocess:
+        if self._multiprocess:
             return
         if several_processes(environ):
             log.warning(
@@ -277,10 +277,10 @@ class Instrumentation:
             self.tracing.tracer.shutdown()
         with _lock:
             _live.discard(self)
-            if isinstance(self.target, Blueprint):
-                ref = _by_blueprint.get(self.target)
+            if isinstance(self._target, Blueprint):
+                ref = _by_blueprint.get(self._target)
                 if ref is not None and ref() is self:
-                    del _by_blueprint[self.target]
+                    del _by_blueprint[self._target]
 
 
 def _stop_processor(tracing: RequestTracing) -> None:
@@ -424,7 +424,7 @@ def _instrument(
 def _existing(target: Flask | Blueprint) -> Instrumentation | None:
     if isinstance(target, Flask):
         inst = target.extensions.get(EXTENSION_KEY)
-        return inst if isinstance(inst, Instrumentation) and inst.target is target else None
+        return inst if isinstance(inst, Instrumentation) and inst._target is target else None
     with _lock:
         ref = _by_blueprint.get(target)
     return ref() if ref is not None else None
