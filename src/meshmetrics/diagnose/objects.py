@@ -90,16 +90,6 @@ def view(objects: list[dict[str, Any]], *kinds: str) -> list[KubeObject]:
     return [o for o in seen if not kinds or o.kind in kinds]
 
 
-def load_manifests(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every object in the files (``kind: List`` from ``kubectl get -o yaml`` unpacked).
-
-    Raises :class:`UnreadableInputError` naming the file when one is not readable YAML."""
-    objects: list[dict[str, Any]] = []
-    for path in paths:
-        objects += parse_manifests(path)
-    return objects
-
-
 def parse_manifests(path: Path) -> list[dict[str, Any]]:
     """The objects of one file; :class:`UnreadableInputError` when it cannot be read."""
     import yaml

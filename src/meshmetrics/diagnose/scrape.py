@@ -248,14 +248,6 @@ class Family:
     samples: tuple[Any, ...] = ()
 
 
-def exposition_text(answer: Answer) -> str:
-    """The body as Prometheus reads it: UTF-8, strictly (it rejects anything else)."""
-    try:
-        return answer.body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(exc.start) from None
-
-
 def metrics_url(target: str, metrics_path: str = "/metrics") -> str:
     """A service base URL gets ``metrics_path``; a URL with a path is taken as is."""
     parts = urlsplit(target)

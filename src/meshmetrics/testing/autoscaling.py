@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 _ACTION = re.compile(r"<<\s*(.*?)\s*>>")
 TOLERANCE = 0.1
-SYNC_PERIOD = 15  # seconds: --horizontal-pod-autoscaler-sync-period
 
 
 def render_metrics_query(

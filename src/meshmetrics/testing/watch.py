@@ -188,9 +188,6 @@ class Watch:
                 self.apps += 1
         return probe
 
-    def watching(self, app: Flask) -> bool:
-        return app in self._probes
-
     # -- requests ------------------------------------------------------------------------
 
     def call(

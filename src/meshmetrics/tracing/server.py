@@ -81,11 +81,9 @@ class ServerTracing:
     def __init__(
         self,
         tracer: MeshTracer,
-        traced_attributes: tuple[str, ...] = (),
         sensitive_query_params: frozenset[str] = DEFAULT_SENSITIVE_QUERY_PARAMS,
     ) -> None:
         self.tracer = tracer
-        self._traced_attributes = traced_attributes
         #: Query parameters whose values span URLs redact (see :mod:`.redaction`).
         self.sensitive_query_params = sensitive_query_params
 
@@ -123,8 +121,6 @@ class ServerTracing:
         request_id = environ.get("HTTP_X_REQUEST_ID")
         if request_id:
             span.tags["guid:x-request-id"] = request_id
-        for attribute in self._traced_attributes:
-            span.tags[attribute] = str(getattr(req, attribute, ""))
         environ[SPAN_KEY] = span
 
     def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None:
