@@ -11,10 +11,10 @@ request path parses a string.
 
 The package is the lowest layer but :mod:`meshmetrics.formats`; its modules, bottom up:
 :mod:`.values` (typed values, closed sets, defaults), :mod:`.errors`, :mod:`.sampling`
-(samplers), :mod:`.redaction` (what a message or a span may show of a value),
-:mod:`.converters`, :mod:`.slo` (the SLO model), :mod:`.environment` (defaults from
-OpenTelemetry, Jaeger and Kubernetes variables), :mod:`.options` (:class:`MeshConfig`
-and the option table) and :mod:`.resolve`.
+(samplers), :mod:`.export` (the span-exporter seam), :mod:`.redaction` (what a message or
+a span may show of a value), :mod:`.converters`, :mod:`.slo` (the SLO model),
+:mod:`.environment` (defaults from OpenTelemetry, Jaeger and Kubernetes variables),
+:mod:`.options` (:class:`MeshConfig` and the option table) and :mod:`.resolve`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from .converters import PATH_PREFIXES_RULE
 from .environment import otel_sdk_active
 from .errors import COMMAND_LINE, ENV_PREFIX, ConfigError, MissingExtraError, setting
+from .export import ExportResult, SpanExporter
 from .options import (
     OPTION_NAMES,
     OPTIONS,
@@ -85,6 +86,7 @@ __all__ = [
     "Compression",
     "ConfigError",
     "Context",
+    "ExportResult",
     "HostPort",
     "HttpEndpoint",
     "InstrumentOptions",
@@ -93,6 +95,7 @@ __all__ = [
     "MtlsMode",
     "Option",
     "OtlpProtocol",
+    "SpanExporter",
     "TraceEndpoint",
     "TracingBackend",
     "ViewDecorator",
