@@ -13,6 +13,9 @@ weak reference, so a processor nobody uses any more
 :class:`SimpleSpanProcessor` exports synchronously, on the thread that finished the
 span: for tests (with :class:`meshmetrics.testing.InMemorySpanExporter`) and
 debugging, never for production.
+
+Both hand batches to a :class:`~meshmetrics.config.SpanExporter` and count what its
+:class:`~meshmetrics.config.ExportResult` says (an exception it raises is a failed result).
 """
 
 from __future__ import annotations
