@@ -13,6 +13,7 @@ import resource
 import threading
 from typing import Any
 
+from meshmetrics.config import ExportResult
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
 from meshmetrics.tracing.sampling import ConstSampler
 from meshmetrics.tracing.spans import MeshTracer
@@ -24,11 +25,11 @@ class StuckExporter:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def export(self, spans: list[Any]) -> int:
+    def export(self, spans: list[Any]) -> ExportResult:
         self.release.wait(600)
-        return 0
+        return ExportResult()
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         self.release.set()
 
 

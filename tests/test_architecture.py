@@ -317,3 +317,29 @@ def test_one_logger_and_one_extension_key() -> None:
         if _asks_for_a_logger_or_keys_extensions(node)
     ]
     assert found == []
+
+
+def test_every_span_exporter_answers_an_export_result() -> None:
+    """Issue 24 item 4: a class of the package with an ``export`` method is a span exporter
+    (``SpanExporter``): it answers an ``ExportResult`` and shuts down with ``shutdown()``;
+    nothing beside the result (an attribute read with ``getattr``) says what became of a
+    batch."""
+    exporters = []
+    for folder in ("tracing", "testing"):
+        for path in (PACKAGE / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                methods = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
+                if "export" not in methods:
+                    continue
+                exporters.append(node.name)
+                returns = methods["export"].returns
+                assert returns is not None, node.name
+                assert ast.unparse(returns) == "ExportResult", node.name
+                assert "shutdown" in methods, node.name
+                assert "close" not in methods, node.name
+    assert len(exporters) >= 5, exporters
+    processor = (PACKAGE / "tracing" / "processor.py").read_text()
+    assert "getattr(exporter" not in processor
+    assert "getattr(self._exporter" not in processor

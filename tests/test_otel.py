@@ -182,3 +182,35 @@ def test_explicit_otel_without_the_extra_is_a_config_error(monkeypatch: pytest.M
     monkeypatch.setattr(builtins, "__import__", no_shim)
     with pytest.raises(MissingExtraError, match=r"meshmetrics\[otel\]"):
         instrument(Flask("svc"), service="svc", tracing="otel")
+
+
+@pytest.mark.parametrize("with_instrumentor", [True, False], ids=["FlaskInstrumentor", "SDK only"])
+def test_capture_spans_keeps_the_sdks_spans(
+    otel: InMemorySpanExporter, with_instrumentor: bool
+) -> None:
+    """Under tracing='otel' capture_spans() adds the SDK's own in-memory exporter: the
+    same spans the application's processors get, synchronously."""
+    from meshmetrics.testing import OTelSpanCapture, capture_spans
+
+    app, inst, _ = make_app(with_instrumentor)
+    captured = capture_spans(inst)
+    assert isinstance(captured, OTelSpanCapture)
+    app.test_client().get("/items/1", headers=ENVOY)
+    (server,) = [s for s in captured.spans if s.kind == trace.SpanKind.SERVER]
+    assert f"{server.context.trace_id:032x}" == ENVOY["x-b3-traceid"]
+    assert server.attributes["item"] == "1"
+    assert [s.context for s in captured.spans] == [s.context for s in otel.get_finished_spans()]
+    captured.clear()
+    assert captured.spans == []
+    captured.shutdown()  # stops keeping spans; the application's exporters go on
+    app.test_client().get("/items/2")
+    assert captured.spans == []
+    assert len(otel.get_finished_spans()) > len([server])
+
+
+def test_capture_spans_without_an_sdk_provider_says_what_to_set() -> None:
+    from meshmetrics.testing import capture_spans
+
+    inst = instrument(Flask("nosdk"), service="nosdk", tracing="otel")
+    with pytest.raises(ValueError, match=r"set_tracer_provider\(TracerProvider\(\)\)"):
+        capture_spans(inst)

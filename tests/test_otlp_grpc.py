@@ -433,7 +433,7 @@ def test_a_collector_back_after_an_outage_receives_the_next_batches() -> None:
                 break
         assert outcomes[-1] == "ok", outcomes
     finally:
-        exporter.close()
+        exporter.shutdown()
         relay.close()
         collector.close()
     assert failed > 0
@@ -519,5 +519,5 @@ def test_a_peer_that_is_no_grpc_server_costs_one_budget_and_a_few_connections(
         assert str(failed.value).isprintable()
         assert 1 <= peer.connections <= 6, peer.connections
     finally:
-        exporter.close()
+        exporter.shutdown()
         peer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from meshmetrics.config import ExportResult
 from meshmetrics.testing import InMemorySpanExporter
 from meshmetrics.tracing.processor import BatchSpanProcessor, SimpleSpanProcessor, SpanCounters
 from meshmetrics.tracing.sampling import ConstSampler
@@ -12,7 +13,7 @@ from meshmetrics.tracing.spans import MAX_ATTRIBUTE_LENGTH, MeshTracer
 
 
 class Failing(InMemorySpanExporter):
-    def export(self, spans: list) -> int:  # type: ignore[type-arg]
+    def export(self, spans: list[Any]) -> ExportResult:
         raise ConnectionRefusedError("collector down")
 
 
@@ -92,11 +93,11 @@ class _Stuck:
 
         self.release = threading.Event()
 
-    def export(self, spans: list[Any]) -> int:
+    def export(self, spans: list[Any]) -> ExportResult:
         self.release.wait(30)
-        return 0
+        return ExportResult()
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         self.release.set()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from meshmetrics.config import ExportResult
 from meshmetrics.testing import InMemorySpanExporter
 from meshmetrics.tracing import processor as processor_module
 from meshmetrics.tracing.processor import BatchSpanProcessor, SpanCounters
@@ -30,7 +31,7 @@ class Blocking(InMemorySpanExporter):
         self.release = threading.Event()
         self.returned = threading.Event()
 
-    def export(self, spans: list[MeshSpan]) -> int:
+    def export(self, spans: list[MeshSpan]) -> ExportResult:
         self.entered.set()
         self.release.wait(60)
         result = super().export(spans)
@@ -78,13 +79,13 @@ def test_flush_returns_false_at_its_timeout_when_the_export_never_ends() -> None
 def test_shutdown_delivers_the_batch_in_flight_before_closing() -> None:
     processor, exporter, _ = in_flight(4)
     closed_after: list[int] = []
-    close = exporter.close
+    close = exporter.shutdown
 
     def recording_close() -> None:
         closed_after.append(len(exporter.spans))
         close()
 
-    exporter.close = recording_close  # type: ignore[method-assign]
+    exporter.shutdown = recording_close  # type: ignore[method-assign]
     releaser = threading.Timer(0.2, exporter.release.set)
     releaser.start()
     processor.shutdown(30)

@@ -399,7 +399,7 @@ def _instrument(
     )
     existing = _existing(target)
     if existing is not None:
-        if existing.config == config and existing.config.metrics_auth is config.metrics_auth:
+        if existing.config.same_as(config):
             return existing
         raise InstrumentationConflictError(
             f"meshmetrics: {target.name!r} is already instrumented with different "

@@ -12,10 +12,10 @@ request path parses a string.
 The package is the lowest layer but the leaves :mod:`meshmetrics.formats` and
 :mod:`meshmetrics.typing` (the type of ``metrics_auth``); its modules, bottom up:
 :mod:`.values` (typed values, closed sets, defaults), :mod:`.errors`, :mod:`.sampling`
-(samplers), :mod:`.redaction` (what a message or a span may show of a value),
-:mod:`.converters`, :mod:`.slo` (the SLO model), :mod:`.environment` (defaults from
-OpenTelemetry, Jaeger and Kubernetes variables), :mod:`.options` (:class:`MeshConfig`
-and the option table) and :mod:`.resolve`.
+(samplers), :mod:`.export` (the span-exporter seam), :mod:`.redaction` (what a message or
+a span may show of a value), :mod:`.converters`, :mod:`.slo` (the SLO model),
+:mod:`.environment` (defaults from OpenTelemetry, Jaeger and Kubernetes variables),
+:mod:`.options` (:class:`MeshConfig` and the option table) and :mod:`.resolve`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..typing import MetricsAuth, ViewDecorator
 from .converters import PATH_PREFIXES_RULE
 from .environment import otel_sdk_active
 from .errors import COMMAND_LINE, ENV_PREFIX, ConfigError, MissingExtraError, setting
+from .export import ExportResult, SpanExporter
 from .options import (
     OPTION_NAMES,
     OPTIONS,
@@ -86,6 +87,7 @@ __all__ = [
     "Compression",
     "ConfigError",
     "Context",
+    "ExportResult",
     "HostPort",
     "HttpEndpoint",
     "InstrumentOptions",
@@ -95,6 +97,7 @@ __all__ = [
     "MtlsMode",
     "Option",
     "OtlpProtocol",
+    "SpanExporter",
     "TraceEndpoint",
     "TracingBackend",
     "ViewDecorator",

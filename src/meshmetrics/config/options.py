@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 from ..typing import MetricsAuth
 from . import converters as convert
 from .errors import ENV_PREFIX, ConfigError, InvalidError
+from .export import SpanExporter, span_exporter
 from .redaction import redacted
 from .sampling import ConstSampler, Sampler
 from .slo import SLO, slos
@@ -35,6 +36,7 @@ from .values import (
 
 Converter = Callable[[Any, Context], Any]
 _CONVERTER = "meshmetrics.converter"
+_EXPLICIT_ONLY = "meshmetrics.explicit_only"
 SPAN_QUEUE_SIZE = convert.whole_number(1, 1_000_000)
 SPAN_QUEUE_BYTES = convert.whole_number(64 * 1024, 1 << 34)
 
@@ -42,6 +44,12 @@ SPAN_QUEUE_BYTES = convert.whole_number(64 * 1024, 1 << 34)
 def uses(converter: Converter) -> dict[str, Converter]:
     """A field's metadata: the converter its raw values go through."""
     return {_CONVERTER: converter}
+
+
+def explicit_only(converter: Converter) -> dict[str, Any]:
+    """The metadata of an option holding an object: only an argument of ``instrument()``
+    sets it (``app.config`` and the environment hold no such value)."""
+    return {_CONVERTER: converter, _EXPLICIT_ONLY: True}
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class Option:
     name: str
     convert: Converter
     default: Any = None
+    #: Set only as an argument (an object): never read from app.config or the environment.
+    explicit_only: bool = False
 
     @property
     def env(self) -> str:
@@ -66,7 +76,8 @@ class Option:
             default = declared.default_factory()
         else:
             default = None  # service: derived from the application's name
-        return cls(declared.name, declared.metadata[_CONVERTER], default)
+        only = bool(declared.metadata.get(_EXPLICIT_ONLY, False))
+        return cls(declared.name, declared.metadata[_CONVERTER], default, only)
 
 
 class InstrumentOptions(TypedDict, total=False):
@@ -99,6 +110,7 @@ class InstrumentOptions(TypedDict, total=False):
     resource_attributes: Mapping[str, str] | str
     span_queue_size: int
     span_queue_bytes: int
+    span_exporter: SpanExporter | None
     sensitive_query_params: Sequence[str]
     slo: SLO | str | Sequence[SLO | str]
     created_series: bool
@@ -209,6 +221,15 @@ class MeshConfig:
     #: The same queue bounded in bytes (an estimate of the spans' encoded size), so a
     #: stuck collector with large spans cannot grow the process without limit.
     span_queue_bytes: int = field(default=DEFAULT_SPAN_QUEUE_BYTES, metadata=uses(SPAN_QUEUE_BYTES))
+    #: Where spans go instead of the backend's own exporter: any object with
+    #: ``export(spans)`` and ``shutdown()`` (:class:`SpanExporter`), such as
+    #: :class:`meshmetrics.testing.InMemorySpanExporter`.  It gets the spans through the
+    #: same queue, batches and export thread, and feeds the same counters.  An argument of
+    #: ``instrument()`` only, with ``tracing`` ``jaeger``, ``zipkin`` or ``otlp``; compared
+    #: by identity (:meth:`same_as`), never by value.
+    span_exporter: SpanExporter | None = field(
+        default=None, compare=False, metadata=explicit_only(span_exporter)
+    )
     #: Query parameters whose values span URLs carry as ``REDACTED`` (case-insensitive);
     #: credentials in a URL (``user:pass@``) are always redacted.
     sensitive_query_params: frozenset[str] = field(
@@ -238,6 +259,20 @@ class MeshConfig:
             object.__setattr__(self, "trace_endpoint", default)
         if self.tracing == "otlp" and self.trace_protocol == "grpc":
             _check_grpc_metadata(self.trace_headers, self.source_of("trace_headers"))
+        if self.span_exporter is not None and self.tracing in ("off", "otel"):
+            otel = self.tracing == "otel"
+            raise ConfigError(
+                "span_exporter",
+                self.span_exporter,
+                self.source_of("span_exporter"),
+                f"given with tracing 'jaeger', 'zipkin' or 'otlp', not {self.tracing!r}"
+                + (
+                    ": under 'otel' spans go to the OpenTelemetry SDK's own exporters"
+                    if otel
+                    else ""
+                ),
+                fix=None if otel else ("tracing", "'otlp'"),
+            )
         if self.mtls == "strict" and self.metrics_port is None:
             raise ConfigError(
                 "mtls",
@@ -265,6 +300,13 @@ class MeshConfig:
                 f"different from port_name {self.port_name!r}: the metrics port is a Service "
                 "port of its own",
             )
+
+    def same_as(self, other: MeshConfig) -> bool:
+        """Equal, and holding the very same objects where an option holds one that is not
+        compared by value (``metrics_auth``, ``span_exporter``)."""
+        return self == other and all(
+            getattr(self, f.name) is getattr(other, f.name) for f in fields(self) if not f.compare
+        )
 
     def source_of(self, option: str) -> str:
         """Where ``option``'s value came from (``argument`` unless :func:`resolve_config`)."""

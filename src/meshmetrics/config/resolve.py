@@ -51,6 +51,9 @@ def _raw_value(
     """Where ``option`` comes from, and its raw value there."""
     if explicit.get(option.name) is not None:
         return "argument", explicit[option.name]
+    if option.explicit_only:
+        _refuse_settings(option, app_config, env)
+        return "default", option.default
     if app_config.get(option.env) is not None:
         return f"app.config[{option.env!r}]", app_config[option.env]
     if option.env in env:
@@ -64,3 +67,17 @@ def _raw_value(
         if found is not None:
             return found
     return "default", option.default
+
+
+def _refuse_settings(option: Option, app_config: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """An explicit-only option set in ``app.config`` or the environment: a
+    :class:`ConfigError` rather than a setting silently ignored."""
+    for source, settings in ((f"app.config[{option.env!r}]", app_config), (option.env, env)):
+        if settings.get(option.env) is not None:
+            raise ConfigError(
+                option.name,
+                settings[option.env],
+                source,
+                "given as an argument of instrument() only: it holds an object, which the "
+                "argument passes as it is",
+            )

@@ -1,7 +1,9 @@
 """Test support, a deliberate public module as ``flask.testing`` and ``click.testing`` are.
 
 - :class:`InMemorySpanExporter` and :func:`capture_spans`: span assertions in-process,
-  synchronously (no backend, no waiting out a timeout).
+  synchronously (no backend, no waiting out a timeout), in every tracing mode
+  (:class:`OTelSpanCapture` under ``tracing="otel"``); the exporter also serves as the
+  ``span_exporter`` option, behind the real batch processor.
 - :class:`JaegerAgent`, :class:`OTLPCollector`: real receivers on 127.0.0.1 that decode
   what a tracer sends over UDP (Jaeger's agent protocol) or OTLP/HTTP (needs the
   ``jaeger``/``otlp`` extras).
@@ -18,14 +20,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .memory import InMemorySpanExporter, capture_spans
+from .memory import InMemorySpanExporter, OTelSpanCapture, SpanCapture, capture_spans
 
 __all__ = [
     "InMemorySpanExporter",
     "JaegerAgent",
     "LocalPrometheus",
     "OTLPCollector",
+    "OTelSpanCapture",
     "Span",
+    "SpanCapture",
     "capture_spans",
 ]
 

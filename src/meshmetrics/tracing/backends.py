@@ -12,8 +12,8 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry
 
-from ..config import HostPort, HttpEndpoint, MeshConfig, MissingExtraError
-from .processor import BatchSpanProcessor, Exporter, SpanCounters
+from ..config import HostPort, HttpEndpoint, MeshConfig, MissingExtraError, SpanExporter
+from .processor import BatchSpanProcessor, SpanCounters
 from .server import RequestTracing, ServerTracing, current_span
 from .spans import MeshTracer, ScopeManager
 
@@ -23,8 +23,11 @@ EXTRAS = {"jaeger": "jaeger", "otlp": "otlp", "otel": "otel"}
 GRPC_EXTRA = "otlp-grpc"
 
 
-def exporter_for(config: MeshConfig) -> Exporter:
-    """The exporter of ``config.tracing`` (``otlp``, ``zipkin`` or ``jaeger``)."""
+def exporter_for(config: MeshConfig) -> SpanExporter:
+    """The exporter of ``config.tracing`` (``otlp``, ``zipkin`` or ``jaeger``), or the
+    ``span_exporter`` given instead."""
+    if config.span_exporter is not None:
+        return config.span_exporter
     endpoint = config.trace_endpoint
     resource = {
         **dict(config.resource_attributes),
@@ -63,7 +66,7 @@ def exporter_for(config: MeshConfig) -> Exporter:
         ) from exc
 
 
-def _grpc_exporter(config: MeshConfig, resource: dict[str, str]) -> Exporter:
+def _grpc_exporter(config: MeshConfig, resource: dict[str, str]) -> SpanExporter:
     endpoint = config.trace_endpoint
     assert isinstance(endpoint, HttpEndpoint)
     try:
@@ -198,6 +201,7 @@ def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedP
             config.resource_attributes,
             config.span_queue_size,
             config.span_queue_bytes,
+            _identity(config.span_exporter),
         )
     )
     with _shared_lock:
@@ -216,6 +220,12 @@ def shared_processor(config: MeshConfig, registry: CollectorRegistry) -> SharedP
     for counter in processor.counters.collectors:
         registry.register(counter)
     return SharedProcessor(key, processor)
+
+
+def _identity(exporter: SpanExporter | None) -> int | None:
+    """An exporter object's part of the key: itself, never its value.  While the key is
+    used its processor holds the exporter, so no other object can take its id."""
+    return None if exporter is None else id(exporter)
 
 
 def _revived(key: str) -> BatchSpanProcessor | None:

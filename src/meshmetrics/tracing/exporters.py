@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._http import Answer, fetch
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ..config.export import SUCCESS, ExportResult
 from ..config.redaction import redact_url
 from .otlp import attribute_items
-from .processor import Outcome
 from .retry import Backoff, retry_after
 
 if TYPE_CHECKING:
@@ -51,9 +51,7 @@ class JaegerUDPExporter:
 
     UDP confirms nothing: spans sent to a port where no agent listens are lost without an
     error, so they are counted as *sent* (``meshmetrics_spans_sent_total``), never as
-    exported."""
-
-    confirms_delivery = False
+    exported (an unconfirmed :class:`ExportResult`)."""
 
     def __init__(self, service: str, endpoint: HostPort, process_tags: dict[str, str]) -> None:
         from jaeger_client.thrift_gen.jaeger import ttypes as jaeger_types
@@ -95,10 +93,11 @@ class JaegerUDPExporter:
         args.write(TCompactProtocol(buffer))
         return self._header + bytes(buffer.getvalue())
 
-    def export(self, spans: list[MeshSpan]) -> int:
+    def export(self, spans: list[MeshSpan]) -> ExportResult:
         if self._socket is None:
             self._connect()
-        return self._send([self._to_thrift(span) for span in spans])
+        too_large = self._send([self._to_thrift(span) for span in spans])
+        return ExportResult(too_large=too_large, confirmed=False)
 
     def _connect(self) -> None:
         """Resolve the agent (IPv4 or IPv6) on the export thread, never on a request."""
@@ -148,7 +147,7 @@ class JaegerUDPExporter:
             return t.Tag(key=key, vType=t.TagType.DOUBLE, vDouble=value)
         return t.Tag(key=key, vType=t.TagType.STRING, vStr=str(value)[:4096])
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -280,8 +279,6 @@ class OTLPHTTPExporter:
     """``POST /v1/traces`` with an ``ExportTraceServiceRequest`` (OTLP/HTTP, protobuf);
     the spans its answer rejects (``partial_success``) are counted as dropped."""
 
-    confirms_delivery = True
-
     def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
         from .otlp import OTLPEncoder, PartialSuccess
 
@@ -289,14 +286,14 @@ class OTLPHTTPExporter:
         self._encoder = OTLPEncoder(service, resource)
         self._partial = PartialSuccess()
 
-    def export(self, spans: list[MeshSpan]) -> Outcome:
+    def export(self, spans: list[MeshSpan]) -> ExportResult:
         request = self._encoder.request(spans)
         answer = self.sender.post(request.SerializeToString(), "application/x-protobuf")
         if answer.truncated or "json" in answer.content_type:
-            return Outcome()  # a 2xx; whatever it says past the cap is not read
-        return Outcome(rejected=self._partial.rejected(answer.body, len(spans)))
+            return SUCCESS  # a 2xx; whatever it says past the cap is not read
+        return ExportResult(rejected=self._partial.rejected(answer.body, len(spans)))
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         pass
 
 
@@ -306,8 +303,6 @@ class OTLPHTTPExporter:
 class ZipkinExporter:
     """``POST /api/v2/spans`` with Zipkin's v2 JSON: what Istio's Envoys send, accepted by
     Zipkin and by the Jaeger add-on of every Istio version (``zipkin.istio-system:9411``)."""
-
-    confirms_delivery = True
 
     def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
         self.sender = sender
@@ -342,10 +337,10 @@ class ZipkinExporter:
             ]
         return out
 
-    def export(self, spans: list[MeshSpan]) -> int:
+    def export(self, spans: list[MeshSpan]) -> ExportResult:
         body = json.dumps([self._span(span) for span in spans], separators=(",", ":"))
         self.sender.post(body.encode(), "application/json")
-        return 0
+        return SUCCESS
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         pass

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..config.export import ExportResult
 from .exporters import ExportRejectedError
 from .otlp import OTLPEncoder, PartialSuccess, printable
-from .processor import Outcome
 from .retry import FIRST_BACKOFF, Backoff
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ RECONNECT_BACKOFF_MS = (int(FIRST_BACKOFF * 1000), int(2 * FIRST_BACKOFF * 1000)
 
 class OTLPGrpcExporter:
     """``TraceService/Export`` over a grpcio channel created by the exporting process."""
-
-    confirms_delivery = True
 
     def __init__(
         self,
@@ -104,7 +102,7 @@ class OTLPGrpcExporter:
             self._pid = os.getpid()
         return self._stub
 
-    def export(self, spans: list[MeshSpan]) -> Outcome:
+    def export(self, spans: list[MeshSpan]) -> ExportResult:
         stub = self._connected()
         request = self._encoder.request(spans)
         deadline = time.monotonic() + self._timeout
@@ -127,7 +125,7 @@ class OTLPGrpcExporter:
                 self.retries += 1
                 time.sleep(wait)
                 continue
-            return Outcome(rejected=self._partial.rejected(response, len(spans)))
+            return ExportResult(rejected=self._partial.rejected(response, len(spans)))
 
     def _retry_wait(self, error: Any, backoff: Backoff) -> float | None:
         """Seconds to wait before the next attempt, or ``None``: not retryable."""
@@ -162,7 +160,7 @@ class OTLPGrpcExporter:
             return text
         return f"{text}; retrying after {wait:g} s would pass the {self._timeout:g} s budget"
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
         if self._channel is not None and self._pid == os.getpid():
             self._channel.close()
         self._channel = self._stub = None

@@ -13,6 +13,9 @@ weak reference, so a processor nobody uses any more
 :class:`SimpleSpanProcessor` exports synchronously, on the thread that finished the
 span: for tests (with :class:`meshmetrics.testing.InMemorySpanExporter`) and
 debugging, never for production.
+
+Both hand batches to a :class:`~meshmetrics.config.SpanExporter` and count what its
+:class:`~meshmetrics.config.ExportResult` says (an exception it raises is a failed result).
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..config.export import ExportResult, SpanExporter
 from ..names import SPANS_DROPPED, SPANS_EXPORTED, SPANS_SENT, log
 
 if TYPE_CHECKING:
@@ -40,39 +43,20 @@ if TYPE_CHECKING:
 MAX_BACKOFF = 10.0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of the spans of a batch the backend did not take (beside failures,
-    which raise)."""
-
-    #: Too large to ever send.
-    too_large: int = 0
-    #: Rejected by the backend in an accepted request (OTLP ``partial_success``).
-    rejected: int = 0
+def count_delivery(counters: SpanCounters, result: ExportResult, spans: int) -> None:
+    """Count a batch the backend answered: delivered (or only sent), too large, rejected."""
+    counters.too_large.inc(result.too_large)
+    counters.rejected.inc(result.rejected)
+    delivered = counters.exported if result.confirmed else counters.sent
+    delivered.inc(spans - result.too_large - result.rejected)
 
 
-class Exporter(Protocol):
-    """Sends finished spans; returns how many were too large to ever send (or an
-    :class:`Outcome`)."""
-
-    def export(self, spans: list[MeshSpan]) -> int | Outcome: ...
-
-    def close(self) -> None: ...
-
-
-def count_delivery(
-    exporter: Exporter, counters: SpanCounters, result: int | Outcome, spans: int
-) -> None:
-    """Count a batch the backend answered: delivered, too large, rejected."""
-    outcome = result if isinstance(result, Outcome) else Outcome(too_large=result)
-    counters.too_large.inc(outcome.too_large)
-    counters.rejected.inc(outcome.rejected)
-    delivered_counter(exporter, counters).inc(spans - outcome.too_large - outcome.rejected)
-
-
-def delivered_counter(exporter: Exporter, counters: SpanCounters) -> Counter:
-    """Where an exporter's successes count: exported (confirmed) or only sent (UDP)."""
-    return counters.exported if getattr(exporter, "confirms_delivery", True) else counters.sent
+def export_batch(exporter: SpanExporter, batch: list[MeshSpan]) -> ExportResult:
+    """``exporter``'s result for ``batch``; an exception it raised is a failed result."""
+    try:
+        return exporter.export(batch)
+    except Exception as exc:
+        return ExportResult(error=exc)
 
 
 class SpanCounters:
@@ -107,23 +91,22 @@ class SpanCounters:
 class SimpleSpanProcessor:
     """Exports each span as it finishes, on the finishing thread (tests, debugging)."""
 
-    def __init__(self, exporter: Exporter, counters: SpanCounters | None = None) -> None:
+    def __init__(self, exporter: SpanExporter, counters: SpanCounters | None = None) -> None:
         self._exporter = exporter
         self._counters = counters or SpanCounters(None)
 
     def on_end(self, span: MeshSpan) -> None:
-        try:
-            result = self._exporter.export([span])
-        except Exception:
+        result = export_batch(self._exporter, [span])
+        if result.error is not None:
             self._counters.export_error.inc()
             return
-        count_delivery(self._exporter, self._counters, result, 1)
+        count_delivery(self._counters, result, 1)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        self._exporter.close()
+        self._exporter.shutdown()
 
 
 class BatchSpanProcessor:
@@ -136,7 +119,7 @@ class BatchSpanProcessor:
 
     def __init__(
         self,
-        exporter: Exporter,
+        exporter: SpanExporter,
         counters: SpanCounters,
         *,
         queue_size: int = 4096,
@@ -235,13 +218,12 @@ class BatchSpanProcessor:
                 # costs the service no CPU (counted like any failed export)
                 self._counters.export_error.inc(len(batch))
                 continue
-            try:
-                result = self._exporter.export(batch)
-            except Exception as exc:
-                self._failed(exc, len(batch))
+            result = export_batch(self._exporter, batch)
+            if result.error is not None:
+                self._failed(result.error, len(batch))
                 continue
             self._backoff = 0.0
-            count_delivery(self._exporter, self._counters, result, len(batch))
+            count_delivery(self._counters, result, len(batch))
 
     def _failed(self, exc: Exception, spans: int) -> None:
         self._counters.export_error.inc(spans)
@@ -311,7 +293,7 @@ class BatchSpanProcessor:
             thread.join(timeout)
         self._thread = None
         self._closed = True
-        self._exporter.close()
+        self._exporter.shutdown()
 
 
 def _export_loop(
