@@ -294,3 +294,8 @@ def compose_exemplar(metric: Any, sample: Any, exemplar: Any) -> str:
     (``_compose_exemplar_string``, which refuses a metric that cannot carry one)."""
     composed: str = om_exposition._compose_exemplar_string(metric, sample, exemplar)  # type: ignore[no-untyped-call]
     return composed
+
+
+def has_family_name(collector: Any) -> bool:
+    """A collector is a prometheus_client metric object with a family name (``_name``)."""
+    return isinstance(getattr(collector, "_name", None), str)

@@ -24,9 +24,9 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
-from .render_objects import go_float
-
+_go: Any = floatToGoString  # prometheus_client's (untyped) value formatting
 _INT = struct.Struct("i").unpack_from
 _TWO_DOUBLES = struct.Struct("dd").unpack_from
 _MIN_MODES = ("min", "livemin")
@@ -207,7 +207,7 @@ def _accumulated(family: _Family) -> Metric:
             acc = 0.0
             for bound, value in sorted(bounds.items()):
                 acc += value
-                le = les.get(bound) or les.setdefault(bound, ("le", go_float(bound)))
+                le = les.get(bound) or les.setdefault(bound, ("le", _go(bound)))
                 group[(bucket_name, (*labels, le))] = acc
             group[(count_name, labels)] = acc
     metric.samples = [
