@@ -446,3 +446,33 @@ def test_merged_metrics_are_multiprocess_collectors(
         path.unlink()
     assert _merged(directory, merger) == ([], [])
     assert merger.cached_keys == 0 <= keys  # only the last merge's keys are kept
+
+
+def test_the_multiprocess_scrape_serves_prometheus_clients_bytes(tmp_path: Path) -> None:
+    """What the endpoint writes from the merged files (this process as the live writer, so
+    its live gauges stay) is what prometheus_client's collector and renderer write."""
+    import os
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    from meshmetrics import render
+    from meshmetrics.exposition import ServedRegistry
+    from meshmetrics.multiproc import LockedMultiProcessCollector
+
+    pid = str(os.getpid())
+    writes = [
+        (kind, index, label, pid, 1.5 * index - 2, 1e9 + index)
+        for kind in FILE_KINDS
+        for index in (0, 1)
+        for label in ("a", 'q\\"\n€')
+    ]
+    write_values(tmp_path, writes)
+    reference = CollectorRegistry()
+    MultiProcessCollector(reference, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    served = ServedRegistry(LockedMultiProcessCollector(str(tmp_path)))
+    text = render.text(served.families())
+    assert text == generate_latest(reference)
+    assert render.openmetrics(served.families()) == om_latest(reference)
+    assert text.count(b"gauge_livesum_m1{") == 2
