@@ -117,6 +117,7 @@ def test_every_family_kind_renders_the_same(
     summary = Summary("s", "S", labels, registry=registry)
     histogram = Histogram("h", "H", ["path", "method"], registry=registry, buckets=(-1, 0.5, 1e7))
     unlabelled = Histogram("h_plain", "Hp", registry=registry, buckets=(1, 2))
+    around = Histogram("h_le", "le sorts between", ["zone", "code", "a"], registry=registry)
     customs: list[tuple[str, str, float, float | None]] = []
     for a, b, value, exemplar, stamp in series:
         number = float(value)
@@ -125,6 +126,7 @@ def test_every_family_kind_renders_the_same(
         summary.labels(a, b).observe(number)
         histogram.labels(a, b).observe(number, exemplar=exemplar)
         unlabelled.observe(number)
+        around.labels(a, b, a + b).observe(number, exemplar=exemplar)
         customs.append((a, b, number, stamp))
     Info("i", "I", ["k"], registry=registry).labels("x").info({"v": "1", "a\\": "é"})
     registry.register(_Custom(customs))
