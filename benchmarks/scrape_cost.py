@@ -245,7 +245,7 @@ def main() -> None:
         return
     sections = [
         f"RSS growth, {MEMORY_ROUTES:,} routes x 3 statuses ({MEMORY_ROUTES * 3:,} label sets), "
-        "one subprocess per library:\n",
+        "a fresh subprocess per run, libraries in turn:\n",
         *memory_table(args.memory_runs),
         "\nScrape time, one process, both apps side by side, interleaved (median):\n",
         *scrape_table(args.rounds),
