@@ -160,7 +160,7 @@ def served_registry(
 
 def exposition_app(registry: ServedRegistry) -> WSGIApp:
     """The exposition of ``registry`` as prometheus_client's WSGI app serves it (content
-    negotiation, gzip, ``name[]``, OPTIONS), the common formats through the cached
+    negotiation, gzip, ``name[]``, OPTIONS), the common formats through
     :mod:`~meshmetrics.render` (the same bytes, a fraction of the time)."""
     fallback: WSGIApp = make_wsgi_app(registry)
     created = registry.created
