@@ -1,9 +1,9 @@
 """The multiprocess directory's value files merged into metrics, as prometheus_client's
 ``MultiProcessCollector.merge(files, accumulate=True)`` merges them, for less.
 
-prometheus_client decodes every key of every file at each scrape (a JSON document per
-series per worker, cached for one scrape only), builds a ``Sample`` per entry and then
-regroups them.  :class:`FileMerger` reads the entries straight from the file bytes and
+prometheus_client decodes the keys at each scrape (a JSON document per series, each
+decoded once a scrape), decodes every entry's key bytes to text, builds a ``Sample`` per
+entry (8 per series with 8 workers) and then regroups them.  :class:`FileMerger` reads the entries straight from the file bytes and
 keeps each key's decoding across scrapes, keyed by the key's bytes themselves: a file that
 grows, is folded into an archive or replaced reads its keys afresh where they are new and
 never finds a stale one (the bytes are the key).  The cache holds the keys of the last
