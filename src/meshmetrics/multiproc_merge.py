@@ -3,14 +3,15 @@
 
 prometheus_client decodes the keys at each scrape (a JSON document per series, each
 decoded once a scrape), decodes every entry's key bytes to text, builds a ``Sample`` per
-entry (8 per series with 8 workers) and then regroups them.  :class:`FileMerger` reads the entries straight from the file bytes and
-keeps each key's decoding across scrapes, keyed by the key's bytes themselves: a file that
-grows, is folded into an archive or replaced reads its keys afresh where they are new and
-never finds a stale one (the bytes are the key).  The cache holds the keys of the last
-scrape only (it is rebuilt at each), so it never outgrows the directory.  Values are
-added in the order prometheus_client adds them (files in the order given, entries in file
-order), so every sum is the same float; ``tests/test_multiproc.py`` compares the metrics
-with ``MultiProcessCollector``'s over generated directories.
+entry (8 per series with 8 workers) and then regroups them.  :class:`FileMerger` reads
+the entries straight from the file bytes and keeps each key's decoding across scrapes,
+keyed by the key's bytes themselves: a file that grows, is folded into an archive or
+replaced reads its keys afresh where they are new and never finds a stale one (the bytes
+are the key).  The cache holds the keys of the last scrape only (it is rebuilt at each),
+so it never outgrows the directory.  Values are added in the order prometheus_client adds
+them (files in the order given, entries in file order), so every sum is the same float;
+``tests/test_multiproc.py`` compares the metrics with ``MultiProcessCollector``'s over
+generated directories.
 """
 
 from __future__ import annotations
