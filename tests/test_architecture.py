@@ -59,6 +59,7 @@ def test_gunicorn_config_module_loads_no_flask_nor_http_clients() -> None:
         "meshmetrics._compat",
         "meshmetrics.gunicorn",
         "meshmetrics.multiproc",
+        "meshmetrics.multiproc_merge",
     ]
     assert held == []
 
@@ -343,3 +344,94 @@ def test_every_span_exporter_answers_an_export_result() -> None:
     processor = (PACKAGE / "tracing" / "processor.py").read_text()
     assert "getattr(exporter" not in processor
     assert "getattr(self._exporter" not in processor
+
+
+#: Every private name of a dependency meshmetrics relies on, in one place: only
+#: ``_compat.py`` uses them (each has a test in tests/test_compat.py), and a new one is
+#: added here knowingly.  (Strings too: ``getattr(metric, "_type")`` is a private read.)
+DEPENDENCY_PRIVATE = {
+    "flask": {"_cv_request"},
+    "prometheus_client": {
+        "_INITIAL_MMAP_SIZE",
+        "_buckets",
+        "_capacity",
+        "_child_samples",
+        "_collector_to_names",
+        "_compose_exemplar_string",
+        "_count",
+        "_created",
+        "_documentation",
+        "_escape",
+        "_f",
+        "_fname",
+        "_init_value",
+        "_is_legacy_labelname_rune",
+        "_labelnames",
+        "_labelvalues",
+        "_lock",
+        "_metrics",
+        "_name",
+        "_sum",
+        "_target_info",
+        "_type",
+        "_unit",
+        "_upper_bounds",
+        "_use_created",
+        "_used",
+        "_value",
+    },
+}
+
+
+#: Underscored, but documented public API (the object behind Flask's proxies).
+DOCUMENTED = {"_get_current_object"}
+
+
+def _private_names_used(path: Path, *, on_self: bool) -> set[str]:
+    """``_x`` names ``path`` reads (attributes, on ``self`` too if ``on_self``; imported
+    names; names read with ``getattr`` or looked up in ``vars()``), less the module's own
+    top-level names and Flask's documented ``_get_current_object()``."""
+    tree = ast.parse(path.read_text())
+    own = {
+        target.id if isinstance(target, ast.Name) else ""
+        for node in tree.body
+        for target in (node.targets if isinstance(node, ast.Assign) else [])
+    }
+    own |= {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+    }
+    own |= {
+        n.target.id
+        for n in tree.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    }
+    own |= {  # attributes the module's own classes set (self._lock = ...)
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and not on_self
+    }
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (
+            on_self or not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            used.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            used.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("getattr", "hasattr"):
+            used.update(a.value for a in node.args[1:2] if isinstance(a, ast.Constant))
+        elif isinstance(node, ast.Compare) and "vars(" in ast.unparse(node):  # "_x" in vars(o)
+            used.update(c.value for c in ast.walk(node) if isinstance(c, ast.Constant))
+    return {n for n in used if n.startswith("_") and not n.startswith("__")} - own - DOCUMENTED
+
+
+def test_dependencies_private_names_are_listed_and_only_in_compat() -> None:
+    """Issue 24 item 5: the private names of Flask and prometheus_client that _compat.py
+    uses are exactly the listed ones; no other module uses one of them."""
+    listed = set().union(*DEPENDENCY_PRIVATE.values())
+    assert _private_names_used(PACKAGE / "_compat.py", on_self=True) == listed
+    for path in PACKAGE.rglob("*.py"):  # (a module's own self._lock is its own)
+        if path.name != "_compat.py":
+            assert _private_names_used(path, on_self=False) & listed == set(), path

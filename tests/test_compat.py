@@ -87,3 +87,43 @@ def test_flask_renders_http_exceptions_into_a_closing_iterator_of_known_length()
         client.get(path)
     client.post("/plain")  # 405
     assert seen == [True, True, False, False, True]
+
+
+def test_metric_children_and_values_read_directly() -> None:
+    """The renderer's reads of prometheus_client's metric objects (issue 23 item 3)."""
+    from prometheus_client import Histogram, Summary
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "C", ["a"], registry=registry, unit="bytes")
+    counter.labels("x").inc(2, exemplar={"t": "1"})
+    histogram = Histogram("h", "H", ["a"], registry=registry, buckets=(1, 2))
+    histogram.labels("x").observe(1.5)
+    summary = Summary("s", "S", registry=registry)
+    summary.observe(4)
+    gauge = Gauge("g", "G", registry=registry)
+    gauge.set_function(lambda: 1)
+    assert [_compat.direct_kind(m) for m in (counter, histogram, summary, gauge)] == [
+        "counter",
+        "histogram",
+        "summary",
+        None,
+    ]
+    assert _compat.direct_kind(object()) is None
+    [(values, child)] = _compat.children(counter)
+    assert values == ("x",)
+    assert _compat.value_of(child) == 2.0
+    assert _compat.counter_exemplar(child).labels == {"t": "1"}
+    assert _compat.created_of(child) > 0
+    assert _compat.family_unit(counter) == "bytes"
+    [(_, bucketed)] = _compat.children(histogram)
+    assert _compat.upper_bounds(histogram) == [1.0, 2.0, float("inf")]
+    assert _compat.bucket_counts(bucketed) == [0.0, 1.0, 0.0]
+    assert _compat.bucket_exemplars(bucketed) == [None, None, None]
+    assert _compat.sum_of(bucketed) == 1.5
+    assert _compat.children(summary) == [((), summary)]
+    assert (_compat.count_of(summary), _compat.sum_of(summary)) == (1.0, 4.0)
+    assert _compat.created_samples() is True
+    assert _compat.has_target_info(CollectorRegistry(target_info={"a": "b"}))
+    assert not _compat.has_target_info(registry)
+    assert _compat.has_family_name(counter)
+    assert _compat.openmetrics_sample_name("a:b_total") == "a_b_total"

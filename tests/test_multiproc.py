@@ -332,3 +332,147 @@ def test_proc_stat_parsed_whatever_the_command_name(
     fields = [*numbers[:18], str(ticks).encode(), *numbers[18:]]
     line = b"4242 (" + comm + b") " + state + b" " + b" ".join(fields) + b"\n"
     assert parse_proc_stat(line) == (state, ticks)
+
+
+# -- the merge of the value files: MultiProcessCollector's metrics, exactly -------------
+
+MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum")
+FILE_KINDS = ("counter", "histogram", "summary", *(f"gauge_{m}" for m in MODES))
+FILE_KINDS += ("gauge_mostrecent", "gauge_livemostrecent")
+LABEL_VALUES = st.sampled_from(["", "a", 'q\\"\n', "€é:{}"])  # few: writers share series
+WRITES = st.lists(
+    st.tuples(
+        st.sampled_from(FILE_KINDS),
+        st.integers(0, 1),  # which metric of that kind
+        LABEL_VALUES,
+        st.sampled_from(["101", "102", "103", "archive-9"]),  # the writer (or an archive)
+        st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1e300]),
+        st.floats(0, 2e9, allow_nan=False),
+    ),
+    max_size=40,
+)
+
+
+def write_values(directory: Path, writes: list[tuple[str, int, str, str, float, float]]) -> None:
+    """Value files as prometheus_client's multiprocess values write them (its key format,
+    its file layout), one per kind and writer."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    stores: dict[str, MmapedDict] = {}
+    for kind, index, label, pid, number, stamp in writes:
+        path = str(directory / f"{kind}_{pid}.db")
+        store = stores.get(path) or stores.setdefault(path, MmapedDict(path))  # type: ignore[no-untyped-call]
+        metric = f"{kind}_m{index}"
+        for name, names, values, amount in _sample_keys(kind, metric, label, number):
+            key = mmap_key(metric, name, names, values, f"help of {metric}")
+            old = store.read_value(key)[0]  # type: ignore[no-untyped-call]
+            total = amount if kind.startswith("gauge") else old + amount
+            store.write_value(key, total, stamp)  # type: ignore[no-untyped-call]
+    for store in stores.values():
+        store.close()  # type: ignore[no-untyped-call]
+
+
+def _sample_keys(
+    kind: str, metric: str, label: str, number: float
+) -> list[tuple[str, list[str], list[str], float]]:
+    if kind == "counter":
+        return [(f"{metric}_total", ["path"], [label], abs(number))]
+    if kind == "summary":
+        return [
+            (f"{metric}_count", ["path"], [label], 1.0),
+            (f"{metric}_sum", ["path"], [label], number),
+        ]
+    if kind == "histogram":
+        bound = next((b for b in ("0.5", "10.0", "+Inf") if number <= float(b)), "+Inf")
+        return [
+            *(
+                (f"{metric}_bucket", ["path", "le"], [label, b], float(b == bound))
+                for b in ("0.5", "10.0", "+Inf")
+            ),
+            (f"{metric}_sum", ["path"], [label], number),
+        ]
+    return [
+        (
+            metric,
+            ["path", "pid"] if "min" in kind else ["path"],
+            [label, "own"][: 1 + ("min" in kind)],
+            number,
+        )
+    ]
+
+
+def _merged(directory: Path, merger: object | None = None) -> tuple[list[object], list[object]]:
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from meshmetrics.multiproc_merge import FileMerger
+
+    files = [str(p) for p in directory.glob("*.db")]
+    reference = list(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+    ours = (merger if isinstance(merger, FileMerger) else FileMerger()).merge(files)
+    return ours, reference
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(WRITES, WRITES)
+def test_merged_metrics_are_multiprocess_collectors(
+    tmp_path_factory: pytest.TempPathFactory,
+    writes: list[tuple[str, int, str, str, float, float]],
+    more: list[tuple[str, int, str, str, float, float]],
+) -> None:
+    """Issue 23 item 5: every metric kind and gauge mode (a label named ``pid`` too),
+    label values with escapes and non-ASCII, several writers and an archive: the same
+    metrics, samples in the same order, every sum the same float; and with the decoded
+    keys kept, still the same after the files grow and one is replaced."""
+    from meshmetrics.multiproc_merge import FileMerger
+
+    directory = tmp_path_factory.mktemp("merge")
+    write_values(directory, writes)
+    merger = FileMerger()
+    ours, reference = _merged(directory, merger)
+    assert ours == reference
+    keys = merger.cached_keys
+    write_values(directory, more)  # the files grow (new keys) and values change
+    replaced = sorted(directory.glob("*.db"))[:1]
+    for path in replaced:  # a file replaced by another (a fold rewrites an archive so)
+        other = directory / "other"
+        other.mkdir()
+        write_values(other, list(reversed(more)) + writes)
+        for new in other.glob("*.db"):
+            new.replace(path) if new.name == path.name else new.unlink()
+        other.rmdir()
+    ours, reference = _merged(directory, merger)
+    assert ours == reference
+    for path in directory.glob("*.db"):
+        path.unlink()
+    assert _merged(directory, merger) == ([], [])
+    assert merger.cached_keys == 0 <= keys  # only the last merge's keys are kept
+
+
+def test_the_multiprocess_scrape_serves_prometheus_clients_bytes(tmp_path: Path) -> None:
+    """What the endpoint writes from the merged files (this process as the live writer, so
+    its live gauges stay) is what prometheus_client's collector and renderer write."""
+    import os
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    from meshmetrics import render
+    from meshmetrics.exposition import ServedRegistry
+    from meshmetrics.multiproc import LockedMultiProcessCollector
+
+    pid = str(os.getpid())
+    writes = [
+        (kind, index, label, pid, 1.5 * index - 2, 1e9 + index)
+        for kind in FILE_KINDS
+        for index in (0, 1)
+        for label in ("a", 'q\\"\n€')
+    ]
+    write_values(tmp_path, writes)
+    reference = CollectorRegistry()
+    MultiProcessCollector(reference, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    served = ServedRegistry(LockedMultiProcessCollector(str(tmp_path)))
+    text = render.text(served.families())
+    assert text == generate_latest(reference)
+    assert render.openmetrics(served.families()) == om_latest(reference)
+    assert text.count(b"gauge_livesum_m1{") == 2

@@ -1,4 +1,4 @@
-"""meshmetrics' cached renderer writes exactly what prometheus_client writes."""
+"""meshmetrics' renderer writes exactly what prometheus_client writes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gc
 import random
 import string
 import sys
+import tracemalloc
 from collections.abc import Callable
 
 import pytest
@@ -19,11 +20,17 @@ from prometheus_client import (
     Histogram,
     Info,
     Summary,
+    disable_created_metrics,
+    enable_created_metrics,
 )
 from prometheus_client.core import GaugeHistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from meshmetrics.render import Renderer, reference_openmetrics, reference_text
+from meshmetrics import render
+from meshmetrics.exposition import ServedRegistry
+from meshmetrics.render import reference_openmetrics, reference_text
+from meshmetrics.render_objects import NAMES_MEMOIZED, go_float, label_name
 
 LABEL_TEXT = st.text(alphabet=string.printable + 'éü€\\"\n', max_size=12)
 
@@ -57,14 +64,95 @@ def registry_with(values: list[str]) -> CollectorRegistry:
     return registry
 
 
+def ours(source: Collector, created: bool = True) -> tuple[bytes, bytes]:
+    """meshmetrics' text and OpenMetrics renderings of ``source`` (served as the endpoint
+    serves it: prometheus_client's own metric objects read directly)."""
+    served = ServedRegistry(source, created=created)
+    return (
+        render.text(served.families(), created=created),
+        render.openmetrics(served.families(), created=created),
+    )
+
+
+def reference(source: Collector, created: bool = True) -> tuple[bytes, bytes]:
+    served = ServedRegistry(source, created=created)
+    return reference_text(served), reference_openmetrics(served)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(LABEL_TEXT, min_size=0, max_size=6, unique=True))
-def test_same_bytes_as_prometheus_client(values: list[str]) -> None:
+@given(st.lists(LABEL_TEXT, min_size=0, max_size=6, unique=True), st.booleans())
+def test_same_bytes_as_prometheus_client(values: list[str], created: bool) -> None:
     registry = registry_with(values)
-    renderer = Renderer()
-    for _ in range(2):  # the second time from the cache
-        assert renderer.text(registry.collect()) == reference_text(registry)
-        assert renderer.openmetrics(registry.collect()) == reference_openmetrics(registry)
+    assert ours(registry, created) == reference(registry, created)
+    if created:  # and the same as prometheus_client's renderer on the registry itself
+        assert ours(registry) == (reference_text(registry), reference_openmetrics(registry))
+
+
+VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**60), 2**60)
+EXEMPLARS = st.none() | st.fixed_dictionaries({"trace_id": LABEL_TEXT})
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(LABEL_TEXT, LABEL_TEXT, VALUES, EXEMPLARS, st.floats(0, 1e9) | st.none()),
+        max_size=5,
+    ),
+    st.sampled_from(["", "bytes"]),
+    st.booleans(),
+)
+def test_every_family_kind_renders_the_same(
+    series: list[tuple[str, str, float, dict[str, str] | None, float | None]],
+    unit: str,
+    created: bool,
+) -> None:
+    """Counters, gauges, summaries and histograms (read from their children), info, enum,
+    gauge histograms and custom families (from their samples): label values with escapes
+    and non-ASCII, NaN and ±Inf, exemplars with and without timestamps, units, created
+    series on and off."""
+    registry = CollectorRegistry()
+    labels = ["zeta", "alpha"]  # not in sorted order: both formats sort them
+    counter = Counter("c", "C \\ doc\n", labels, registry=registry, unit=unit)
+    gauge = Gauge("g", 'G "doc"', labels, registry=registry)
+    summary = Summary("s", "S", labels, registry=registry)
+    histogram = Histogram("h", "H", ["path", "method"], registry=registry, buckets=(-1, 0.5, 1e7))
+    unlabelled = Histogram("h_plain", "Hp", registry=registry, buckets=(1, 2))
+    around = Histogram("h_le", "le sorts between", ["zone", "code", "a"], registry=registry)
+    customs: list[tuple[str, str, float, float | None]] = []
+    for a, b, value, exemplar, stamp in series:
+        number = float(value)
+        counter.labels(a, b).inc(abs(number) if number == number else 0, exemplar=exemplar)
+        gauge.labels(a, b).set(number)
+        summary.labels(a, b).observe(number)
+        histogram.labels(a, b).observe(number, exemplar=exemplar)
+        unlabelled.observe(number)
+        around.labels(a, b, a + b).observe(number, exemplar=exemplar)
+        customs.append((a, b, number, stamp))
+    Info("i", "I", ["k"], registry=registry).labels("x").info({"v": "1", "a\\": "é"})
+    registry.register(_Custom(customs))
+    assert ours(registry, created) == reference(registry, created)
+
+
+class _Custom(Collector):
+    def __init__(self, series: list[tuple[str, str, float, float | None]]) -> None:
+        self._series = series
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        gauge = GaugeMetricFamily("weird:gauge", "Custom", labels=["a", "b"])
+        counter = CounterMetricFamily("custom", "Custom", labels=["a"])
+        for a, b, value, stamp in self._series:
+            gauge.add_metric([a, b], value, timestamp=stamp)
+            counter.add_metric([a + b], abs(value) if value == value else 1, created=stamp)
+        yield gauge
+        yield counter
+        yield from _GaugeHistogram().collect()
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70))
+def test_values_are_formatted_as_go_does(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)
 
 
 def test_timestamps_and_special_values_render_the_same() -> None:
@@ -82,24 +170,76 @@ def test_timestamps_and_special_values_render_the_same() -> None:
 
     registry = CollectorRegistry()
     registry.register(Custom())
-    renderer = Renderer()
-    assert renderer.text(registry.collect()) == reference_text(registry)
-    assert renderer.openmetrics(registry.collect()) == reference_openmetrics(registry)
+    assert ours(registry) == (reference_text(registry), reference_openmetrics(registry))
 
 
-def test_the_cache_makes_a_scrape_cheaper() -> None:
-    """Counted, not timed (issue 24 item 7): the function calls one scrape of 150 routes
-    makes, cached renderer against prometheus_client's own (the same collect() calls in
-    both).  The wall-clock figures are benchmarks/' (docs/performance.md)."""
+def test_what_is_not_read_directly_still_renders_the_same() -> None:
+    """A gauge given set_function(), a subclass of Counter, a registry with target_info,
+    a registered child, and prometheus_client's created series switched off."""
+
+    class MyCounter(Counter):
+        pass
+
+    registry = CollectorRegistry(target_info={"env": "prod"})
+    Gauge("fn", "Fn", registry=registry).set_function(lambda: 42)
+    MyCounter("mine", "Mine", ["a"], registry=registry).labels("x").inc()
+    plain = CollectorRegistry()
+    Gauge("fn2", "Fn", ["a"], registry=plain).labels("x").set_function(lambda: 7)
+    Counter("c", "C", ["a"], registry=plain).labels("x").inc()
+    for source in (registry, plain):
+        assert ours(source) == (reference_text(source), reference_openmetrics(source))
+    disable_created_metrics()
+    try:
+        assert ours(plain) == (reference_text(plain), reference_openmetrics(plain))
+    finally:
+        enable_created_metrics()
+
+
+def test_a_scrape_reads_children_not_samples() -> None:
+    """Counted, not timed (issue 24 item 7): the function calls one scrape of 150 label
+    sets makes, meshmetrics' renderer against prometheus_client's own (the same registry).
+    The wall-clock figures are benchmarks/scrape_cost.py's (docs/performance.md)."""
     registry = registry_with([f"/route/{i}" for i in range(150)])
-    renderer = Renderer()
-    renderer.text(registry.collect())
+    served = ServedRegistry(registry)
+    render.text(served.families())  # the escaped names memoized, as after any first scrape
+    render.openmetrics(served.families())
+    ours_text = calls(lambda: render.text(served.families()))
+    ours_om = calls(lambda: render.openmetrics(served.families()))
+    text_calls = calls(lambda: reference_text(registry))
+    om_calls = calls(lambda: reference_openmetrics(registry))
+    print(f"calls per scrape: text {ours_text} / {text_calls}, OpenMetrics {ours_om} / {om_calls}")
+    assert ours_text == calls(lambda: render.text(served.families()))  # deterministic
+    assert ours_text < text_calls * 0.4
+    assert ours_om < om_calls * 0.4
 
-    cached = calls(lambda: renderer.text(registry.collect()))
-    reference = calls(lambda: reference_text(registry))
-    print(f"calls per scrape: cached {cached}, prometheus_client {reference}")
-    assert cached == calls(lambda: renderer.text(registry.collect()))  # deterministic
-    assert cached < reference * 0.75
+
+def test_a_scrape_keeps_no_memory() -> None:
+    """Issue 23 item 3: 9,000 label sets rendered in both formats leave (nearly) nothing
+    behind: the escaped-name memo only, bounded (the former per-line cache held some
+    300 MiB here)."""
+    registry = CollectorRegistry()
+    histogram = Histogram("latency", "L", ["method", "path", "status"], registry=registry)
+    counter = Counter("requests", "R", ["method", "path", "status"], registry=registry)
+    for route in range(3000):
+        for status in ("200", "404", "500"):
+            histogram.labels("GET", f"/r{route}/<x>", status).observe(0.1)
+            counter.labels("GET", f"/r{route}/<x>", status).inc()
+    served = ServedRegistry(registry)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        text, om = render.text(served.families()), render.openmetrics(served.families())
+        assert text.count(b"\n") > 9000 * 19
+        assert om.count(b"\n") > 9000 * 19
+        del text, om
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    print(f"retained after two scrapes of 9,000 label sets: {growth} bytes")
+    assert growth < 64 * 1024
+    assert label_name.cache_info().maxsize == NAMES_MEMOIZED
 
 
 def calls(fn: Callable[[], object]) -> int:
@@ -124,15 +264,17 @@ def calls(fn: Callable[[], object]) -> int:
 
 def test_random_label_churn_stays_correct() -> None:
     rng = random.Random(7)
-    renderer = Renderer()
     registry = CollectorRegistry()
     counter = Counter("c", "C", ["a"], registry=registry)
     for _ in range(50):
         counter.labels("".join(rng.choices(string.ascii_letters, k=3))).inc()
-        assert renderer.text(registry.collect()) == reference_text(registry)
+        assert ours(registry)[0] == reference_text(registry)
 
 
-def test_the_metrics_endpoint_serves_prometheus_clients_bytes_in_every_format() -> None:
+@pytest.mark.parametrize("created", [True, False])
+def test_the_metrics_endpoint_serves_prometheus_clients_bytes_in_every_format(
+    created: bool,
+) -> None:
     import gzip
 
     from flask import Flask
@@ -141,7 +283,7 @@ def test_the_metrics_endpoint_serves_prometheus_clients_bytes_in_every_format() 
     from meshmetrics import instrument
 
     app = Flask("svc")
-    inst = instrument(app, service="svc", created_series=True)
+    inst = instrument(app, service="svc", created_series=created)
     app.add_url_rule("/r/<x>", "r", lambda x: "ok")
     client = app.test_client()
     for i in range(5):
@@ -154,6 +296,7 @@ def test_the_metrics_endpoint_serves_prometheus_clients_bytes_in_every_format() 
         "text/plain;version=0.0.4",
         "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
         "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+        "application/openmetrics-text;version=2.0.0",
     ]
     for accept in accepts:
         for encoding in ("", "gzip"):
@@ -202,11 +345,31 @@ def _steady(body: bytes) -> list[bytes]:
 @pytest.mark.parametrize("query", ["name[]=flask_service_info", "name%5B%5D=flask_service_info"])
 def test_name_filter_is_honoured_encoded_or_not(query: str) -> None:
     from flask import Flask
+    from prometheus_client import make_wsgi_app
+    from werkzeug.test import Client
 
     from meshmetrics import instrument
 
     app = Flask("svc")
-    instrument(app, service="svc")
-    text = app.test_client().get(f"/metrics?{query}").get_data(as_text=True)
+    inst = instrument(app, service="svc")
+    client = app.test_client()
+    client.get("/nowhere")
+    text = client.get(f"/metrics?{query}").get_data(as_text=True)
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
     assert names == {"flask_service_info"}
+    several = "name[]=flask_http_request_total&name[]=flask_http_request_duration_seconds_bucket"
+    for accept in ("text/plain", "application/openmetrics-text;version=1.0.0"):
+        for encoding in ("", "gzip"):
+            headers = {"Accept": accept, "Accept-Encoding": encoding}
+            ours = client.get(f"/metrics?{several}", headers=headers).get_data()
+            expected = Client(make_wsgi_app(inst.served)).get(
+                f"/metrics?{several}", headers=headers
+            )
+            assert ours == expected.get_data()
+            assert b"flask_http_request_duration_seconds_bucket{" in gzip_decoded(ours, encoding)
+
+
+def gzip_decoded(body: bytes, encoding: str) -> bytes:
+    import gzip
+
+    return gzip.decompress(body) if encoding else body

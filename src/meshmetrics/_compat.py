@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge, mmap_dict, values
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.openmetrics import exposition as om_exposition
 
 
 def _current_request_function() -> Callable[[], Any]:
@@ -183,3 +185,117 @@ def _allocate(fd: int, size: int, filename: str) -> None:
             f"meshmetrics: cannot grow {filename} to {size} bytes: {exc.strerror} "
             f"(is {os.path.dirname(filename)} full or read-only?)",
         ) from None
+
+
+# -- prometheus_client's metric objects, read by the renderer (meshmetrics.render_objects) --
+# A scrape reads each child's values directly instead of through ``collect()`` (which
+# builds a Sample and two dicts per sample line); the exposition tests compare the bytes
+# with prometheus_client's own renderer.
+
+_DIRECT_KINDS: dict[type, str] = {
+    prometheus_metrics.Counter: "counter",
+    prometheus_metrics.Gauge: "gauge",
+    prometheus_metrics.Histogram: "histogram",
+    prometheus_metrics.Summary: "summary",
+}
+
+
+def direct_kind(collector: Any) -> str | None:
+    """The kind of a metric object whose children the renderer can read directly: one of
+    prometheus_client's own Counter, Gauge, Histogram, Summary (not a subclass, not a
+    gauge given ``set_function()``); ``None`` for anything else (rendered from
+    ``collect()``)."""
+    kind = _DIRECT_KINDS.get(type(collector))
+    if kind == "gauge" and uses_set_function(collector):
+        return None
+    return kind
+
+
+def has_target_info(registry: CollectorRegistry) -> bool:
+    """The registry serves a ``target_info`` metric first (``_target_info``)."""
+    return bool(getattr(registry, "_target_info", None))
+
+
+def created_samples() -> bool:
+    """prometheus_client writes ``*_created`` samples (``disable_created_metrics()`` not
+    called: the module global ``_use_created``)."""
+    return bool(prometheus_metrics._use_created)
+
+
+def children(family: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """A metric object's children by label values (``_metrics`` under ``_lock``); a metric
+    without labels is its own only child."""
+    if not family._labelnames or family._labelvalues:
+        return [((), family)]
+    with family._lock:
+        return list(family._metrics.items())
+
+
+def family_unit(family: Any) -> str:
+    """The unit of a metric object (``_unit``)."""
+    return str(family._unit)
+
+
+def value_of(child: Any) -> float:
+    """A counter's or gauge's value (``_value``)."""
+    value: float = child._value.get()
+    return value
+
+
+def counter_exemplar(child: Any) -> Any:
+    """A counter's exemplar, or ``None``."""
+    return child._value.get_exemplar()
+
+
+def created_of(child: Any) -> float:
+    """When a counter, histogram or summary child was created (``_created``)."""
+    created: float = child._created
+    return created
+
+
+def upper_bounds(family: Any) -> list[float]:
+    """A histogram's bucket bounds (``_upper_bounds``)."""
+    return list(family._upper_bounds)
+
+
+def bucket_counts(child: Any) -> list[float]:
+    """A histogram child's per-bucket (not cumulative) counts (``_buckets``)."""
+    return [bucket.get() for bucket in child._buckets]
+
+
+def bucket_exemplars(child: Any) -> list[Any]:
+    """A histogram child's exemplar per bucket (``None`` where there is none)."""
+    return [bucket.get_exemplar() for bucket in child._buckets]
+
+
+def sum_of(child: Any) -> float:
+    """A histogram's or summary's sum (``_sum``)."""
+    total: float = child._sum.get()
+    return total
+
+
+def count_of(child: Any) -> float:
+    """A summary's count (``_count``)."""
+    count: float = child._count.get()
+    return count
+
+
+def openmetrics_sample_name(name: str) -> str:
+    """A sample name as prometheus_client's OpenMetrics writer escapes it (``_escape`` with
+    the label-name character set: a colon becomes ``_``)."""
+    escaped: str = om_exposition._escape(
+        name, om_exposition.UNDERSCORES, om_exposition._is_legacy_labelname_rune
+    )
+    return escaped
+
+
+def compose_exemplar(metric: Any, sample: Any, exemplar: Any) -> str:
+    """A sample's exemplar as prometheus_client's OpenMetrics writer appends it
+    (``_compose_exemplar_string``, which refuses a metric that cannot carry one)."""
+    composed: str = om_exposition._compose_exemplar_string(metric, sample, exemplar)  # type: ignore[no-untyped-call]
+    return composed
+
+
+def has_family_name(collector: Any) -> bool:
+    """A collector is a prometheus_client metric object with a family name (``_name``)."""
+    return isinstance(getattr(collector, "_name", None), str)

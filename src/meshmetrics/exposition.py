@@ -23,10 +23,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.registry import Collector
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ._compat import collectors, family_name, uses_set_function
+from . import render
+from ._compat import collectors, direct_kind, family_name, has_target_info, uses_set_function
 from .multiproc import MULTIPROC_ENV, LockedMultiProcessCollector, WorkerProcessCollector
 from .names import log
-from .render import UNDERSCORES, Renderer, UnsupportedError
+from .render import UNDERSCORES, UnsupportedError
 from .typing import WSGIApplication as WSGIApp
 
 _WITH_CREATED = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
@@ -40,6 +41,11 @@ class ServedRegistry:
         self._sources = sources
         self._created = created
 
+    @property
+    def created(self) -> bool:
+        """``*_created`` samples are served."""
+        return self._created
+
     def collect(self) -> Iterator[Metric]:
         seen: set[str] = set()
         for source in self._sources:
@@ -51,9 +57,39 @@ class ServedRegistry:
                     metric = _without_created(metric)
                 yield metric
 
+    def families(self) -> Iterator[Any]:
+        """What :meth:`collect` yields, for :mod:`meshmetrics.render`: prometheus_client's
+        own Counter, Gauge, Histogram and Summary objects of a registry as they are (the
+        renderer reads their children), every other family as a ``Metric``."""
+        seen: set[str] = set()
+        for source in self._sources:
+            for family in _families_of(source):
+                name = family.name if isinstance(family, Metric) else family_name(family)
+                if name in seen:
+                    continue
+                seen.add(name)
+                if (
+                    isinstance(family, Metric)
+                    and not self._created
+                    and family.type in _WITH_CREATED
+                ):
+                    family = _without_created(family)
+                yield family
+
     def restricted_registry(self, names: Iterable[str]) -> _Restricted:
         """Only the samples named (Prometheus' ``name[]`` query parameter)."""
         return _Restricted(self, frozenset(names))
+
+
+def _families_of(source: Collector) -> Iterator[Any]:
+    if not isinstance(source, CollectorRegistry) or has_target_info(source):
+        yield from source.collect()
+        return
+    for collector in collectors(source):  # as CollectorRegistry.collect() goes through them
+        if direct_kind(collector) is None:
+            yield from collector.collect()
+        else:
+            yield collector
 
 
 def _without_created(metric: Metric) -> Metric:
@@ -120,10 +156,10 @@ def served_registry(
 
 def exposition_app(registry: ServedRegistry) -> WSGIApp:
     """The exposition of ``registry`` as prometheus_client's WSGI app serves it (content
-    negotiation, gzip, ``name[]``, OPTIONS), the common formats through the cached
-    :class:`~meshmetrics.render.Renderer` (the same bytes, a fraction of the time)."""
+    negotiation, gzip, ``name[]``, OPTIONS), the common formats through
+    :mod:`~meshmetrics.render` (the same bytes, a fraction of the time)."""
     fallback: WSGIApp = make_wsgi_app(registry)
-    renderer = Renderer()
+    created = registry.created
 
     def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if (
@@ -139,9 +175,9 @@ def exposition_app(registry: ServedRegistry) -> WSGIApp:
             if options.get("escaping", UNDERSCORES) != UNDERSCORES:
                 output = encoder(registry)
             elif func is om_generate_latest and options.get("version", "1.0.0") == "1.0.0":
-                output = renderer.openmetrics(registry.collect())
+                output = render.openmetrics(registry.families(), created=created)
             elif func is generate_latest:
-                output = renderer.text(registry.collect())
+                output = render.text(registry.families(), created=created)
             else:
                 output = encoder(registry)
         except UnsupportedError:

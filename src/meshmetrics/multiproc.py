@@ -42,10 +42,10 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from ._compat import AllocatedMmapedDict, use_mmap_values
+from .multiproc_merge import FileMerger
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOCK_NAME = ".meshmetrics.lock"
@@ -317,11 +317,15 @@ def _write(archive: Path, values: dict[str, tuple[float, float]]) -> None:
 
 
 class LockedMultiProcessCollector:
-    """prometheus_client's ``MultiProcessCollector``, reading under the shared lock."""
+    """prometheus_client's ``MultiProcessCollector``, reading under the shared lock (and
+    merging the files with :class:`~meshmetrics.multiproc_merge.FileMerger`: the same
+    metrics, its decoded keys kept from one scrape to the next)."""
 
     def __init__(self, directory: str) -> None:
+        if not os.path.isdir(directory):
+            raise ValueError(f"{directory!r} is not a directory")
         self._directory = directory
-        self._inner = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        self._merger = FileMerger()
 
     def collect(self) -> Iterator[Metric]:
         with directory_lock(self._directory, exclusive=False):
@@ -329,7 +333,7 @@ class LockedMultiProcessCollector:
             files = [
                 path for path in glob.glob(os.path.join(self._directory, "*.db")) if _sized(path)
             ]
-            metrics = list(self._inner.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+            metrics = self._merger.merge(files)
         yield from metrics
 
 

@@ -7,7 +7,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .._compat import collectors, documentation, family_name, family_type, label_names
+from .._compat import (
+    collectors,
+    documentation,
+    family_name,
+    family_type,
+    has_family_name,
+    label_names,
+)
 from ..config import MeshConfig
 from ..metrics import RequestMetrics
 from .promql import Queries
@@ -72,7 +79,7 @@ def registered_families(*registries: CollectorRegistry) -> list[MetricFamily]:
     families: dict[str, MetricFamily] = {}
     for collector in [c for registry in registries for c in collectors(registry)]:
         kind = family_type(collector)
-        if kind is not None and isinstance(getattr(collector, "_name", None), str):
+        if kind is not None and has_family_name(collector):
             name = family_name(collector)
             families.setdefault(
                 name, MetricFamily(name, kind, label_names(collector), documentation(collector))
