@@ -9,11 +9,12 @@ bounded by routes x methods x status codes.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._compat import family_name
+from .cells import Series, Value, adopt_value
 from .config import MeshConfig
 
 #: ``path`` label of requests that matched no route (404, bots).
@@ -74,8 +75,9 @@ class RequestMetrics:
             multiprocess_mode="max",
         )
         self.info.labels(config.service, config.namespace, config.version).set(1)
-        self._gauges: dict[tuple[str, str], Any] = {}
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._gauges: dict[tuple[str, str], Value] = {}
+        self._series: dict[tuple[str, str, int], Series] = {}
+        self._lock = threading.Lock()
 
     @property
     def family_names(self) -> tuple[str, ...]:
@@ -85,25 +87,32 @@ class RequestMetrics:
 
     # -- label resolution (cached: the hot path does dict lookups only) -------------
 
-    def in_progress_child(self, method: str, path: str) -> Any:
-        """The in-progress gauge of a route (created once)."""
-        key = (method, path)
-        child = self._gauges.get(key)
-        if child is None:
-            child = self._gauges[key] = self.in_progress.labels(method, path)
-        return child
+    def in_progress_child(self, method: str, path: str) -> Value:
+        """The in-progress gauge value of a route (its child created once)."""
+        cell = self._gauges.get((method, path))
+        if cell is None:
+            with self._lock:
+                cell = self._gauges.get((method, path))
+                if cell is None:
+                    child = self.in_progress.labels(method, path)
+                    cell = self._gauges[(method, path)] = adopt_value(child)
+        return cell
 
-    def _request_children(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+    def _new_series(self, key: tuple[str, str, int]) -> Series:
         method, path, status = key
         code = str(status)
-        pair = self._children[key] = (
-            self.duration.labels(method, path, code),
-            self.requests.labels(method, path, code),
-        )
-        return pair
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = Series(
+                    self.duration.labels(method, path, code),
+                    self.requests.labels(method, path, code),
+                )
+        return series
 
     def record(
         self,
+        gauge: Value | None,
         method: str,
         path: str,
         status: int,
@@ -111,14 +120,22 @@ class RequestMetrics:
         exemplar: dict[str, str] | None,
         exception: str | None,
     ) -> None:
-        """Count one finished request (and its exception, if it raised one); ``seconds``
-        is ``None`` for a request whose time is no latency (an upgraded connection)."""
+        """Count one finished request (and its exception, if it raised one), and end its
+        in-progress ``gauge`` if given; ``seconds`` is ``None`` for a request whose time
+        is no latency (an upgraded connection)."""
         if seconds is None:  # no histogram series of its own either
+            if gauge is not None:
+                gauge.inc(-1.0)
             self.requests.labels(method, path, str(status)).inc()
-        else:
+        elif exemplar is None:
             key = (method, path, status)
-            histogram, counter = self._children.get(key) or self._request_children(key)
-            histogram.observe(seconds, exemplar)
-            counter.inc()
+            (self._series.get(key) or self._new_series(key)).observe(seconds, gauge)
+        else:
+            if gauge is not None:
+                gauge.inc(-1.0)
+            key = (method, path, status)
+            series = self._series.get(key) or self._new_series(key)
+            series.histogram.observe(seconds, exemplar)
+            series.counter.inc()
         if exception is not None:
             self.exceptions.labels(method, path, str(status), exception).inc()

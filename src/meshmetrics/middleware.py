@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -33,6 +32,8 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
 from ._compat import current_request, excluded_by_pfe, rendered_by_flask
+from .bodies import observed
+from .cells import Value
 from .endpoint import MetricsEndpoint
 from .exposition import WSGIApp
 from .metrics import (
@@ -51,7 +52,8 @@ log = logging.getLogger("meshmetrics")
 
 
 class RequestState:
-    """One request's measurement, kept in its WSGI environ."""
+    """One request's measurement, kept in its WSGI environ; its :meth:`start_response`
+    is the one the app is given (it notes the status sent)."""
 
     __slots__ = (
         "done",
@@ -61,23 +63,29 @@ class RequestState:
         "observer",
         "path",
         "req",
+        "respond",
         "started",
         "status",
         "streamed",
     )
 
-    def __init__(self, started: float, observer: AppObserver) -> None:
+    def __init__(self, started: float, observer: AppObserver, respond: Callable[..., Any]) -> None:
         self.started = started
         self.observer = observer
+        self.respond = respond
         self.status = 0
         self.method: str | None = None
         self.path: str | None = None
-        self.gauge: Any = None
+        self.gauge: Value | None = None
         self.req: Any = None
         self.exception: BaseException | None = None
         self.streamed = False
         #: nothing (more) to record: finished, or not measured here
         self.done = False
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.status = int(status[:3])
+        return self.respond(status, headers, exc_info)
 
 
 class RequestCore:
@@ -103,7 +111,7 @@ class RequestCore:
         state.method, state.path, state.req = method, path, req
         try:
             gauge = self.metrics.in_progress_child(method, path)
-            gauge.inc()
+            gauge.inc(1.0)
             state.gauge = gauge
         except OSError as exc:  # the multiprocess directory filled up: never fail a request
             _storage_failed(exc)
@@ -126,10 +134,12 @@ class RequestCore:
         exc = state.exception or exc
         tracing = self.tracing
         try:
-            if state.gauge is not None:
-                state.gauge.dec()
-            if state.req is None or not excluded_by_pfe(state.req):
+            if state.req is not None and excluded_by_pfe(state.req):
+                if state.gauge is not None:
+                    state.gauge.inc(-1.0)
+            else:
                 self.metrics.record(
+                    state.gauge,
                     method or "",
                     path or UNMATCHED,
                     status,
@@ -181,7 +191,14 @@ class AppObserver:
         self.scope = scope
         #: each route's ``path`` label, or ``None`` when it is not measured here
         self._routes: dict[int, str | None] = {}
+        #: the label of an unmatched request when no prefix can name it (undecided yet)
+        self._unmatched: str | None = _UNDECIDED
+        #: 405s: the route's label by host, path and allowed methods (at most
+        #: :data:`ROUTE_CACHE_SIZE` entries: any path may be asked for)
+        self._not_allowed: dict[tuple[Any, Any, tuple[str, ...]], str | None] = {}
         self.active = True
+        #: active, and the process' first request seen (its hook run)
+        self._ready = False
         self._on_first_request: Callable[[dict[str, Any]], None] | None = on_first_request
         self._first_hook = on_first_request
         self._app = weakref.ref(app)
@@ -195,27 +212,21 @@ class AppObserver:
     def detach(self) -> None:
         """Stop measuring: requests pass through, so the hooks find no state."""
         self.active = False
+        self._ready = False
 
     # -- WSGI -----------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not self.active:
-            return self.wsgi_app(environ, start_response)
-        if self._on_first_request is not None:
-            hook, self._on_first_request = self._on_first_request, None
-            self._find_engineio()
-            hook(environ)
+        if not self._ready:
+            if not self.active:
+                return self.wsgi_app(environ, start_response)
+            self._first_request(environ)
         if environ.get("PATH_INFO") == self.metrics_path:
             return self._scrape(environ, start_response)
-        state = RequestState(perf_counter(), self)
+        state = RequestState(perf_counter(), self, start_response)
         environ[STATE_KEY] = state
-
-        def observed_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            state.status = int(status[:3])
-            return start_response(status, headers, exc_info)
-
         try:
-            body = self.wsgi_app(environ, observed_start_response)
+            body = self.wsgi_app(environ, state.start_response)
         except BaseException as exc:
             if "HTTP_UPGRADE" in environ and upgraded(
                 environ, state.status, exc, websocket_rule(state.req)
@@ -224,15 +235,26 @@ class AppObserver:
             else:
                 self._finish(state, environ, 500, exc)
             raise
-        if state.streamed and not state.done:
+        if state.done:
+            return body
+        if state.streamed:
             return observed(body, self, state, environ)
         if (state.status == SWITCHING_PROTOCOLS or "HTTP_UPGRADE" in environ) and upgraded(
             environ, state.status, None, websocket_rule(state.req)
         ):
             self._finish(state, environ, SWITCHING_PROTOCOLS, None)
+        elif state.path is not None:
+            self.core.finish(state, environ, state.status or 500, None)
         else:
             self._finish(state, environ, state.status or 500, None)
         return body
+
+    def _first_request(self, environ: dict[str, Any]) -> None:
+        hook, self._on_first_request = self._on_first_request, None
+        self._ready = True
+        if hook is not None:
+            self._find_engineio()
+            hook(environ)
 
     def _scrape(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """The metrics endpoint, outside the app's routing, hooks and measurement."""
@@ -274,6 +296,7 @@ class AppObserver:
             self.prefixes = tuple(
                 sorted((*self.prefixes, (path, path)), key=lambda p: (-len(p[0]), p[0]))
             )
+            self._forget_routes()
 
     def body_done(
         self,
@@ -293,16 +316,39 @@ class AppObserver:
         if state.path is not None or state.done:
             return
         rule = req.url_rule
-        # decided once per route (rules are not hashable; a url_map keeps its rules)
-        path = self._routes.get(id(rule), _UNDECIDED) if rule is not None else _UNDECIDED
-        if path is _UNDECIDED:
-            path = self._route_of(req)
-            if rule is not None:
-                self._routes[id(rule)] = path
+        if rule is not None:
+            # decided once per route (rules are not hashable; a url_map keeps its rules)
+            path = self._routes.get(id(rule), _UNDECIDED)
+            if path is _UNDECIDED:
+                path = self._routes[id(rule)] = self._route_of(req)
+        else:
+            path = self._unrouted(req)
         if path is None:
             state.done = True
             return
         self.core.start(state, req, path)
+
+    def _unrouted(self, req: Any) -> str | None:
+        """The ``path`` label of a request no route matched (decided once when it cannot
+        depend on the path: no ``path_prefixes``), or of a 405 (its route, decided once
+        per path and allowed methods, in a bounded cache)."""
+        error = req.routing_exception
+        if isinstance(error, MethodNotAllowed):
+            environ = req.environ
+            methods = tuple(error.valid_methods or ())
+            key = (environ.get("HTTP_HOST"), environ.get("PATH_INFO"), methods)
+            path: str | None = self._not_allowed.get(key, _UNDECIDED)
+            if path is _UNDECIDED:
+                if len(self._not_allowed) >= ROUTE_CACHE_SIZE:
+                    self._not_allowed.clear()
+                path = self._not_allowed[key] = self._route_of(req)
+            return path
+        if self.prefixes:
+            return self._route_of(req)
+        path = self._unmatched
+        if path is _UNDECIDED:
+            path = self._unmatched = self._route_of(req)
+        return path
 
     def _route_of(self, req: Any) -> str | None:
         """The ``path`` label of a request, or ``None`` when it is not measured here."""
@@ -319,7 +365,13 @@ class AppObserver:
         """Also measure the requests of the Blueprint registered under this name."""
         if self.scope is not None:
             self.scope = self.scope | {blueprint_name}
-            self._routes.clear()
+            self._forget_routes()
+
+    def _forget_routes(self) -> None:
+        """The labels decided so far no longer hold (the scope or the prefixes changed)."""
+        self._routes.clear()
+        self._not_allowed.clear()
+        self._unmatched = _UNDECIDED
 
     def _in_scope(self, rule: Rule) -> bool:
         endpoint = str(rule.endpoint)
@@ -327,6 +379,8 @@ class AppObserver:
 
 
 _UNDECIDED: Any = object()
+#: At most this many 405 labels are kept per app (then the cache starts afresh).
+ROUTE_CACHE_SIZE = 1024
 
 
 # -- Flask's hooks, installed once per app; each finds its request's observer -----------
@@ -386,6 +440,7 @@ def _forked(ref: weakref.ReferenceType[AppObserver]) -> None:
     observer = ref()
     if observer is not None:  # the child runs the first-request hook again
         observer._on_first_request = observer._first_hook
+        observer._ready = False
 
 
 def _rule_of_405(req: Any) -> Rule | None:
@@ -404,93 +459,3 @@ def _rule_of_405(req: Any) -> Rule | None:
 
 
 _IN_MEMORY = (list, tuple, bytes, str)
-
-
-def observed(
-    body: Iterable[bytes], observer: AppObserver, state: RequestState, environ: dict[str, Any]
-) -> Iterable[bytes]:
-    """``body``, observed until the server has sent it or closed it."""
-    file_wrapper = environ.get("wsgi.file_wrapper")
-    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-        closing = ClosedFile(getattr(body, "close", None), observer, state, environ)
-        try:  # the server's own type, kept: gunicorn sends it with sendfile()
-            body.close = closing  # type: ignore[attr-defined]
-        except (AttributeError, TypeError):  # a type without instance attributes
-            pass
-        else:
-            return body
-    return ObservedBody(body, observer, state, environ)
-
-
-class ClosedFile:
-    """The ``close()`` of a server's ``wsgi.file_wrapper``: its request completes there.
-
-    The server may send the file without iterating it (``sendfile()``), so only
-    ``close()`` is seen; an ``OSError`` the server is propagating while it closes (the
-    client went away mid-file, visible to CPython's ``sys.exc_info()`` in its
-    ``finally``) makes it :data:`~.metrics.CLIENT_CLOSED`, another exception an error.
-    """
-
-    __slots__ = ("_close", "_environ", "_observer", "_state")
-
-    def __init__(
-        self,
-        close: Callable[[], None] | None,
-        observer: AppObserver,
-        state: RequestState,
-        environ: dict[str, Any],
-    ) -> None:
-        self._close, self._observer, self._state, self._environ = close, observer, state, environ
-
-    def __call__(self) -> None:
-        failure = sys.exc_info()[1]
-        try:
-            if self._close is not None:
-                self._close()
-        finally:
-            error = None if failure is None or isinstance(failure, OSError) else failure
-            complete = failure is None
-            self._observer.body_done(self._state, self._environ, complete, error)
-
-
-class ObservedBody:
-    """A streamed response body: the request completes when it is sent or abandoned."""
-
-    __slots__ = ("_body", "_complete", "_environ", "_error", "_observer", "_state")
-
-    def __init__(
-        self,
-        body: Iterable[bytes],
-        observer: AppObserver,
-        state: RequestState,
-        environ: dict[str, Any],
-    ) -> None:
-        self._body, self._observer, self._state, self._environ = body, observer, state, environ
-        self._complete = False
-        self._error: BaseException | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._body
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            self._error = exc
-            self._done()
-            raise
-        self._complete = True
-        self._done()  # a test client may never close the body
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._error = self._error or exc
-            raise
-        finally:
-            self._done()
-
-    def _done(self) -> None:
-        self._observer.body_done(self._state, self._environ, self._complete, self._error)
