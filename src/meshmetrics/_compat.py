@@ -222,3 +222,18 @@ def mmap_slot(value: Any) -> tuple[Any, int, float]:
 #: A value and its timestamp as prometheus_client writes them into a value file
 #: (``_pack_two_doubles_func``: two native doubles, assigned to the slot in one piece).
 pack_mmap_value: Callable[[float, float], bytes] = mmap_dict._pack_two_doubles_func
+
+
+def request_context_getter() -> Callable[[], Any]:
+    """A function returning Flask's current request context (``RequestContext``, whose
+    ``request`` is the real request object): the context variable's own ``get``, so
+    that a request hook reads it without a Python call (Flask >= 2.2; else through the
+    proxy).  Imports Flask: call it from a module that does."""
+    try:
+        from flask.globals import _cv_request
+    except ImportError:  # pragma: no cover - a Flask that moved it
+        from flask.globals import request_ctx
+
+        return lambda: request_ctx._get_current_object()  # type: ignore[attr-defined]
+    get: Callable[[], Any] = _cv_request.get
+    return get

@@ -75,7 +75,8 @@ class RequestMetrics:
             multiprocess_mode="max",
         )
         self.info.labels(config.service, config.namespace, config.version).set(1)
-        self._gauges: dict[tuple[str, str], Value] = {}
+        #: the in-progress gauge's values by ``(method, path)``
+        self.gauges: dict[tuple[str, str], Value] = {}
         self._series: dict[tuple[str, str, int], Series] = {}
         self._lock = threading.Lock()
 
@@ -89,13 +90,13 @@ class RequestMetrics:
 
     def in_progress_child(self, method: str, path: str) -> Value:
         """The in-progress gauge value of a route (its child created once)."""
-        cell = self._gauges.get((method, path))
+        cell = self.gauges.get((method, path))
         if cell is None:
             with self._lock:
-                cell = self._gauges.get((method, path))
+                cell = self.gauges.get((method, path))
                 if cell is None:
                     child = self.in_progress.labels(method, path)
-                    cell = self._gauges[(method, path)] = adopt_value(child)
+                    cell = self.gauges[(method, path)] = adopt_value(child)
         return cell
 
     def _new_series(self, key: tuple[str, str, int]) -> Series:

@@ -31,7 +31,7 @@ from flask import Flask, current_app, got_request_exception
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
-from ._compat import current_request, excluded_by_pfe, rendered_by_flask
+from ._compat import excluded_by_pfe, rendered_by_flask, request_context_getter
 from .bodies import observed
 from .cells import Value
 from .endpoint import MetricsEndpoint
@@ -110,7 +110,8 @@ class RequestCore:
             method = OTHER_METHOD
         state.method, state.path, state.req = method, path, req
         try:
-            gauge = self.metrics.in_progress_child(method, path)
+            metrics = self.metrics
+            gauge = metrics.gauges.get((method, path)) or metrics.in_progress_child(method, path)
             gauge.inc(1.0)
             state.gauge = gauge
         except OSError as exc:  # the multiprocess directory filled up: never fail a request
@@ -402,11 +403,15 @@ def install_hooks(app: Flask) -> None:
     app.extensions[_HOOKS_KEY] = True
 
 
+#: Flask's current request context (its ``request`` is the real request object).
+_request_context = request_context_getter()
+
+
 def _on_routed() -> None:
     """An app ``before_request`` function: the request is routed and starts here.  One
     that an earlier function answered starts in ``after_request`` or, if it raised, in
     ``got_request_exception`` (Flask runs both inside the request)."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
         state.observer.routed(state, req)
@@ -414,10 +419,11 @@ def _on_routed() -> None:
 
 def _on_response(response: Any) -> Any:
     """``after_request``: note whether the body is produced while it is sent."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
-        state.observer.routed(state, req)  # no-op unless an earlier hook answered
+        if state.path is None:  # an earlier hook answered
+            state.observer.routed(state, req)
         # a body in memory is complete when the app returns; any other iterable (a
         # generator, map(), a class, a file wrapper) is produced while the server sends it
         state.streamed = not isinstance(response.response, _IN_MEMORY) and not rendered_by_flask(
@@ -428,7 +434,7 @@ def _on_response(response: Any) -> Any:
 
 def _on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
     """Flask's ``got_request_exception`` signal (sent only when something raised)."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
         state.observer.routed(state, req)  # no-op unless an earlier hook raised
