@@ -104,7 +104,10 @@ class FileValue:
 
     def inc(self, amount: float) -> None:
         with _lock:
-            self.add(amount)
+            if self.m is None:
+                self.refresh()
+            value = self.value = self.value + amount
+            self.m[self.pos : self.end] = pack_mmap_value(value, 0.0)
 
     def set(self, value: float, timestamp: float | None = None) -> None:
         with _lock:
@@ -149,7 +152,7 @@ def adopt_value(child: Any) -> Value:
 class Series:
     """One ``(method, path, status)`` of the latency histogram and the request counter."""
 
-    __slots__ = ("bounds", "buckets", "count", "counter", "histogram", "local", "total")
+    __slots__ = ("bounds", "buckets", "count", "counter", "files", "histogram", "local", "total")
 
     def __init__(self, histogram: Any, counter: Any) -> None:
         self.histogram, self.counter = histogram, counter
@@ -164,14 +167,20 @@ class Series:
         #: observations ``x`` with ``bounds[i-1] < x <= bounds[i]``, which is where
         #: ``bisect_left`` places ``x`` (a latency: never NaN)
         self.bounds = tuple(bounds)
-        self.local = all(type(v) is LocalValue for v in (self.total, *self.buckets, self.count))
+        values = (self.total, *self.buckets, self.count)
+        #: every value in process memory
+        self.local = all(type(v) is LocalValue for v in values)
+        #: every value in a file: the sum, the buckets, the count
+        self.files: tuple[FileValue, tuple[FileValue, ...], FileValue] | None = None
+        if all(type(v) is FileValue for v in values):
+            self.files = _files(self.total), tuple(map(_files, self.buckets)), _files(self.count)
 
     def observe(self, seconds: float, gauge: Value | None) -> None:
         """One request that took ``seconds``: its histogram bucket and sum, its count and,
         when given, the end of its in-progress gauge, under one lock."""
-        bucket = self.buckets[bisect_left(self.bounds, seconds)]
-        total, count = self.total, self.count
+        i = bisect_left(self.bounds, seconds)
         if self.local:
+            total, bucket, count = self.total, self.buckets[i], self.count
             with _lock:
                 if gauge is not None:
                     if type(gauge) is LocalValue:
@@ -181,13 +190,37 @@ class Series:
                 total.value += seconds
                 bucket.value += 1.0
                 count.value += 1.0
-        else:
+        elif self.files is not None:  # written as FileValue.add does, without its calls
+            total, buckets, count = self.files
+            bucket = buckets[i]
             with _lock:
                 if gauge is not None:
                     gauge.add(-1.0)
-                total.add(seconds)
-                bucket.add(1.0)
-                count.add(1.0)
+                if total.m is None or bucket.m is None or count.m is None:
+                    self._refresh()  # in a forked child
+                value = total.value = total.value + seconds
+                total.m[total.pos : total.end] = pack_mmap_value(value, 0.0)
+                value = bucket.value = bucket.value + 1.0
+                bucket.m[bucket.pos : bucket.end] = pack_mmap_value(value, 0.0)
+                value = count.value = count.value + 1.0
+                count.m[count.pos : count.end] = pack_mmap_value(value, 0.0)
+        else:  # made while the value class changed: some values here, some in files
+            with _lock:
+                if gauge is not None:
+                    gauge.add(-1.0)
+                self.total.add(seconds)
+                self.buckets[i].add(1.0)
+                self.count.add(1.0)
+
+    def _refresh(self) -> None:
+        for value in (self.total, *self.buckets, self.count):
+            if type(value) is FileValue and value.m is None:
+                value.refresh()
+
+
+def _files(value: Value) -> FileValue:
+    assert type(value) is FileValue
+    return value
 
 
 def _forked() -> None:

@@ -75,9 +75,11 @@ class RequestMetrics:
             multiprocess_mode="max",
         )
         self.info.labels(config.service, config.namespace, config.version).set(1)
-        #: the in-progress gauge's values by ``(method, path)``
-        self.gauges: dict[tuple[str, str], Value] = {}
-        self._series: dict[tuple[str, str, int], Series] = {}
+        #: the routes a request started on, by ``(method, path)``
+        self.routes: dict[tuple[str, str], Route] = {}
+        #: the latency histogram's and request counter's values by
+        #: ``(method, path, status)``
+        self.series: dict[tuple[str, str, int], Series] = {}
         self._lock = threading.Lock()
 
     @property
@@ -88,24 +90,25 @@ class RequestMetrics:
 
     # -- label resolution (cached: the hot path does dict lookups only) -------------
 
-    def in_progress_child(self, method: str, path: str) -> Value:
-        """The in-progress gauge value of a route (its child created once)."""
-        cell = self.gauges.get((method, path))
-        if cell is None:
+    def route(self, method: str, path: str) -> Route:
+        """The series of a route a request starts on (its in-progress gauge created once)."""
+        route = self.routes.get((method, path))
+        if route is None:
             with self._lock:
-                cell = self.gauges.get((method, path))
-                if cell is None:
-                    child = self.in_progress.labels(method, path)
-                    cell = self.gauges[(method, path)] = adopt_value(child)
-        return cell
+                route = self.routes.get((method, path))
+                if route is None:
+                    gauge = adopt_value(self.in_progress.labels(method, path))
+                    route = self.routes[(method, path)] = Route(self, method, path, gauge)
+        return route
 
-    def _new_series(self, key: tuple[str, str, int]) -> Series:
+    def new_series(self, key: tuple[str, str, int]) -> Series:
+        """The values of a ``(method, path, status)`` (its children created once)."""
         method, path, status = key
         code = str(status)
         with self._lock:
-            series = self._series.get(key)
+            series = self.series.get(key)
             if series is None:
-                series = self._series[key] = Series(
+                series = self.series[key] = Series(
                     self.duration.labels(method, path, code),
                     self.requests.labels(method, path, code),
                 )
@@ -130,13 +133,33 @@ class RequestMetrics:
             self.requests.labels(method, path, str(status)).inc()
         elif exemplar is None:
             key = (method, path, status)
-            (self._series.get(key) or self._new_series(key)).observe(seconds, gauge)
+            (self.series.get(key) or self.new_series(key)).observe(seconds, gauge)
         else:
             if gauge is not None:
                 gauge.inc(-1.0)
             key = (method, path, status)
-            series = self._series.get(key) or self._new_series(key)
+            series = self.series.get(key) or self.new_series(key)
             series.histogram.observe(seconds, exemplar)
             series.counter.inc()
         if exception is not None:
             self.exceptions.labels(method, path, str(status), exception).inc()
+
+
+class Route:
+    """The series of one ``(method, path)`` requests start on: its in-progress gauge's
+    value and, by status, its latency histogram's and request counter's values."""
+
+    __slots__ = ("gauge", "method", "metrics", "path", "statuses")
+
+    def __init__(self, metrics: RequestMetrics, method: str, path: str, gauge: Value) -> None:
+        self.metrics, self.method, self.path, self.gauge = metrics, method, path, gauge
+        self.statuses: dict[int, Series] = {}
+
+    def series(self, status: int) -> Series:
+        """The values of this route's ``status`` (its children created once)."""
+        series = self.statuses.get(status)
+        if series is None:
+            key = (self.method, self.path, status)
+            series = self.metrics.series.get(key) or self.metrics.new_series(key)
+            self.statuses[status] = series
+        return series

@@ -31,9 +31,8 @@ from flask import Flask, current_app, got_request_exception
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
-from ._compat import excluded_by_pfe, rendered_by_flask, request_context_getter
+from ._compat import PFE_REQUEST_FLAGS, rendered_by_flask, request_context_getter
 from .bodies import observed
-from .cells import Value
 from .endpoint import MetricsEndpoint
 from .exposition import WSGIApp
 from .metrics import (
@@ -42,6 +41,7 @@ from .metrics import (
     STANDARD_METHODS,
     UNMATCHED,
     RequestMetrics,
+    Route,
     method_label,
 )
 from .paths import move_outside_engineio, prefix_label
@@ -58,12 +58,12 @@ class RequestState:
     __slots__ = (
         "done",
         "exception",
-        "gauge",
         "method",
         "observer",
         "path",
         "req",
         "respond",
+        "route",
         "started",
         "status",
         "streamed",
@@ -76,7 +76,8 @@ class RequestState:
         self.status = 0
         self.method: str | None = None
         self.path: str | None = None
-        self.gauge: Value | None = None
+        #: the route's series, once its in-progress gauge counts the request
+        self.route: Route | None = None
         self.req: Any = None
         self.exception: BaseException | None = None
         self.streamed = False
@@ -105,15 +106,17 @@ class RequestCore:
         self.prefixes = prefixes
 
     def start(self, state: RequestState, req: Any, path: str) -> None:
+        """The request is routed to ``path``: the route's in-progress gauge counts it,
+        its span starts."""
         method = req.method
         if method not in STANDARD_METHODS:
             method = OTHER_METHOD
         state.method, state.path, state.req = method, path, req
         try:
             metrics = self.metrics
-            gauge = metrics.gauges.get((method, path)) or metrics.in_progress_child(method, path)
-            gauge.inc(1.0)
-            state.gauge = gauge
+            route = metrics.routes.get((method, path)) or metrics.route(method, path)
+            route.gauge.inc(1.0)
+            state.route = route
         except OSError as exc:  # the multiprocess directory filled up: never fail a request
             _storage_failed(exc)
         if self.tracing is not None:
@@ -131,29 +134,39 @@ class RequestCore:
         # out of the environ, which Flask's request keeps in a reference cycle: the
         # state is freed at once, not by the cyclic garbage collector
         environ.pop(STATE_KEY, None)
-        method, path = state.method, state.path
+        method, path = state.method or "", state.path or UNMATCHED
         exc = state.exception or exc
         tracing = self.tracing
         try:
-            if state.req is not None and excluded_by_pfe(state.req):
-                if state.gauge is not None:
-                    state.gauge.inc(-1.0)
+            attrs = state.req.__dict__ if state.req is not None else ()
+            route = state.route
+            gauge = route.gauge if route is not None else None
+            if _DO_NOT_TRACK in attrs or _EXCLUDE_ALL in attrs:  # prometheus-flask-exporter's
+                if gauge is not None:
+                    gauge.inc(-1.0)
+            elif status == SWITCHING_PROTOCOLS:  # the session is not a response time
+                self.metrics.record(gauge, method, path, status, None, None, _name(exc))
             else:
-                self.metrics.record(
-                    state.gauge,
-                    method or "",
-                    path or UNMATCHED,
-                    status,
-                    # an upgraded connection's session is not a response time
-                    None if status == SWITCHING_PROTOCOLS else perf_counter() - state.started,
-                    tracing.exemplar(environ) if tracing is not None else None,
-                    type(exc).__name__ if exc is not None else None,
-                )
+                seconds = perf_counter() - state.started
+                exemplar = tracing.exemplar(environ) if tracing is not None else None
+                if exemplar is None and exc is None and route is not None:  # the usual request
+                    series = route.statuses.get(status) or route.series(status)
+                    series.observe(seconds, gauge)
+                else:
+                    self.metrics.record(gauge, method, path, status, seconds, exemplar, _name(exc))
         except OSError as storage_error:
             _storage_failed(storage_error)
         if tracing is not None:
             tracing.finish(environ, status, exc)
 
+
+def _name(exc: BaseException | None) -> str | None:
+    return type(exc).__name__ if exc is not None else None
+
+
+#: What prometheus-flask-exporter's ``@do_not_track`` and ``@exclude_all_metrics`` set
+#: on the request.
+_DO_NOT_TRACK, _EXCLUDE_ALL = PFE_REQUEST_FLAGS
 
 _storage_warned = False
 
