@@ -205,7 +205,7 @@ class AppObserver:
         self.scope = scope
         #: each route's ``path`` label, or ``None`` when it is not measured here
         self._routes: dict[int, str | None] = {}
-        #: the label of an unmatched request when no prefix can name it (undecided yet)
+        #: the label of every unmatched request (not a 405) when no prefix can name one
         self._unmatched: str | None = _UNDECIDED
         #: 405s: the route's label by host, path and allowed methods (at most
         #: :data:`ROUTE_CACHE_SIZE` entries: any path may be asked for)
@@ -335,8 +335,10 @@ class AppObserver:
             path = self._routes.get(id(rule), _UNDECIDED)
             if path is _UNDECIDED:
                 path = self._routes[id(rule)] = self._route_of(req)
-        else:
-            path = self._unrouted(req)
+        else:  # the same label for every path, unless a prefix or a 405's route names it
+            path = self._unmatched
+            if path is _UNDECIDED or isinstance(req.routing_exception, MethodNotAllowed):
+                path = self._unrouted(req)
         if path is None:
             state.done = True
             return
