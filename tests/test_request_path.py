@@ -8,7 +8,7 @@ import collections
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -303,10 +303,36 @@ def test_a_request_costs_the_same_calls_at_any_number_of_routes(apps: dict[int, 
 def test_an_unmatched_or_405_request_costs_the_calls_of_a_matched_one(
     apps: dict[int, Flask],
 ) -> None:
-    """Beyond a matched request's calls: the check that an error page is in memory, and
-    for a 405 the look-up of its route's label (decided on the first one)."""
+    """A matched request's calls, but for the view's pass through ``ensure_sync`` (no view
+    runs), plus the check that an error page is in memory and, for a 405, the look-up of
+    its route's label (decided on the first one)."""
     matched = _calls_per_request(apps[1000], [("GET", "/items/2")])
+    no_view = matched - collections.Counter({"_answer_ensure_sync.<locals>.ensure_sync": 1})
     error_page = collections.Counter({"rendered_by_flask": 1})
-    assert _calls_per_request(apps[1000], [("GET", "/nope/3")]) == matched + error_page
+    assert _calls_per_request(apps[1000], [("GET", "/nope/3")]) == no_view + error_page
     not_allowed = collections.Counter({"AppObserver._unrouted": 1}) + error_page
-    assert _calls_per_request(apps[1000], [("PUT", "/items/4")]) == matched + not_allowed
+    assert _calls_per_request(apps[1000], [("PUT", "/items/4")]) == no_view + not_allowed
+
+
+def test_ensure_sync_answers_for_the_hooks_and_asks_the_app_for_the_rest() -> None:
+    asked: list[str] = []
+
+    class App(Flask):
+        def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+            asked.append(func.__name__)
+            return super().ensure_sync(func)
+
+    app = App("own")
+
+    @app.before_request
+    def own_hook() -> None:
+        pass
+
+    @app.route("/")
+    def index() -> str:
+        return "ok"
+
+    instrument(app)
+    assert app.test_client().get("/").status_code == 200
+    assert asked == ["own_hook", "index"]
+    assert value(scrape(app), "flask_http_request_total", path="/") == 1

@@ -36,7 +36,7 @@ from ._compat import (
 
 #: Every update of a cell: one process-wide lock (a fresh one in a forked child, which
 #: may have been forked while another thread held it).
-_lock = threading.Lock()
+lock = threading.Lock()
 #: The file values of this process, marked stale in a forked child.
 _file_values: weakref.WeakSet[FileValue] = weakref.WeakSet()
 
@@ -52,15 +52,15 @@ class LocalValue:
         self.exemplar = exemplar
 
     def inc(self, amount: float) -> None:
-        with _lock:
+        with lock:
             self.value += amount
 
     def set(self, value: float, timestamp: float | None = None) -> None:
-        with _lock:
+        with lock:
             self.value = value
 
     def set_exemplar(self, exemplar: Any) -> None:
-        with _lock:
+        with lock:
             self.exemplar = exemplar
 
     def get(self) -> float:
@@ -103,14 +103,14 @@ class FileValue:
         self.m[self.pos : self.end] = pack_mmap_value(value, 0.0)
 
     def inc(self, amount: float) -> None:
-        with _lock:
+        with lock:
             if self.m is None:
                 self.refresh()
             value = self.value = self.value + amount
             self.m[self.pos : self.end] = pack_mmap_value(value, 0.0)
 
     def set(self, value: float, timestamp: float | None = None) -> None:
-        with _lock:
+        with lock:
             if self.m is None:
                 self.refresh()
             self.value = value
@@ -120,7 +120,7 @@ class FileValue:
         """Multiprocess mode keeps no exemplars (as prometheus_client)."""
 
     def get(self) -> float:
-        with _lock:
+        with lock:
             if self.m is None:
                 self.refresh()
             return self.value
@@ -143,7 +143,7 @@ def _adopted(value: Any) -> Value:
 
 def adopt_value(child: Any) -> Value:
     """A counter's or gauge's child, given a cell for its value; returns the cell."""
-    with _lock:
+    with lock:
         cell = _adopted(value_of_child(child))
         replace_value(child, cell)
     return cell
@@ -156,7 +156,7 @@ class Series:
 
     def __init__(self, histogram: Any, counter: Any) -> None:
         self.histogram, self.counter = histogram, counter
-        with _lock:
+        with lock:
             total, buckets, bounds = histogram_values(histogram)
             self.total = _adopted(total)
             self.buckets = tuple(_adopted(bucket) for bucket in buckets)
@@ -181,7 +181,7 @@ class Series:
         i = bisect_left(self.bounds, seconds)
         if self.local:
             total, bucket, count = self.total, self.buckets[i], self.count
-            with _lock:
+            with lock:
                 if gauge is not None:
                     if type(gauge) is LocalValue:
                         gauge.value -= 1.0
@@ -193,7 +193,7 @@ class Series:
         elif self.files is not None:  # written as FileValue.add does, without its calls
             total, buckets, count = self.files
             bucket = buckets[i]
-            with _lock:
+            with lock:
                 if gauge is not None:
                     gauge.add(-1.0)
                 if total.m is None or bucket.m is None or count.m is None:
@@ -205,7 +205,7 @@ class Series:
                 value = count.value = count.value + 1.0
                 count.m[count.pos : count.end] = pack_mmap_value(value, 0.0)
         else:  # made while the value class changed: some values here, some in files
-            with _lock:
+            with lock:
                 if gauge is not None:
                     gauge.add(-1.0)
                 self.total.add(seconds)
@@ -225,8 +225,8 @@ def _files(value: Value) -> FileValue:
 
 def _forked() -> None:
     """In a forked child: a fresh lock, every file value to be found again."""
-    global _lock
-    _lock = threading.Lock()
+    global lock
+    lock = threading.Lock()
     for value in list(_file_values):
         value.m = None
 

@@ -415,7 +415,22 @@ def install_hooks(app: Flask) -> None:
     app.before_request(_on_routed)
     app.after_request(_on_response)
     got_request_exception.connect(_on_exception, app)
+    _answer_ensure_sync(app)
     app.extensions[_HOOKS_KEY] = True
+
+
+def _answer_ensure_sync(app: Flask) -> None:
+    """Flask passes each request hook through ``app.ensure_sync()`` on every request (its
+    documented place to run ``async def`` functions), which asks ``inspect`` whether it is
+    a coroutine function: five Python calls per hook.  Ours are plain functions: the app's
+    ``ensure_sync`` (on the instance, as ``app.run`` is wrapped) returns them at once and
+    asks the app's own method about every other function."""
+    original = app.ensure_sync
+
+    def ensure_sync(func: Callable[..., Any]) -> Callable[..., Any]:
+        return func if func is _on_routed or func is _on_response else original(func)
+
+    app.ensure_sync = ensure_sync  # type: ignore[method-assign]
 
 
 #: Flask's current request context (its ``request`` is the real request object).
