@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from werkzeug.routing import Rule
 
 from helpers import PYTHON, value
-from meshmetrics import UNMATCHED, instrument
+from meshmetrics import UNMATCHED, _compat, instrument
 from meshmetrics.cells import LocalValue, Series, adopt_value
 from meshmetrics.middleware import ROUTE_CACHE_SIZE, AppObserver
 
@@ -336,3 +336,55 @@ def test_ensure_sync_answers_for_the_hooks_and_asks_the_app_for_the_rest() -> No
     assert app.test_client().get("/").status_code == 200
     assert asked == ["own_hook", "index"]
     assert value(scrape(app), "flask_http_request_total", path="/") == 1
+
+
+# -- the dependency details the request path relies on (meshmetrics._compat) -----------
+
+
+def test_prometheus_client_children_keep_their_values_where_cells_replace_them() -> None:
+    registry = CollectorRegistry()
+    histogram, counter, _ = _request_families(registry)
+    child = histogram.labels("GET", "/x", "200")
+    total, buckets, bounds = _compat.histogram_values(child)
+    assert bounds[-1] == float("inf")
+    assert len(buckets) == len(bounds)
+    assert {type(v) for v in (total, *buckets)} == {
+        type(_compat.value_of_child(counter.labels("GET", "/x", "200")))
+    }
+    ours = [LocalValue() for _ in buckets]
+    _compat.replace_histogram_values(child, LocalValue(2.5), ours)
+    child.observe(0.001)
+    assert ours[0].get() == 1
+    counter_child = counter.labels("GET", "/x", "200")
+    _compat.replace_value(counter_child, LocalValue(41.0))
+    counter_child.inc()
+    assert (
+        registry.get_sample_value("r_total", {"method": "GET", "path": "/x", "status": "200"}) == 42
+    )
+    assert (
+        registry.get_sample_value("d_seconds_sum", {"method": "GET", "path": "/x", "status": "200"})
+        == 2.501
+    )
+
+
+def test_mmap_slot_is_where_prometheus_client_writes_a_value(tmp_path: Path) -> None:
+    script = f"""
+import os
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
+from prometheus_client import CollectorRegistry, Counter
+from meshmetrics import _compat
+_compat.use_mmap_values()
+child = Counter("c", "c", ("a",), registry=CollectorRegistry()).labels("x")
+child.inc(3)
+m, pos, value = _compat.mmap_slot(_compat.value_of_child(child))
+assert value == 3.0, value
+assert m[pos : pos + 16] == _compat.pack_mmap_value(3.0, 0.0)
+"""
+    _run(script)
+
+
+def test_request_context_getter_reads_the_request_being_served() -> None:
+    app = make_app()
+    get = _compat.request_context_getter()
+    with app.test_request_context("/items/7"):
+        assert get().request.path == "/items/7"
