@@ -314,7 +314,15 @@ def test_an_unmatched_or_405_request_costs_the_calls_of_a_matched_one(
     assert _calls_per_request(apps[1000], [("PUT", "/items/4")]) == no_view + not_allowed
 
 
-def test_ensure_sync_answers_for_the_hooks_and_asks_the_app_for_the_rest() -> None:
+def test_ensure_sync_answers_for_the_hooks_and_asks_flask_for_the_rest() -> None:
+    app = make_app()
+    instrument(app)
+    assert "ensure_sync" in vars(app)
+    assert app.ensure_sync(app.view_functions["item"]) is app.view_functions["item"]
+    assert app.test_client().get("/items/1").status_code == 200
+
+
+def test_an_apps_own_ensure_sync_sees_every_function() -> None:
     asked: list[str] = []
 
     class App(Flask):
@@ -324,17 +332,14 @@ def test_ensure_sync_answers_for_the_hooks_and_asks_the_app_for_the_rest() -> No
 
     app = App("own")
 
-    @app.before_request
-    def own_hook() -> None:
-        pass
-
     @app.route("/")
     def index() -> str:
         return "ok"
 
     instrument(app)
+    assert "ensure_sync" not in vars(app)
     assert app.test_client().get("/").status_code == 200
-    assert asked == ["own_hook", "index"]
+    assert asked == ["_on_routed", "index", "_on_response"]
     assert value(scrape(app), "flask_http_request_total", path="/") == 1
 
 

@@ -424,7 +424,10 @@ def _answer_ensure_sync(app: Flask) -> None:
     documented place to run ``async def`` functions), which asks ``inspect`` whether it is
     a coroutine function: five Python calls per hook.  Ours are plain functions: the app's
     ``ensure_sync`` (on the instance, as ``app.run`` is wrapped) returns them at once and
-    asks the app's own method about every other function."""
+    asks the app's own method about every other function.  An app whose class has an
+    ``ensure_sync`` of its own is left to it."""
+    if type(app).ensure_sync is not Flask.ensure_sync or "ensure_sync" in vars(app):
+        return
     original = app.ensure_sync
 
     def ensure_sync(func: Callable[..., Any]) -> Callable[..., Any]:
