@@ -299,3 +299,57 @@ def compose_exemplar(metric: Any, sample: Any, exemplar: Any) -> str:
 def has_family_name(collector: Any) -> bool:
     """A collector is a prometheus_client metric object with a family name (``_name``)."""
     return isinstance(getattr(collector, "_name", None), str)
+
+
+# -- the request families' values (meshmetrics.cells): prometheus_client's value slots ----
+
+
+def value_of_child(child: Any) -> Any:
+    """A counter's or gauge's value object (``_value``)."""
+    return child._value
+
+
+def replace_value(child: Any, value: Any) -> None:
+    """Give a counter's or gauge's child another value object (``_value``)."""
+    child._value = value
+
+
+def histogram_values(child: Any) -> tuple[Any, list[Any], tuple[float, ...]]:
+    """A histogram child's sum and per-bucket value objects and its upper bounds
+    (``_sum``, ``_buckets``, ``_upper_bounds``: the last bound is +Inf)."""
+    return child._sum, list(child._buckets), tuple(child._upper_bounds)
+
+
+def replace_histogram_values(child: Any, total: Any, buckets: list[Any]) -> None:
+    """Give a histogram child other sum and bucket value objects (``_sum``, ``_buckets``)."""
+    child._sum, child._buckets = total, buckets
+
+
+def mmap_slot(value: Any) -> tuple[Any, int, float]:
+    """Where prometheus_client's multiprocess ``value`` lives: the map of its file
+    (``_file._m``), its position there (``_file._positions[_key]``: the key was written
+    when the value was made) and the value read back.  ``get()`` first: prometheus_client
+    re-opens its files in a forked child there."""
+    value.get()
+    file = value._file
+    return file._m, file._positions[value._key], value._value
+
+
+#: A value and its timestamp as prometheus_client writes them into a value file
+#: (``_pack_two_doubles_func``: two native doubles, assigned to the slot in one piece).
+pack_mmap_value: Callable[[float, float], bytes] = mmap_dict._pack_two_doubles_func
+
+
+def request_context_getter() -> Callable[[], Any]:
+    """A function returning Flask's current request context (``RequestContext``, whose
+    ``request`` is the real request object): the context variable's own ``get``, so
+    that a request hook reads it without a Python call (Flask >= 2.2; else through the
+    proxy).  Imports Flask: call it from a module that does."""
+    try:
+        from flask.globals import _cv_request
+    except ImportError:  # pragma: no cover - a Flask that moved it
+        from flask.globals import request_ctx
+
+        return lambda: request_ctx._get_current_object()  # type: ignore[attr-defined]
+    get: Callable[[], Any] = _cv_request.get
+    return get

@@ -9,11 +9,12 @@ bounded by routes x methods x status codes.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ._compat import family_name
+from .cells import Series, Value, adopt_value
 from .config import MeshConfig
 
 #: ``path`` label of requests that matched no route (404, bots).
@@ -74,8 +75,12 @@ class RequestMetrics:
             multiprocess_mode="max",
         )
         self.info.labels(config.service, config.namespace, config.version).set(1)
-        self._gauges: dict[tuple[str, str], Any] = {}
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        #: the routes a request started on, by ``(method, path)``
+        self.routes: dict[tuple[str, str], Route] = {}
+        #: the latency histogram's and request counter's values by
+        #: ``(method, path, status)``
+        self.series: dict[tuple[str, str, int], Series] = {}
+        self._lock = threading.Lock()
 
     @property
     def family_names(self) -> tuple[str, ...]:
@@ -85,25 +90,33 @@ class RequestMetrics:
 
     # -- label resolution (cached: the hot path does dict lookups only) -------------
 
-    def in_progress_child(self, method: str, path: str) -> Any:
-        """The in-progress gauge of a route (created once)."""
-        key = (method, path)
-        child = self._gauges.get(key)
-        if child is None:
-            child = self._gauges[key] = self.in_progress.labels(method, path)
-        return child
+    def route(self, method: str, path: str) -> Route:
+        """The series of a route a request starts on (its in-progress gauge created once)."""
+        route = self.routes.get((method, path))
+        if route is None:
+            with self._lock:
+                route = self.routes.get((method, path))
+                if route is None:
+                    gauge = adopt_value(self.in_progress.labels(method, path))
+                    route = self.routes[(method, path)] = Route(self, method, path, gauge)
+        return route
 
-    def _request_children(self, key: tuple[str, str, int]) -> tuple[Any, Any]:
+    def new_series(self, key: tuple[str, str, int]) -> Series:
+        """The values of a ``(method, path, status)`` (its children created once)."""
         method, path, status = key
         code = str(status)
-        pair = self._children[key] = (
-            self.duration.labels(method, path, code),
-            self.requests.labels(method, path, code),
-        )
-        return pair
+        with self._lock:
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = Series(
+                    self.duration.labels(method, path, code),
+                    self.requests.labels(method, path, code),
+                )
+        return series
 
     def record(
         self,
+        gauge: Value | None,
         method: str,
         path: str,
         status: int,
@@ -111,14 +124,42 @@ class RequestMetrics:
         exemplar: dict[str, str] | None,
         exception: str | None,
     ) -> None:
-        """Count one finished request (and its exception, if it raised one); ``seconds``
-        is ``None`` for a request whose time is no latency (an upgraded connection)."""
+        """Count one finished request (and its exception, if it raised one), and end its
+        in-progress ``gauge`` if given; ``seconds`` is ``None`` for a request whose time
+        is no latency (an upgraded connection)."""
         if seconds is None:  # no histogram series of its own either
+            if gauge is not None:
+                gauge.inc(-1.0)
             self.requests.labels(method, path, str(status)).inc()
-        else:
+        elif exemplar is None:
             key = (method, path, status)
-            histogram, counter = self._children.get(key) or self._request_children(key)
-            histogram.observe(seconds, exemplar)
-            counter.inc()
+            (self.series.get(key) or self.new_series(key)).observe(seconds, gauge)
+        else:
+            if gauge is not None:
+                gauge.inc(-1.0)
+            key = (method, path, status)
+            series = self.series.get(key) or self.new_series(key)
+            series.histogram.observe(seconds, exemplar)
+            series.counter.inc()
         if exception is not None:
             self.exceptions.labels(method, path, str(status), exception).inc()
+
+
+class Route:
+    """The series of one ``(method, path)`` requests start on: its in-progress gauge's
+    value and, by status, its latency histogram's and request counter's values."""
+
+    __slots__ = ("gauge", "method", "metrics", "path", "statuses")
+
+    def __init__(self, metrics: RequestMetrics, method: str, path: str, gauge: Value) -> None:
+        self.metrics, self.method, self.path, self.gauge = metrics, method, path, gauge
+        self.statuses: dict[int, Series] = {}
+
+    def series(self, status: int) -> Series:
+        """The values of this route's ``status`` (its children created once)."""
+        series = self.statuses.get(status)
+        if series is None:
+            key = (self.method, self.path, status)
+            series = self.metrics.series.get(key) or self.metrics.new_series(key)
+            self.statuses[status] = series
+        return series

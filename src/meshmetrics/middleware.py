@@ -21,9 +21,8 @@ app (a failing ``teardown_request`` included).
 from __future__ import annotations
 
 import os
-import sys
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -31,7 +30,8 @@ from flask import Flask, current_app, got_request_exception
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Rule
 
-from ._compat import current_request, excluded_by_pfe, rendered_by_flask
+from ._compat import PFE_REQUEST_FLAGS, rendered_by_flask, request_context_getter
+from .bodies import observed
 from .endpoint import MetricsEndpoint
 from .metrics import (
     CLIENT_CLOSED,
@@ -39,6 +39,7 @@ from .metrics import (
     STANDARD_METHODS,
     UNMATCHED,
     RequestMetrics,
+    Route,
     method_label,
 )
 from .names import HOOKS_KEY as _HOOKS_KEY
@@ -51,33 +52,41 @@ from .upgrade import SWITCHING_PROTOCOLS, upgraded, websocket_rule
 
 
 class RequestState:
-    """One request's measurement, kept in its WSGI environ."""
+    """One request's measurement, kept in its WSGI environ; its :meth:`start_response`
+    is the one the app is given (it notes the status sent)."""
 
     __slots__ = (
         "done",
         "exception",
-        "gauge",
         "method",
         "observer",
         "path",
         "req",
+        "respond",
+        "route",
         "started",
         "status",
         "streamed",
     )
 
-    def __init__(self, started: float, observer: AppObserver) -> None:
+    def __init__(self, started: float, observer: AppObserver, respond: Callable[..., Any]) -> None:
         self.started = started
         self.observer = observer
+        self.respond = respond
         self.status = 0
         self.method: str | None = None
         self.path: str | None = None
-        self.gauge: Any = None
+        #: the route's series, once its in-progress gauge counts the request
+        self.route: Route | None = None
         self.req: Any = None
         self.exception: BaseException | None = None
         self.streamed = False
         #: nothing (more) to record: finished, or not measured here
         self.done = False
+
+    def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+        self.status = int(status[:3])
+        return self.respond(status, headers, exc_info)
 
 
 class RequestCore:
@@ -97,14 +106,17 @@ class RequestCore:
         self.prefixes = prefixes
 
     def start(self, state: RequestState, req: Any, path: str) -> None:
+        """The request is routed to ``path``: the route's in-progress gauge counts it,
+        its span starts."""
         method = req.method
         if method not in STANDARD_METHODS:
             method = OTHER_METHOD
         state.method, state.path, state.req = method, path, req
         try:
-            gauge = self.metrics.in_progress_child(method, path)
-            gauge.inc()
-            state.gauge = gauge
+            metrics = self.metrics
+            route = metrics.routes.get((method, path)) or metrics.route(method, path)
+            route.gauge.inc(1.0)
+            state.route = route
         except OSError as exc:  # the multiprocess directory filled up: never fail a request
             _storage_failed(exc)
         if self.tracing is not None:
@@ -122,27 +134,39 @@ class RequestCore:
         # out of the environ, which Flask's request keeps in a reference cycle: the
         # state is freed at once, not by the cyclic garbage collector
         environ.pop(STATE_KEY, None)
-        method, path = state.method, state.path
+        method, path = state.method or "", state.path or UNMATCHED
         exc = state.exception or exc
         tracing = self.tracing
         try:
-            if state.gauge is not None:
-                state.gauge.dec()
-            if state.req is None or not excluded_by_pfe(state.req):
-                self.metrics.record(
-                    method or "",
-                    path or UNMATCHED,
-                    status,
-                    # an upgraded connection's session is not a response time
-                    None if status == SWITCHING_PROTOCOLS else perf_counter() - state.started,
-                    tracing.exemplar(environ) if tracing is not None else None,
-                    type(exc).__name__ if exc is not None else None,
-                )
+            attrs = state.req.__dict__ if state.req is not None else ()
+            route = state.route
+            gauge = route.gauge if route is not None else None
+            if _DO_NOT_TRACK in attrs or _EXCLUDE_ALL in attrs:  # prometheus-flask-exporter's
+                if gauge is not None:
+                    gauge.inc(-1.0)
+            elif status == SWITCHING_PROTOCOLS:  # the session is not a response time
+                self.metrics.record(gauge, method, path, status, None, None, _name(exc))
+            else:
+                seconds = perf_counter() - state.started
+                exemplar = tracing.exemplar(environ) if tracing is not None else None
+                if exemplar is None and exc is None and route is not None:  # the usual request
+                    series = route.statuses.get(status) or route.series(status)
+                    series.observe(seconds, gauge)
+                else:
+                    self.metrics.record(gauge, method, path, status, seconds, exemplar, _name(exc))
         except OSError as storage_error:
             _storage_failed(storage_error)
         if tracing is not None:
             tracing.finish(environ, status, exc)
 
+
+def _name(exc: BaseException | None) -> str | None:
+    return type(exc).__name__ if exc is not None else None
+
+
+#: What prometheus-flask-exporter's ``@do_not_track`` and ``@exclude_all_metrics`` set
+#: on the request.
+_DO_NOT_TRACK, _EXCLUDE_ALL = PFE_REQUEST_FLAGS
 
 _storage_warned = False
 
@@ -181,7 +205,14 @@ class AppObserver:
         self.scope = scope
         #: each route's ``path`` label, or ``None`` when it is not measured here
         self._routes: dict[int, str | None] = {}
+        #: the label of every unmatched request (not a 405) when no prefix can name one
+        self._unmatched: str | None = _UNDECIDED
+        #: 405s: the route's label by host, path and allowed methods (at most
+        #: :data:`ROUTE_CACHE_SIZE` entries: any path may be asked for)
+        self._not_allowed: dict[tuple[Any, Any, tuple[str, ...]], str | None] = {}
         self.active = True
+        #: active, and the process' first request seen (its hook run)
+        self._ready = False
         self._on_first_request: Callable[[dict[str, Any]], None] | None = on_first_request
         self._first_hook = on_first_request
         self._app = weakref.ref(app)
@@ -195,27 +226,21 @@ class AppObserver:
     def detach(self) -> None:
         """Stop measuring: requests pass through, so the hooks find no state."""
         self.active = False
+        self._ready = False
 
     # -- WSGI -----------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not self.active:
-            return self.wsgi_app(environ, start_response)
-        if self._on_first_request is not None:
-            hook, self._on_first_request = self._on_first_request, None
-            self._find_engineio()
-            hook(environ)
+        if not self._ready:
+            if not self.active:
+                return self.wsgi_app(environ, start_response)
+            self._first_request(environ)
         if environ.get("PATH_INFO") == self.metrics_path:
             return self._scrape(environ, start_response)
-        state = RequestState(perf_counter(), self)
+        state = RequestState(perf_counter(), self, start_response)
         environ[STATE_KEY] = state
-
-        def observed_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-            state.status = int(status[:3])
-            return start_response(status, headers, exc_info)
-
         try:
-            body = self.wsgi_app(environ, observed_start_response)
+            body = self.wsgi_app(environ, state.start_response)
         except BaseException as exc:
             if "HTTP_UPGRADE" in environ and upgraded(
                 environ, state.status, exc, websocket_rule(state.req)
@@ -224,15 +249,26 @@ class AppObserver:
             else:
                 self._finish(state, environ, 500, exc)
             raise
-        if state.streamed and not state.done:
+        if state.done:
+            return body
+        if state.streamed:
             return observed(body, self, state, environ)
         if (state.status == SWITCHING_PROTOCOLS or "HTTP_UPGRADE" in environ) and upgraded(
             environ, state.status, None, websocket_rule(state.req)
         ):
             self._finish(state, environ, SWITCHING_PROTOCOLS, None)
+        elif state.path is not None:
+            self.core.finish(state, environ, state.status or 500, None)
         else:
             self._finish(state, environ, state.status or 500, None)
         return body
+
+    def _first_request(self, environ: dict[str, Any]) -> None:
+        hook, self._on_first_request = self._on_first_request, None
+        self._ready = True
+        if hook is not None:
+            self._find_engineio()
+            hook(environ)
 
     def _scrape(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """The metrics endpoint, outside the app's routing, hooks and measurement."""
@@ -274,6 +310,7 @@ class AppObserver:
             self.prefixes = tuple(
                 sorted((*self.prefixes, (path, path)), key=lambda p: (-len(p[0]), p[0]))
             )
+            self._forget_routes()
 
     def body_done(
         self,
@@ -293,16 +330,41 @@ class AppObserver:
         if state.path is not None or state.done:
             return
         rule = req.url_rule
-        # decided once per route (rules are not hashable; a url_map keeps its rules)
-        path = self._routes.get(id(rule), _UNDECIDED) if rule is not None else _UNDECIDED
-        if path is _UNDECIDED:
-            path = self._route_of(req)
-            if rule is not None:
-                self._routes[id(rule)] = path
+        if rule is not None:
+            # decided once per route (rules are not hashable; a url_map keeps its rules)
+            path = self._routes.get(id(rule), _UNDECIDED)
+            if path is _UNDECIDED:
+                path = self._routes[id(rule)] = self._route_of(req)
+        else:  # the same label for every path, unless a prefix or a 405's route names it
+            path = self._unmatched
+            if path is _UNDECIDED or isinstance(req.routing_exception, MethodNotAllowed):
+                path = self._unrouted(req)
         if path is None:
             state.done = True
             return
         self.core.start(state, req, path)
+
+    def _unrouted(self, req: Any) -> str | None:
+        """The ``path`` label of a request no route matched (decided once when it cannot
+        depend on the path: no ``path_prefixes``), or of a 405 (its route, decided once
+        per path and allowed methods, in a bounded cache)."""
+        error = req.routing_exception
+        if isinstance(error, MethodNotAllowed):
+            environ = req.environ
+            methods = tuple(error.valid_methods or ())
+            key = (environ.get("HTTP_HOST"), environ.get("PATH_INFO"), methods)
+            path: str | None = self._not_allowed.get(key, _UNDECIDED)
+            if path is _UNDECIDED:
+                if len(self._not_allowed) >= ROUTE_CACHE_SIZE:
+                    self._not_allowed.clear()
+                path = self._not_allowed[key] = self._route_of(req)
+            return path
+        if self.prefixes:
+            return self._route_of(req)
+        path = self._unmatched
+        if path is _UNDECIDED:
+            path = self._unmatched = self._route_of(req)
+        return path
 
     def _route_of(self, req: Any) -> str | None:
         """The ``path`` label of a request, or ``None`` when it is not measured here."""
@@ -319,7 +381,13 @@ class AppObserver:
         """Also measure the requests of the Blueprint registered under this name."""
         if self.scope is not None:
             self.scope = self.scope | {blueprint_name}
-            self._routes.clear()
+            self._forget_routes()
+
+    def _forget_routes(self) -> None:
+        """The labels decided so far no longer hold (the scope or the prefixes changed)."""
+        self._routes.clear()
+        self._not_allowed.clear()
+        self._unmatched = _UNDECIDED
 
     def _in_scope(self, rule: Rule) -> bool:
         endpoint = str(rule.endpoint)
@@ -327,6 +395,8 @@ class AppObserver:
 
 
 _UNDECIDED: Any = object()
+#: At most this many 405 labels are kept per app (then the cache starts afresh).
+ROUTE_CACHE_SIZE = 1024
 
 
 # -- Flask's hooks, installed once per app; each finds its request's observer -----------
@@ -341,14 +411,36 @@ def install_hooks(app: Flask) -> None:
     app.before_request(_on_routed)
     app.after_request(_on_response)
     got_request_exception.connect(_on_exception, app)
+    _answer_ensure_sync(app)
     app.extensions[_HOOKS_KEY] = True
+
+
+def _answer_ensure_sync(app: Flask) -> None:
+    """Flask passes each request hook through ``app.ensure_sync()`` on every request (its
+    documented place to run ``async def`` functions), which asks ``inspect`` whether it is
+    a coroutine function: five Python calls per hook.  Ours are plain functions: the app's
+    ``ensure_sync`` (on the instance, as ``app.run`` is wrapped) returns them at once and
+    asks the app's own method about every other function.  An app whose class has an
+    ``ensure_sync`` of its own is left to it."""
+    if type(app).ensure_sync is not Flask.ensure_sync or "ensure_sync" in vars(app):
+        return
+    original = app.ensure_sync
+
+    def ensure_sync(func: Callable[..., Any]) -> Callable[..., Any]:
+        return func if func is _on_routed or func is _on_response else original(func)
+
+    app.ensure_sync = ensure_sync  # type: ignore[method-assign]
+
+
+#: Flask's current request context (its ``request`` is the real request object).
+_request_context = request_context_getter()
 
 
 def _on_routed() -> None:
     """An app ``before_request`` function: the request is routed and starts here.  One
     that an earlier function answered starts in ``after_request`` or, if it raised, in
     ``got_request_exception`` (Flask runs both inside the request)."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
         state.observer.routed(state, req)
@@ -356,10 +448,11 @@ def _on_routed() -> None:
 
 def _on_response(response: Any) -> Any:
     """``after_request``: note whether the body is produced while it is sent."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
-        state.observer.routed(state, req)  # no-op unless an earlier hook answered
+        if state.path is None:  # an earlier hook answered
+            state.observer.routed(state, req)
         # a body in memory is complete when the app returns; any other iterable (a
         # generator, map(), a class, a file wrapper) is produced while the server sends it
         state.streamed = not isinstance(response.response, _IN_MEMORY) and not rendered_by_flask(
@@ -370,7 +463,7 @@ def _on_response(response: Any) -> Any:
 
 def _on_exception(sender: Flask, exception: BaseException, **_: Any) -> None:
     """Flask's ``got_request_exception`` signal (sent only when something raised)."""
-    req = current_request()
+    req = _request_context().request
     state: RequestState | None = req.environ.get(STATE_KEY)
     if state is not None:
         state.observer.routed(state, req)  # no-op unless an earlier hook raised
@@ -382,6 +475,7 @@ def _forked(ref: weakref.ReferenceType[AppObserver]) -> None:
     observer = ref()
     if observer is not None:  # the child runs the first-request hook again
         observer._on_first_request = observer._first_hook
+        observer._ready = False
 
 
 def _rule_of_405(req: Any) -> Rule | None:
@@ -400,93 +494,3 @@ def _rule_of_405(req: Any) -> Rule | None:
 
 
 _IN_MEMORY = (list, tuple, bytes, str)
-
-
-def observed(
-    body: Iterable[bytes], observer: AppObserver, state: RequestState, environ: dict[str, Any]
-) -> Iterable[bytes]:
-    """``body``, observed until the server has sent it or closed it."""
-    file_wrapper = environ.get("wsgi.file_wrapper")
-    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-        closing = ClosedFile(getattr(body, "close", None), observer, state, environ)
-        try:  # the server's own type, kept: gunicorn sends it with sendfile()
-            body.close = closing  # type: ignore[attr-defined]
-        except (AttributeError, TypeError):  # a type without instance attributes
-            pass
-        else:
-            return body
-    return ObservedBody(body, observer, state, environ)
-
-
-class ClosedFile:
-    """The ``close()`` of a server's ``wsgi.file_wrapper``: its request completes there.
-
-    The server may send the file without iterating it (``sendfile()``), so only
-    ``close()`` is seen; an ``OSError`` the server is propagating while it closes (the
-    client went away mid-file, visible to CPython's ``sys.exc_info()`` in its
-    ``finally``) makes it :data:`~.metrics.CLIENT_CLOSED`, another exception an error.
-    """
-
-    __slots__ = ("_close", "_environ", "_observer", "_state")
-
-    def __init__(
-        self,
-        close: Callable[[], None] | None,
-        observer: AppObserver,
-        state: RequestState,
-        environ: dict[str, Any],
-    ) -> None:
-        self._close, self._observer, self._state, self._environ = close, observer, state, environ
-
-    def __call__(self) -> None:
-        failure = sys.exc_info()[1]
-        try:
-            if self._close is not None:
-                self._close()
-        finally:
-            error = None if failure is None or isinstance(failure, OSError) else failure
-            complete = failure is None
-            self._observer.body_done(self._state, self._environ, complete, error)
-
-
-class ObservedBody:
-    """A streamed response body: the request completes when it is sent or abandoned."""
-
-    __slots__ = ("_body", "_complete", "_environ", "_error", "_observer", "_state")
-
-    def __init__(
-        self,
-        body: Iterable[bytes],
-        observer: AppObserver,
-        state: RequestState,
-        environ: dict[str, Any],
-    ) -> None:
-        self._body, self._observer, self._state, self._environ = body, observer, state, environ
-        self._complete = False
-        self._error: BaseException | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._body
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            self._error = exc
-            self._done()
-            raise
-        self._complete = True
-        self._done()  # a test client may never close the body
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except BaseException as exc:
-            self._error = self._error or exc
-            raise
-        finally:
-            self._done()
-
-    def _done(self) -> None:
-        self._observer.body_done(self._state, self._environ, self._complete, self._error)
