@@ -1,0 +1,233 @@
+"""Instructions per request of a realistic request mix, every variant and peer in one run.
+
+    python benchmarks/bench_mix.py                          # the table, every variant
+    python benchmarks/bench_mix.py --quick --variants bare,meshmetrics
+    python benchmarks/bench_mix.py --write docs/performance.md
+    python benchmarks/bench_mix.py --verify                 # no valgrind: statuses, spans
+
+The mix (``_mix_app.py``): eight requests with Istio/Envoy's headers through the WSGI
+callable: GETs of a templated route (some with ``traceparent``), a query string with a
+token, a POST with a JSON body, a 404, an ``abort(400)``, a HEAD.  Each variant
+(``_mix_variants.py``) runs in its own process under ``valgrind --tool=callgrind``, twice
+(few and many requests): the difference divided by the extra requests is the per-request
+count, free of start-up cost.  Callgrind counts every thread, so background export is in
+the figure; spans go to real receivers in a separate process (``_mix_sinks.py``), and the
+run checks each received every span.  ``--check`` exits 1 when a goal of issue 23 is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _mix_goals import Figures, environment, goal_rows, table
+from _mix_sinks import LocalSinks, SinkProcess
+from _mix_variants import VARIANTS, Variant, prepare
+
+#: Requests served before the measured ones (every kind of the mix, twice).
+WARM = 16
+#: Requests of the two runs of a variant (multiples of the mix's 8): full and --quick.
+FULL = (96, 608)
+QUICK = (32, 160)
+BEGIN, END = "<!-- bench_mix:begin -->", "<!-- bench_mix:end -->"
+Sinks = LocalSinks | SinkProcess
+
+
+@dataclass
+class Run:
+    """One process serving ``n`` requests of the mix: what it cost and delivered."""
+
+    variant: str
+    n: int
+    instructions: int | None
+    served: int
+    wrong: list[list[str]]
+    spans: int
+    expected_spans: int
+
+
+# -- the measured process --------------------------------------------------------------
+
+
+def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
+    """Build the variant, warm it, serve ``n`` requests, flush its spans."""
+    variant = VARIANTS[name]
+    prepare(variant)
+    from _mix_app import Mix
+
+    built = variant.build(endpoint)
+    mix = Mix(unmatched=variant.unmatched, sampled=variant.sampled)
+    mix.drive(built.app, WARM)
+    mix.drive(built.app, n, WARM)
+    built.finish()
+    exported = built.exported() if built.exported is not None else None
+    return {"served": WARM + n, "wrong": mix.wrong, "exported": exported}
+
+
+# -- the parent ------------------------------------------------------------------------
+
+
+def _environment_of(variant: Variant, scratch: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    for key, value in variant.env.items():
+        env[key] = value or tempfile.mkdtemp(dir=scratch)
+    return env
+
+
+def run(name: str, n: int, sinks: Sinks, callgrind: bool) -> Run:
+    """Serve ``n`` requests of ``name`` in a process of its own (under callgrind or not)."""
+    variant = VARIANTS[name]
+    endpoint = sinks.open(variant.sink) if variant.sink else None
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "callgrind.out"
+        command = [sys.executable, __file__, "--worker", name, str(n), endpoint or "-"]
+        if callgrind:
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=_environment_of(variant, scratch)
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} ({n} requests) failed:\n{done.stderr[-3000:]}")
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        instructions = _totals(out) if callgrind else None
+    return _result(name, n, instructions, report, endpoint, sinks)
+
+
+def run_in_process(name: str, n: int, sinks: Sinks) -> Run:
+    """``run`` without valgrind, in this process (a variant not ``isolated``)."""
+    variant = VARIANTS[name]
+    assert not variant.isolated, f"{name} needs a process of its own"
+    endpoint = sinks.open(variant.sink) if variant.sink else None
+    return _result(name, n, None, worker(name, n, endpoint), endpoint, sinks)
+
+
+def _result(
+    name: str,
+    n: int,
+    instructions: int | None,
+    report: dict[str, Any],
+    endpoint: str | None,
+    sinks: Sinks,
+) -> Run:
+    """The run's figures, with the spans its sink received (or its exporter counted)."""
+    expected = report["served"] * VARIANTS[name].spans_per_request
+    if report["exported"] is not None:
+        spans = int(report["exported"])
+        if endpoint is not None:
+            sinks.count(endpoint)  # closes the receiver the variant did not use
+    elif endpoint is not None:
+        spans = sinks.count(endpoint, expected, 30.0)
+    else:
+        spans = 0
+    return Run(name, n, instructions, report["served"], report["wrong"], spans, expected)
+
+
+def _totals(out: Path) -> int:
+    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), flags=re.M)
+    assert match, "no totals in callgrind output"
+    return int(match.group(1))
+
+
+def measure(
+    names: list[str], counts: tuple[int, int], jobs: int, callgrind: bool = True
+) -> tuple[Figures, list[Run]]:
+    """Every variant's two runs, ``jobs`` processes at a time; the per-request figures."""
+    sinks = SinkProcess()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            # the costliest first: the route-count variants register 10,000 routes
+            order = sorted(names, key=lambda v: -VARIANTS[v].extra_routes)
+            runs = list(
+                pool.map(
+                    lambda job: run(job[0], job[1], sinks, callgrind),
+                    [(name, n) for name in order for n in counts],
+                )
+            )
+    finally:
+        sinks.close()
+    figures: Figures = {}
+    if callgrind:
+        by = {(r.variant, r.n): r for r in runs}
+        few, many = counts
+        for name in names:
+            extra = by[name, many].instructions or 0
+            base = by[name, few].instructions or 0
+            figures[name] = (extra - base) / (many - few)
+    return figures, runs
+
+
+def problems(runs: list[Run]) -> list[str]:
+    """Wrong statuses, and spans a sink did not receive."""
+    found = []
+    for r in runs:
+        if r.wrong:
+            found.append(f"{r.variant}: {len(r.wrong)} wrong statuses, e.g. {r.wrong[0]}")
+        if r.spans != r.expected_spans:
+            found.append(f"{r.variant}: {r.spans} spans received of {r.expected_spans} sent")
+    return found
+
+
+def spans_received(runs: list[Run]) -> dict[str, str]:
+    """``received/expected`` spans of each variant, its runs summed."""
+    totals: dict[str, list[int]] = {}
+    for r in runs:
+        total = totals.setdefault(r.variant, [0, 0])
+        total[0] += r.spans
+        total[1] += r.expected_spans
+    return {name: f"{got:,}/{want:,}" for name, (got, want) in totals.items() if want or got}
+
+
+def write_region(path: Path, text: str) -> None:
+    """Replace what stands between the bench_mix markers of ``path`` with ``text``."""
+    doc = path.read_text()
+    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    path.write_text(doc[:start] + "\n" + text.rstrip("\n") + "\n" + doc[end:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind processes at a time")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK} requests, not {FULL}")
+    parser.add_argument("--write", type=Path, help="replace the table region of this file")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument("--verify", action="store_true", help="no valgrind: statuses, spans")
+    args = parser.parse_args()
+    if args.worker:
+        name, n, endpoint = args.worker
+        print(json.dumps(worker(name, int(n), None if endpoint == "-" else endpoint)))
+        return 0
+    names = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    counts = QUICK if args.quick or args.verify else FULL
+    started = time.monotonic()
+    figures, runs = measure(names, counts, args.jobs, callgrind=not args.verify)
+    found = problems(runs)
+    print("\n".join(found) or f"{len(runs)} runs: every status and span as expected")
+    if args.verify:
+        return 1 if found else 0
+    rows = goal_rows(figures, spans_received(runs))
+    text = table(rows, environment(counts, time.monotonic() - started, args.jobs, args.quick))
+    print(text)
+    if args.write:
+        write_region(args.write, text)
+    missed = [row for row in rows if row.met is False]
+    return 1 if found or (args.check and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
