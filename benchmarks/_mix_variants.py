@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from _mix_app import make_app
@@ -45,7 +45,9 @@ class Variant:
     sampled: bool = True
     unmatched: bool = False
     extra_routes: int = 0
-    env: dict[str, str] = field(default_factory=dict)
+    #: Environment variables naming a fresh directory, set by the parent for each run (a
+    #: process reads them at import time, before the variant is built).
+    fresh_dirs: tuple[str, ...] = ()
     #: Needs a process of its own (global state: the OpenTelemetry SDK, multiprocess mode).
     isolated: bool = False
     #: Spans the variant exports per request served (0: none expected).
@@ -257,7 +259,7 @@ VARIANTS: dict[str, Variant] = {
     "meshmetrics-multiproc": Variant(
         "meshmetrics, `PROMETHEUS_MULTIPROC_DIR` set",
         meshmetrics(),
-        env={"PROMETHEUS_MULTIPROC_DIR": ""},  # a fresh directory per run
+        fresh_dirs=("PROMETHEUS_MULTIPROC_DIR",),
         isolated=True,
     ),
     "meshmetrics-unsampled": Variant(
@@ -302,6 +304,7 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def prepare(variant: Variant) -> None:
-    """Before anything is imported in a variant's process: its environment."""
-    os.environ.update(variant.env)
+def check_environment(variant: Variant) -> None:
+    """In a variant's process, before it is built: the directories it needs are set."""
+    missing = [name for name in variant.fresh_dirs if not os.environ.get(name)]
+    assert not missing, f"{variant.label}: set {missing} (bench_mix.py makes fresh ones)"

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _mix_app import Mix
 from _mix_goals import Figures, environment, goal_rows, table
 from _mix_sinks import LocalSinks, SinkProcess
-from _mix_variants import VARIANTS, Variant, prepare
+from _mix_variants import VARIANTS, Variant, check_environment
 
 #: Requests served before the measured ones (every kind of the mix, twice).
 WARM = 16
@@ -63,14 +64,15 @@ class Run:
 def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
     """Build the variant, warm it, serve ``n`` requests, flush its spans."""
     variant = VARIANTS[name]
-    prepare(variant)
-    from _mix_app import Mix
+    check_environment(variant)
 
     built = variant.build(endpoint)
     mix = Mix(unmatched=variant.unmatched, sampled=variant.sampled)
     mix.drive(built.app, WARM)
     mix.drive(built.app, n, WARM)
     built.finish()
+    for name in variant.fresh_dirs:  # the variant did use its directory
+        assert os.listdir(os.environ[name]), f"{variant.label}: nothing written to ${name}"
     exported = built.exported() if built.exported is not None else None
     return {"served": WARM + n, "wrong": mix.wrong, "exported": exported}
 
@@ -78,10 +80,15 @@ def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
 # -- the parent ------------------------------------------------------------------------
 
 
+#: Environment variables that configure what is measured: only a variant sets them.
+CONFIGURING = ("MESHMETRICS_", "OTEL_", "JAEGER_", "PROMETHEUS_MULTIPROC_DIR")
+
+
 def _environment_of(variant: Variant, scratch: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    for key, value in variant.env.items():
-        env[key] = value or tempfile.mkdtemp(dir=scratch)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIGURING)}
+    env["PYTHONHASHSEED"] = "0"
+    for key in variant.fresh_dirs:
+        env[key] = tempfile.mkdtemp(dir=scratch)
     return env
 
 
