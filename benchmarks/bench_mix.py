@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mix_app import Mix
+from _mix_callgrind import Callgrind, start_counting, totals
 from _mix_goals import Figures, environment, goal_rows, table
 from _mix_sinks import LocalSinks, SinkProcess
 from _mix_variants import VARIANTS, Variant, check_environment
@@ -69,6 +69,7 @@ def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
     built = variant.build(endpoint)
     mix = Mix(unmatched=variant.unmatched, sampled=variant.sampled)
     mix.drive(built.app, WARM)
+    start_counting()
     mix.drive(built.app, n, WARM)
     built.finish()
     for name in variant.fresh_dirs:  # the variant did use its directory
@@ -92,22 +93,22 @@ def _environment_of(variant: Variant, scratch: str) -> dict[str, str]:
     return env
 
 
-def run(name: str, n: int, sinks: Sinks, callgrind: bool) -> Run:
+def run(name: str, n: int, sinks: Sinks, callgrind: Callgrind | None) -> Run:
     """Serve ``n`` requests of ``name`` in a process of its own (under callgrind or not)."""
     variant = VARIANTS[name]
     endpoint = sinks.open(variant.sink) if variant.sink else None
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
         command = [sys.executable, __file__, "--worker", name, str(n), endpoint or "-"]
-        if callgrind:
-            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command]
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=_environment_of(variant, scratch)
-        )
+        env = _environment_of(variant, scratch)
+        if callgrind is not None:
+            command = callgrind.command(command, out)
+            env.update(callgrind.environment())
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{name} ({n} requests) failed:\n{done.stderr[-3000:]}")
         report = json.loads(done.stdout.strip().splitlines()[-1])
-        instructions = _totals(out) if callgrind else None
+        instructions = totals(out) if callgrind is not None else None
     return _result(name, n, instructions, report, endpoint, sinks)
 
 
@@ -140,29 +141,26 @@ def _result(
     return Run(name, n, instructions, report["served"], report["wrong"], spans, expected)
 
 
-def _totals(out: Path) -> int:
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), flags=re.M)
-    assert match, "no totals in callgrind output"
-    return int(match.group(1))
-
-
 def measure(
     names: list[str], counts: tuple[int, int], jobs: int, callgrind: bool = True
 ) -> tuple[Figures, list[Run]]:
     """Every variant's two runs, ``jobs`` processes at a time; the per-request figures."""
     sinks = SinkProcess()
+    scratch = tempfile.TemporaryDirectory()
+    counter = Callgrind.prepared(Path(scratch.name)) if callgrind else None
     try:
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
             # the costliest first: the route-count variants register 10,000 routes
             order = sorted(names, key=lambda v: -VARIANTS[v].extra_routes)
             runs = list(
                 pool.map(
-                    lambda job: run(job[0], job[1], sinks, callgrind),
+                    lambda job: run(job[0], job[1], sinks, counter),
                     [(name, n) for name in order for n in counts],
                 )
             )
     finally:
         sinks.close()
+        scratch.cleanup()
     figures: Figures = {}
     if callgrind:
         by = {(r.variant, r.n): r for r in runs}

@@ -49,7 +49,7 @@ def test_variant_serves_the_mix_and_delivers_every_span(name: str, sinks: LocalS
 def test_other_variants_in_processes_of_their_own(sinks: LocalSinks) -> None:
     assert {"meshmetrics-multiproc", "meshmetrics-otel", "meshmetrics-routes-10000"} < set(APART)
     with concurrent.futures.ThreadPoolExecutor(len(APART)) as pool:
-        runs = list(pool.map(lambda name: bench_mix.run(name, N, sinks, False), APART))
+        runs = list(pool.map(lambda name: bench_mix.run(name, N, sinks, None), APART))
     assert [run.variant for run in runs] == APART
     for run in runs:
         _checked(run)
