@@ -32,6 +32,7 @@ PEER_SHARE = {
     "meshmetrics-otlp-grpc": (JAEGER_PEER, 0.10),
     "meshmetrics-zipkin": (JAEGER_PEER, 0.10),
     "meshmetrics-otel": (OTEL_PEER, 0.15),
+    "meshmetrics-otel-counting": (f"{OTEL_PEER}-counting", 0.15),
 }
 UNSAMPLED_LIMIT = 15_000
 X = "\u00d7"  # times
@@ -90,7 +91,7 @@ def goal_of(figures: Figures, name: str) -> tuple[str, bool | None]:
         )
     if name in PEER_SHARE:
         return _peer_goal(figures, name)
-    if name in (JAEGER_PEER, OTEL_PEER):
+    if name in (JAEGER_PEER, OTEL_PEER, f"{OTEL_PEER}-counting"):
         tracing = _over(figures, name, PEER_BASE)
         return (f"tracing alone {k(tracing, True)} over pfe", None) if tracing else ("", None)
     return "", None
@@ -111,6 +112,9 @@ def _peer_goal(figures: Figures, name: str) -> tuple[str, bool | None]:
     if name == "meshmetrics-otlp-http" and jaeger is not None:
         text += f"; {over / jaeger:.2f}{X} our Jaeger path (≤ 1.00{X})"
         met = met and over <= jaeger
+    export = _over(figures, name, f"{name}-counting")
+    if name == "meshmetrics-otel" and export is not None:
+        text += f"; the SDK's export alone {k(export, True)}"
     return text, met
 
 
@@ -194,7 +198,15 @@ def _tool(*command: str) -> str:
     return done.stdout.strip() or "?"
 
 
-def environment(counts: tuple[int, int], seconds: float, jobs: int, quick: bool) -> str:
+def commit() -> str:
+    """The checkout's commit (read when the run starts: the code it measures)."""
+    described = _tool("git", "describe", "--always", "--dirty")
+    return described if described != "?" else "(not a git checkout)"
+
+
+def environment(
+    counts: tuple[int, int], seconds: float, jobs: int, quick: bool, measured: str
+) -> str:
     few, many = counts
     exporter = (
         "the SDK's OTLP/HTTP exporter (opentelemetry-exporter-otlp-proto-http) to the "
@@ -205,7 +217,7 @@ def environment(counts: tuple[int, int], seconds: float, jobs: int, quick: bool)
     )
     return (
         f"Command: `python benchmarks/bench_mix.py{' --quick' if quick else ''} --jobs {jobs} "
-        f"--write docs/performance.md` at commit {_tool('git', 'rev-parse', '--short', 'HEAD')}"
+        f"--write docs/performance.md` at commit {measured}"
         f"; {few} and {many} requests a variant; the whole run took {seconds / 60:.1f} min. "
         f"Python {sys.version.split()[0]}, {_versions()}, {_tool('valgrind', '--version')}. "
         f"The OpenTelemetry variants export with a `BatchSpanProcessor` and {exporter}."

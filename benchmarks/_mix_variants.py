@@ -269,26 +269,25 @@ VARIANTS: dict[str, Variant] = {
         sampled=False,
     ),
     **{f"meshmetrics-{name}": _exporting(*spec) for name, spec in EXPORTS.items()},
-    "meshmetrics-otel": Variant(
-        '`tracing="otel"` with the OpenTelemetry SDK, sampled',
-        meshmetrics_otel,
-        sink=OTEL,
-        isolated=True,
-        spans_per_request=1,
-    ),
     "pfe-opentracing": Variant(
         "pfe + Flask-OpenTracing + jaeger-client, sampled, Jaeger UDP export",
         pfe_opentracing,
         sink="jaeger",
         spans_per_request=1,
     ),
-    "pfe-otel-flask": Variant(
-        "pfe + OpenTelemetry FlaskInstrumentor + SDK, sampled",
-        otel_flask,
-        sink=OTEL,
-        isolated=True,
-        spans_per_request=1,
-    ),
+    **{
+        f"{name}{suffix}": Variant(
+            f"{label}, sampled, {exporter}", build, sink=sink, isolated=True, spans_per_request=1
+        )
+        for name, label, build in (
+            ("meshmetrics-otel", '`tracing="otel"` with the OpenTelemetry SDK', meshmetrics_otel),
+            ("pfe-otel-flask", "pfe + OpenTelemetry FlaskInstrumentor + SDK", otel_flask),
+        )
+        for suffix, exporter, sink in (
+            ("", "the SDK's exporter", OTEL),
+            ("-counting", "an SDK exporter that only counts", None),
+        )
+    },
     **{
         f"{name}-routes-{n}": Variant(f"{label}, {n:,} routes", build(n - 4), extra_routes=n - 4)
         for n in ROUTE_COUNTS

@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _mix_app import Mix
 from _mix_callgrind import Callgrind, start_counting, totals
-from _mix_goals import Figures, environment, goal_rows, table
+from _mix_goals import Figures, commit, environment, goal_rows, table
 from _mix_sinks import LocalSinks, SinkProcess
 from _mix_variants import VARIANTS, Variant, check_environment
 
@@ -219,14 +219,16 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     counts = QUICK if args.quick or args.verify else FULL
-    started = time.monotonic()
+    started, measured = time.monotonic(), commit()
     figures, runs = measure(names, counts, args.jobs, callgrind=not args.verify)
     found = problems(runs)
     print("\n".join(found) or f"{len(runs)} runs: every status and span as expected")
     if args.verify:
         return 1 if found else 0
     rows = goal_rows(figures, spans_received(runs))
-    text = table(rows, environment(counts, time.monotonic() - started, args.jobs, args.quick))
+    text = table(
+        rows, environment(counts, time.monotonic() - started, args.jobs, args.quick, measured)
+    )
     print(text)
     if args.write:
         write_region(args.write, text)
