@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ N = 16  # two rounds of the mix
 
 
 @pytest.fixture(scope="module")
-def sinks() -> LocalSinks:
+def sinks() -> Iterator[LocalSinks]:
     local = LocalSinks()
-    yield local  # type: ignore[misc]
+    yield local
     local.close()
 
 
