@@ -24,12 +24,15 @@ QUEUE = 1_000_000
 
 @dataclass
 class Built:
-    """A variant's app, what to call before the process exits (flush every span), and,
-    for an exporter inside the process, how many spans it exported."""
+    """A variant's app; what to call before the process exits (flush every span); for an
+    exporter inside the process, how many spans it exported; and what exports the spans
+    queued so far and waits until they are sent (after the warm-up: its spans are not
+    exported by the measured requests, by a number that would depend on timing)."""
 
     app: Flask
     finish: Callable[[], None] = lambda: None
     exported: Callable[[], int] | None = None
+    drain: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,8 @@ def meshmetrics(extra_routes: int = 0, **options: Any) -> Callable[[str | None],
         tracing = inst.tracing
         if tracing is None or options.get("tracing") == "otel":
             return Built(app)
-        return Built(app, lambda: tracing.tracer.shutdown(120))
+        tracer = tracing.tracer
+        return Built(app, lambda: tracer.shutdown(120), drain=tracer.close)
 
     return build
 
@@ -143,7 +147,12 @@ def pfe_opentracing(endpoint: str | None) -> Built:
         while not done.done():
             time.sleep(0.05)
 
-    return Built(app, finish)
+    def drain() -> None:
+        time.sleep(0.3)  # reported spans reach the queue through the reporter's IO loop
+        while tracer.reporter.queue._unfinished_tasks:  # done when sent
+            time.sleep(0.05)
+
+    return Built(app, finish, drain=drain)
 
 
 class _Counting:
@@ -175,11 +184,11 @@ def sdk_exporter() -> str:
     return "otlp-http"
 
 
-def otel_sdk(endpoint: str | None) -> tuple[Callable[[], None], Callable[[], int] | None]:
+def otel_sdk(endpoint: str | None) -> Callable[[Flask], Built]:
     """The OpenTelemetry SDK as an application sets it up for Istio: a ``TracerProvider``
     with a ``BatchSpanProcessor`` (queue large enough for every span) in front of the OTLP/
-    HTTP exporter (or a counter), W3C and B3 propagators.  Returns its shutdown and, for
-    the counter, its count."""
+    HTTP exporter (or a counter), W3C and B3 propagators.  Returns what makes the variant
+    of an app instrumented since."""
     from opentelemetry import propagate, trace
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
     from opentelemetry.propagators.b3 import B3MultiFormat
@@ -207,27 +216,31 @@ def otel_sdk(endpoint: str | None) -> tuple[Callable[[], None], Callable[[], int
         BatchSpanProcessor(exporter, max_queue_size=QUEUE, max_export_batch_size=512)
     )
     trace.set_tracer_provider(provider)
-    return provider.shutdown, exported
+
+    def drain() -> None:
+        provider.force_flush(60_000)
+
+    return lambda app: Built(app, provider.shutdown, exported, drain)
 
 
 def otel_flask(endpoint: str | None) -> Built:
     """OpenTelemetry's Flask instrumentation and SDK (metrics: prometheus-flask-exporter)."""
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    finish, exported = otel_sdk(endpoint)
+    sdk = otel_sdk(endpoint)
     app = pfe_app()
     FlaskInstrumentor().instrument_app(app)
-    return Built(app, finish, exported)
+    return sdk(app)
 
 
 def meshmetrics_otel(endpoint: str | None) -> Built:
     """meshmetrics with ``tracing="otel"``: its server span made through the SDK."""
     from meshmetrics import instrument
 
-    finish, exported = otel_sdk(endpoint)
+    sdk = otel_sdk(endpoint)
     app = make_app()
     instrument(app, service=SERVICE, tracing="otel")
-    return Built(app, finish, exported)
+    return sdk(app)
 
 
 #: Sampled meshmetrics tracing: variant -> (label, sink, options beside the backend's).
