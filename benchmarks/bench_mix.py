@@ -64,8 +64,9 @@ class Run:
 # -- the measured process --------------------------------------------------------------
 
 
-def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
-    """Build the variant, warm it, serve ``n`` requests, flush its spans."""
+def worker(name: str, n: int, endpoint: str | None, own_process: bool = True) -> dict[str, Any]:
+    """Build the variant, warm it, serve ``n`` requests, flush its spans.  In a process of
+    its own (not in a test's), the start-up heap is frozen before the measured requests."""
     variant = VARIANTS[name]
     check_environment(variant)
 
@@ -77,8 +78,9 @@ def worker(name: str, n: int, endpoint: str | None) -> dict[str, Any]:
     # what the requests made, not the whole heap.  Otherwise whether one of them (tens of
     # millions of instructions, heap-sized) falls between the two runs' ends decides a
     # tracing figure by up to 15 %.
-    gc.collect()
-    gc.freeze()
+    if own_process:
+        gc.collect()
+        gc.freeze()
     start_counting()
     mix.drive(built.app, n, WARM)
     built.finish()
@@ -127,7 +129,7 @@ def run_in_process(name: str, n: int, sinks: Sinks) -> Run:
     variant = VARIANTS[name]
     assert not variant.isolated, f"{name} needs a process of its own"
     endpoint = sinks.open(variant.sink) if variant.sink else None
-    return _result(name, n, None, worker(name, n, endpoint), endpoint, sinks)
+    return _result(name, n, None, worker(name, n, endpoint, own_process=False), endpoint, sinks)
 
 
 def _result(
