@@ -18,12 +18,17 @@ from typing import Any, Protocol
 from flask import has_request_context, request
 
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ..config.sampling import ConstSampler
 from .propagation import extract
-from .semconv import response_attributes, server_attributes
-from .spans import MeshSpan, MeshTracer
+from .semconv import MAX_LENGTH, STATUS, response_attributes, server_attributes_sized
+from .spans import MAX_ATTRIBUTES, DeferredSpan, MeshSpan, MeshTracer
 
 SPAN_KEY = "meshmetrics.span"
 UNMATCHED_OPERATION = "unmatched"
+REQUEST_ID = "guid:x-request-id"
+# estimated sizes as spans.py counts them: a string's key + 4 (+ its value), a number's key + 12
+_REQUEST_ID_SIZE = len(REQUEST_ID) + 4
+_STATUS_SIZE = len(STATUS) + 12
 
 
 def current_span() -> MeshSpan | None:
@@ -106,6 +111,11 @@ class ServerTracing:
         (``started``, a ``perf_counter()`` reading)."""
         environ = req.environ
         tracer = self.tracer
+        sampler = tracer.sampler
+        if sampler.__class__ is ConstSampler and not sampler.decision:
+            # never recorded: the ids are read only if propagation asks for them
+            environ[SPAN_KEY] = DeferredSpan(tracer, environ)
+            return
         context = tracer.context_for(extract(environ))
         if not context.sampled:  # only the ids, for propagation: no clock, no tags
             environ[SPAN_KEY] = MeshSpan(tracer, context, UNMATCHED_OPERATION, None, 0.0)
@@ -118,12 +128,19 @@ class ServerTracing:
             None,
             wall_clock_of(started),
         )
-        span.tags.update(server_attributes(environ, req.method, route, self.sensitive_query_params))
+        tags, size = server_attributes_sized(
+            environ, req.method, route, self.sensitive_query_params
+        )
         request_id = environ.get("HTTP_X_REQUEST_ID")
         if request_id:
-            span.tags["guid:x-request-id"] = request_id
+            tags[REQUEST_ID] = request_id = request_id[:MAX_LENGTH]
+            size += _REQUEST_ID_SIZE + len(request_id)
         for attribute in self._traced_attributes:
-            span.tags[attribute] = str(getattr(req, attribute, ""))
+            tags[attribute] = value = str(getattr(req, attribute, ""))[:MAX_LENGTH]
+            size += len(attribute) + 4 + len(value)
+        span.tags = tags
+        if len(span.operation_name) <= MAX_LENGTH and len(tags) <= MAX_ATTRIBUTES:
+            span.checked_size = size
         environ[SPAN_KEY] = span
 
     def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None:
@@ -132,9 +149,17 @@ class ServerTracing:
         The span leaves the environ (which Flask's request keeps in a reference cycle), so
         it is freed at once rather than by the cyclic garbage collector."""
         span = environ.pop(SPAN_KEY, None)
-        if span is None or not span.context.sampled or span.finished:
+        if span is None or span.deferred or not span._context.sampled or span.finished:
+            return
+        if exc is None and status < 500:
+            checked = span.checked_size
+            span.tags[STATUS] = status
+            if checked >= 0:
+                span.checked_size = checked + _STATUS_SIZE
+            span.finish()
             return
         span.tags.update(response_attributes(status, exc))
+        span.checked_size = -1
         if exc is not None:
             span.log_kv(
                 {
@@ -150,9 +175,10 @@ class ServerTracing:
     def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None:
         """The trace id of a sampled request, for its latency histogram observation."""
         span = environ.get(SPAN_KEY)
-        if span is None or not span.context.sampled:
+        if span is None or span.deferred:
             return None
-        return {"trace_id": span.trace_id_hex}
+        context = span._context  # a MeshSpan's (opentracing's property costs a call)
+        return {"trace_id": f"{context.trace_id:032x}"} if context.sampled else None
 
 
 def wall_clock_of(started: float) -> float:
