@@ -8,6 +8,7 @@ redaction is ``redact_url``'s.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from meshmetrics.config import DEFAULT_SENSITIVE_QUERY_PARAMS
 from meshmetrics.config.redaction import redact_url
 from meshmetrics.config.sampling import ConstSampler
+from meshmetrics.tracing.propagation import _HEX16_32, _hex_id
 from meshmetrics.tracing.semconv import redact_query
 from meshmetrics.tracing.server import SPAN_KEY, ServerTracing
 from meshmetrics.tracing.spans import DeferredSpan, MeshSpan, MeshTracer, _enforce_limits
@@ -116,3 +118,24 @@ def test_query_redaction_is_redact_urls(pairs: list[tuple[str, str]], tail: str)
     query = "&".join(k + v for k, v in pairs) + tail
     for sensitive in (DEFAULT_SENSITIVE_QUERY_PARAMS, frozenset()):
         assert redact_query(query, sensitive) == redact_url(f"?{query}", sensitive)[1:]
+
+
+_REGEX_16_32 = re.compile(r"(?:[0-9a-f]{16}|[0-9a-f]{32})\Z")
+
+
+def _regex_hex_id(value: str) -> int | None:
+    """The id check as it was, with a regex."""
+    value = value.strip().lower()
+    return (int(value, 16) or None) if _REGEX_16_32.match(value) else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEFxX_+- \t٢g", min_size=14, max_size=34),
+        st.integers(0, 2**128 - 1).map(lambda n: f"{n:032x}"),
+        st.integers(0, 2**64 - 1).map(lambda n: f" {n:016X}"),
+    )
+)
+def test_ids_are_checked_as_the_regex_did(value: str) -> None:
+    assert _hex_id(value, _HEX16_32) == _regex_hex_id(value)

@@ -23,11 +23,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -35,9 +36,16 @@ from opentelemetry.shim.opentracing_shim import SpanContextShim, SpanShim, creat
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..config import MeshConfig
-from .semconv import ERROR, ERROR_TYPE, SPAN_KIND, client_attributes, response_attributes
-from .semconv import server_attributes as semconv_server_attributes
-from .server import tag_request_attributes
+from .semconv import (
+    ERROR,
+    ERROR_TYPE,
+    SPAN_KIND,
+    STATUS,
+    client_attributes,
+    response_attributes,
+    server_attributes_sized,
+)
+from .server import UNMATCHED_OPERATION, tag_request_attributes, wall_clock_of
 
 log = logging.getLogger("meshmetrics")
 
@@ -120,8 +128,6 @@ class OTelTracing:
     @staticmethod
     def _instrumented() -> bool:
         """Whether opentelemetry-instrumentation-flask instruments the current app."""
-        from flask import current_app
-
         return bool(getattr(current_app, "_is_instrumented_by_opentelemetry", False))
 
     def start(self, req: Any, route: str, started: float) -> None:
@@ -131,15 +137,15 @@ class OTelTracing:
         environ = req.environ
         parent = propagate.extract(environ, getter=WSGI_GETTER)
         rule = req.url_rule
-        from .server import UNMATCHED_OPERATION, wall_clock_of
-
+        attributes, _ = server_attributes_sized(
+            environ, req.method, route, self.sensitive_query_params, sys.maxsize
+        )
+        del attributes[SPAN_KIND]  # the span's kind, not an attribute
         span = self._tracer.start_span(
             rule.endpoint if rule is not None else UNMATCHED_OPERATION,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes=_attributes(
-                semconv_server_attributes(environ, req.method, route, self.sensitive_query_params)
-            ),
+            attributes=attributes,
             start_time=int(wall_clock_of(started) * 1e9),
         )
         environ[SPAN_KEY] = span
@@ -150,12 +156,15 @@ class OTelTracing:
         token = environ.pop(TOKEN_KEY, None)
         if span is None:
             return
-        attributes = response_attributes(status, exc)
-        span.set_attributes(_attributes(attributes))
-        if exc is not None:
-            span.record_exception(exc)
-        if attributes.get(ERROR):
-            span.set_status(Status(StatusCode.ERROR, str(attributes.get(ERROR_TYPE, ""))))
+        if exc is None and status < 500:  # the common case: only the status
+            span.set_attribute(STATUS, status)
+        else:
+            attributes = response_attributes(status, exc)
+            span.set_attributes(_attributes(attributes))
+            if exc is not None:
+                span.record_exception(exc)
+            if attributes.get(ERROR):
+                span.set_status(Status(StatusCode.ERROR, str(attributes.get(ERROR_TYPE, ""))))
         span.end()
         if token is not None:
             # finished in another context (a streamed body closed late): nothing to restore

@@ -11,9 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-#: Lowercase hex digits, and the lengths an id may have (checked without a regex: the
-#: ids of every request of a mesh are read).
-_HEX_DIGITS = frozenset("0123456789abcdef")
+#: The lengths an id may have (ids are checked without a regex: the ids of every request
+#: of a mesh are read).
 _HEX16 = (16,)
 _HEX16_32 = (16, 32)
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?\Z")
@@ -88,9 +87,14 @@ def _hex_id(value: str | None, lengths: tuple[int, ...]) -> int | None:
     if value is None:
         return None
     value = value.strip().lower()
-    if len(value) not in lengths or not _HEX_DIGITS.issuperset(value):
+    # ASCII letters and digits but no "x" (int() would take a "0x" prefix): int() then
+    # refuses anything but hex digits
+    if len(value) not in lengths or not (value.isascii() and value.isalnum()) or "x" in value:
         return None
-    number = int(value, 16)
+    try:
+        number = int(value, 16)
+    except ValueError:
+        return None
     return number or None
 
 

@@ -11,6 +11,7 @@ redacted), ``server.address``/``server.port``, then the status.  ``span.kind`` a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -51,8 +52,9 @@ def _host_port(host: str) -> tuple[str, int | None]:
 def server_attributes(
     environ: Mapping[str, Any], method: str, route: str, sensitive: frozenset[str]
 ) -> dict[str, Any]:
-    """The attributes of a server span, read from the WSGI environ (no werkzeug parsing)."""
-    return server_attributes_sized(environ, method, route, sensitive)[0]
+    """The attributes of a server span, read from the WSGI environ (no werkzeug parsing),
+    values uncut."""
+    return server_attributes_sized(environ, method, route, sensitive, sys.maxsize)[0]
 
 
 #: A span's attribute values are cut at this length (as :mod:`.spans` enforces).
@@ -63,15 +65,19 @@ _NUMBER_SIZE = 12
 
 
 def server_attributes_sized(
-    environ: Mapping[str, Any], method: str, route: str, sensitive: frozenset[str]
+    environ: Mapping[str, Any],
+    method: str,
+    route: str,
+    sensitive: frozenset[str],
+    limit: int = MAX_LENGTH,
 ) -> tuple[dict[str, Any], int]:
-    """The attributes of a server span, every value within the span limits already, and
-    their estimated size as :func:`.spans._fields_size` counts it (so the finished span
-    need not check them again)."""
+    """The attributes of a server span, every value cut at ``limit`` (the span limits of
+    :mod:`.spans` by default), and their estimated size as :func:`.spans._fields_size`
+    counts it (so the finished span need not check them again)."""
     get = environ.get
     scheme = get("wsgi.url_scheme", "http")
-    path = f"{get('SCRIPT_NAME', '')}{get('PATH_INFO', '')}"[:MAX_LENGTH]
-    method, route = method[:MAX_LENGTH], route[:MAX_LENGTH]
+    path = f"{get('SCRIPT_NAME', '')}{get('PATH_INFO', '')}"[:limit]
+    method, route = method[:limit], route[:limit]
     attributes: dict[str, Any] = {
         SPAN_KIND: "server",
         METHOD: method,
@@ -82,7 +88,7 @@ def server_attributes_sized(
     size = _BASE_SIZE + len(method) + len(scheme) + len(path) + len(route)
     query = get("QUERY_STRING")
     if query:
-        query = redact_query(query, sensitive)[:MAX_LENGTH]
+        query = redact_query(query, sensitive)[:limit]
         attributes[URL_QUERY] = query
         size += len(URL_QUERY) + _STRING_OVERHEAD + len(query)
     host = get("HTTP_HOST")
@@ -90,7 +96,7 @@ def server_attributes_sized(
         address, port = _host_port(str(host))
     else:
         address, port = str(get("SERVER_NAME", "")), _int(get("SERVER_PORT"))
-    address = address[:MAX_LENGTH]
+    address = address[:limit]
     attributes[SERVER_ADDRESS] = address
     size += len(SERVER_ADDRESS) + _STRING_OVERHEAD + len(address)
     if port is not None:
@@ -98,11 +104,11 @@ def server_attributes_sized(
         size += len(SERVER_PORT) + _NUMBER_SIZE
     client = get("REMOTE_ADDR")
     if client:
-        attributes[CLIENT_ADDRESS] = client = client[:MAX_LENGTH]
+        attributes[CLIENT_ADDRESS] = client = client[:limit]
         size += len(CLIENT_ADDRESS) + _STRING_OVERHEAD + len(client)
     agent = get("HTTP_USER_AGENT")
     if agent:
-        attributes[USER_AGENT] = agent = agent[:MAX_LENGTH]
+        attributes[USER_AGENT] = agent = agent[:limit]
         size += len(USER_AGENT) + _STRING_OVERHEAD + len(agent)
     return attributes, size
 

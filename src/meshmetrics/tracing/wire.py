@@ -1,5 +1,5 @@
 """What the direct wire encoders (:mod:`.otlp_wire`, :mod:`.jaeger_wire`) share: varints
-without a Python loop, and a bounded cache of encoded attributes.
+written 14 bits at a time, and a bounded cache of encoded attributes.
 
 Attributes repeat from span to span (the method, the route, the host, the status), so
 the encoding of a string (at most ``CACHED_LENGTH`` long), int or bool attribute is
@@ -18,32 +18,36 @@ CACHED_LENGTH = 64
 CACHE_ENTRIES = 4096
 #: Every one-byte value (one-byte varints, Thrift's headers).
 BYTE = [bytes((n,)) for n in range(256)]
-_GROUPS = [(0x7F << (7 * i), i) for i in range(10)]
-#: The continuation bits of an n-byte varint, as a little-endian integer.
-_CONTINUATION = [sum(0x80 << (8 * i) for i in range(n - 1)) for n in range(11)]
+
+
+def _chunks() -> tuple[bytes, bytes]:
+    """Every 14-bit value as two varint bytes with continuation bits (``_CONT``), and as
+    the last bytes of a varint (``_LAST``: one or two), each in a 2-byte slot."""
+    cont = bytearray()
+    last = bytearray()
+    for chunk in range(1 << 14):
+        cont += bytes(((chunk & 0x7F) | 0x80, (chunk >> 7) | 0x80))
+        last += bytes(((chunk & 0x7F) | 0x80, chunk >> 7)) if chunk >= 128 else bytes((chunk, 0))
+    return bytes(cont), bytes(last)
+
+
+_CONT, _LAST = _chunks()  # 32 KiB each
 
 
 def varint(value: int) -> bytes:
     """``value`` (0 <= value < 2**64) as a varint: its 7-bit groups, low first, each but
-    the last with the high bit set (spread in one expression: no loop per byte)."""
+    the last with the high bit set; written 14 bits at a time from tables (a Python loop
+    per byte costs more than the rest of a span)."""
     if value < 128:
         return BYTE[value]
-    if value < 16384:
-        return BYTE[(value & 0x7F) | 0x80] + BYTE[value >> 7]
-    size = (value.bit_length() + 6) // 7
-    spread = (
-        (value & 0x7F)
-        | (value & 0x3F80) << 1
-        | (value & 0x1FC000) << 2
-        | (value & 0xFE00000) << 3
-        | (value & 0x7F0000000) << 4
-        | (value & 0x3F800000000) << 5
-        | (value & 0x1FC0000000000) << 6
-        | (value & 0xFE000000000000) << 7
-        | (value & 0x7F00000000000000) << 8
-        | (value & 0x8000000000000000) << 9
-    )
-    return (spread | _CONTINUATION[size]).to_bytes(size, "little")
+    parts = []
+    while value >= 1 << 14:
+        chunk = (value & 0x3FFF) << 1
+        parts.append(_CONT[chunk : chunk + 2])
+        value >>= 14
+    chunk = value << 1
+    parts.append(_LAST[chunk : chunk + 2] if value >= 128 else BYTE[value])
+    return b"".join(parts)
 
 
 class AttributeCache:
