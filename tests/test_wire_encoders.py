@@ -9,6 +9,7 @@ thrift's own compact protocol: byte for byte, then decoded, over generated spans
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -22,11 +23,12 @@ from thrift.Thrift import TMessageType
 from thrift.transport.TTransport import TMemoryBuffer
 
 from meshmetrics.config import HostPort
-from meshmetrics.tracing.exporters import MAX_UDP_PACKET, JaegerUDPExporter
+from meshmetrics.tracing.exporters import MAX_UDP_PACKET, JaegerUDPExporter, ZipkinExporter
 from meshmetrics.tracing.otlp import OTLPEncoder
 from meshmetrics.tracing.otlp_wire import _SPAN_ATTRIBUTES, RequestWriter, _field, key_value
 from meshmetrics.tracing.spans import MeshSpan, MeshSpanContext
 from meshmetrics.tracing.wire import varint
+from meshmetrics.tracing.zipkin_wire import SpanWriter
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 keys = st.one_of(text, st.sampled_from(["span.kind", "error", "http.route", ""]))
@@ -232,3 +234,18 @@ def test_cached_attributes_keep_types_apart() -> None:
     for value in (True, 1, 1.0, 0.0, -0.0, False, 0, "1"):
         (written,) = _SPAN_ATTRIBUTES.encode_all([("k", value)])
         assert written == _field(b"\x4a", key_value("k", value))
+
+
+# -- Zipkin: the reference is json.dumps of the exporter's dicts ---------------------------
+
+
+@_settings
+@given(
+    st.lists(spans(), min_size=1, max_size=4),
+    st.sampled_from([RESOURCE, {}, {"error": "x", "http.route": "r"}]),
+)
+def test_zipkin_text_is_json_dumps(batch: list[MeshSpan], resource: dict[str, str]) -> None:
+    exporter = ZipkinExporter("orders", None, resource)  # type: ignore[arg-type]
+    expected = json.dumps([exporter._span(s) for s in batch], separators=(",", ":"))
+    assert SpanWriter("orders", resource).body(batch) == expected.encode()
+    assert len(json.loads(expected)) == len(batch)
