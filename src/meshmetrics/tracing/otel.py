@@ -61,8 +61,17 @@ _b3_done = False
 class _WSGIGetter(Getter[Mapping[str, Any]]):
     """Reads HTTP headers from a WSGI environ for OpenTelemetry's propagators."""
 
+    def __init__(self) -> None:
+        #: header name -> environ key (the propagators ask for a few names, every request)
+        self._names: dict[str, str] = {}
+
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        name = self._names.get(key)
+        if name is None:
+            name = "HTTP_" + key.upper().replace("-", "_")
+            if len(self._names) < 256:
+                self._names[key] = name
+        value = carrier.get(name)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
