@@ -214,3 +214,24 @@ def test_capture_spans_without_an_sdk_provider_says_what_to_set() -> None:
     inst = instrument(Flask("nosdk"), service="nosdk", tracing="otel")
     with pytest.raises(ValueError, match=r"set_tracer_provider\(TracerProvider\(\)\)"):
         capture_spans(inst)
+
+
+def test_uninstrument_under_otel_stops_spans_and_leaves_the_sdk_running(
+    otel: InMemorySpanExporter,
+) -> None:
+    """``uninstrument()`` under tracing='otel' (it raised AttributeError: the OpenTracing
+    shim has no ``shutdown``): afterwards no server span from meshmetrics, while the SDK's
+    provider, the application's, still takes spans."""
+    app = Flask("svc")
+    inst = instrument(app, service="svc")
+    app.add_url_rule("/items/<n>", "item", lambda n: {"n": n})
+    client = app.test_client()
+    client.get("/items/1", headers=ENVOY)
+    assert [s.kind for s in otel.get_finished_spans()] == [trace.SpanKind.SERVER]
+    inst.uninstrument()
+    otel.clear()
+    assert client.get("/items/2", headers=ENVOY).status_code == 200
+    assert otel.get_finished_spans() == ()
+    with trace.get_tracer("app").start_as_current_span("own"):
+        pass
+    assert [s.name for s in otel.get_finished_spans()] == ["own"]

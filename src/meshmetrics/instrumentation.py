@@ -274,7 +274,7 @@ class Instrumentation:
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.tracing is not None:
-            self.tracing.tracer.shutdown()
+            self.tracing.shutdown()
         with _lock:
             _live.discard(self)
             if isinstance(self._target, Blueprint):

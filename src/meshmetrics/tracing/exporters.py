@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import json
 import socket
 import ssl
 import time
@@ -22,6 +21,7 @@ from .._http import Answer, fetch
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
 from ..config.export import SUCCESS, ExportResult
 from ..config.redaction import redact_url
+from .jaeger_wire import span as jaeger_span
 from .otlp import attribute_items
 from .retry import Backoff, retry_after
 
@@ -54,44 +54,22 @@ class JaegerUDPExporter:
     exported (an unconfirmed :class:`ExportResult`)."""
 
     def __init__(self, service: str, endpoint: HostPort, process_tags: dict[str, str]) -> None:
-        from jaeger_client.thrift_gen.jaeger import ttypes as jaeger_types
-
-        ttypes: Any = jaeger_types  # generated, untyped
-        self._ttypes = ttypes
-        self._endpoint = endpoint
-        self._address: Any = None
-        self._process = ttypes.Process(
-            serviceName=service,
-            tags=[
-                ttypes.Tag(key=k, vType=ttypes.TagType.STRING, vStr=v)
-                for k, v in process_tags.items()
-            ],
-        )
-        self._socket: socket.socket | None = None
-        from jaeger_client.thrift_gen.agent import Agent
         from thrift.protocol.TCompactProtocol import TCompactProtocol
         from thrift.Thrift import TMessageType
         from thrift.transport.TTransport import TMemoryBuffer
 
-        self._agent: Any = Agent  # generated, untyped
+        from .jaeger_wire import BatchWriter
+
+        self._endpoint = endpoint
+        self._address: Any = None
+        self._socket: socket.socket | None = None
         header = TMemoryBuffer()
         TCompactProtocol(header).writeMessageBegin("emitBatch", TMessageType.ONEWAY, 0)
-        self._header = bytes(header.getvalue())
-        self._fast, self._args_spec = _fast_compact_encoder(self._agent.emitBatch_args)
+        self._writer = BatchWriter(bytes(header.getvalue()), service, process_tags)
 
-    def _encode(self, spans: list[Any]) -> bytes:
-        """An ``Agent.emitBatch`` oneway message in compact Thrift."""
-        args = self._agent.emitBatch_args(
-            batch=self._ttypes.Batch(process=self._process, spans=spans)
-        )
-        if self._fast is not None:  # thrift's C encoder: ~1 µs a span instead of ~200 µs
-            return self._header + bytes(self._fast(args, self._args_spec))
-        from thrift.protocol.TCompactProtocol import TCompactProtocol
-        from thrift.transport.TTransport import TMemoryBuffer
-
-        buffer = TMemoryBuffer()
-        args.write(TCompactProtocol(buffer))
-        return self._header + bytes(buffer.getvalue())
+    def _encode(self, spans: list[bytes]) -> bytes:
+        """An ``Agent.emitBatch`` oneway message in compact Thrift (:mod:`.jaeger_wire`)."""
+        return self._writer.message(spans)
 
     def export(self, spans: list[MeshSpan]) -> ExportResult:
         if self._socket is None:
@@ -107,7 +85,7 @@ class JaegerUDPExporter:
         self._socket = socket.socket(family, kind, proto)
         self._address = address
 
-    def _send(self, thrift_spans: list[Any]) -> int:
+    def _send(self, thrift_spans: list[bytes]) -> int:
         payload = self._encode(thrift_spans)
         if len(payload) <= MAX_UDP_PACKET:
             assert self._socket is not None
@@ -118,75 +96,14 @@ class JaegerUDPExporter:
         half = len(thrift_spans) // 2
         return self._send(thrift_spans[:half]) + self._send(thrift_spans[half:])
 
-    def _to_thrift(self, span: MeshSpan) -> Any:
-        t = self._ttypes
-        trace_id = span.context.trace_id
-        return t.Span(
-            traceIdLow=_signed(trace_id & 0xFFFFFFFFFFFFFFFF),
-            traceIdHigh=_signed(trace_id >> 64),
-            spanId=_signed(span.context.span_id),
-            parentSpanId=_signed(span.context.parent_id or 0),
-            operationName=span.operation_name,
-            flags=1 if span.context.sampled else 0,
-            startTime=int(span.start_time * 1e6),
-            duration=int(span.duration * 1e6),
-            tags=[self._tag(k, v) for k, v in span.tags.items()],
-            logs=[
-                t.Log(timestamp=int(ts * 1e6), fields=[self._tag(k, v) for k, v in fields.items()])
-                for ts, fields in span.logs
-            ],
-        )
-
-    def _tag(self, key: str, value: Any) -> Any:
-        t = self._ttypes
-        if isinstance(value, bool):
-            return t.Tag(key=key, vType=t.TagType.BOOL, vBool=value)
-        if isinstance(value, int) and -(2**63) <= value < 2**63:
-            return t.Tag(key=key, vType=t.TagType.LONG, vLong=value)
-        if isinstance(value, float):
-            return t.Tag(key=key, vType=t.TagType.DOUBLE, vDouble=value)
-        return t.Tag(key=key, vType=t.TagType.STRING, vStr=str(value)[:4096])
+    def _to_thrift(self, span: MeshSpan) -> bytes:
+        """The span as a compact Thrift ``Span`` struct."""
+        return jaeger_span(span)
 
     def shutdown(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-
-
-def _fast_compact_encoder(struct: Any) -> tuple[Any, Any]:
-    """thrift's C compact encoder and ``struct``'s spec in the layout it expects, if present.
-
-    jaeger-client's generated code predates that layout (struct arguments as
-    ``(class, spec)`` tuples instead of ``[class, spec]`` lists), so it is converted.
-    """
-    try:
-        from thrift.protocol import fastbinary
-    except ImportError:
-        return None, None
-
-    def spec(fields: Any) -> Any:
-        if fields is None:
-            return None
-        return tuple(
-            None if f is None else (f[0], f[1], f[2], args(f[1], f[3]), f[4]) for f in fields
-        )
-
-    def args(kind: int, value: Any) -> Any:
-        if value is None:
-            return None
-        if kind == 12:  # struct
-            return [value[0], spec(value[1])]
-        if kind in (14, 15):  # set, list
-            return (value[0], args(value[0], value[1]), False)
-        if kind == 13:  # map
-            return (value[0], args(value[0], value[1]), value[2], args(value[2], value[3]), False)
-        return value
-
-    return fastbinary.encode_compact, [struct, spec(struct.thrift_spec)]
-
-
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 # -- HTTP delivery, shared by OTLP and Zipkin --------------------------------------------
@@ -280,15 +197,15 @@ class OTLPHTTPExporter:
     the spans its answer rejects (``partial_success``) are counted as dropped."""
 
     def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
-        from .otlp import OTLPEncoder, PartialSuccess
+        from .otlp import PartialSuccess
+        from .otlp_wire import RequestWriter
 
         self.sender = sender
-        self._encoder = OTLPEncoder(service, resource)
+        self._writer = RequestWriter(service, resource)
         self._partial = PartialSuccess()
 
     def export(self, spans: list[MeshSpan]) -> ExportResult:
-        request = self._encoder.request(spans)
-        answer = self.sender.post(request.SerializeToString(), "application/x-protobuf")
+        answer = self.sender.post(self._writer.request(spans), "application/x-protobuf")
         if answer.truncated or "json" in answer.content_type:
             return SUCCESS  # a 2xx; whatever it says past the cap is not read
         return ExportResult(rejected=self._partial.rejected(answer.body, len(spans)))
@@ -305,11 +222,15 @@ class ZipkinExporter:
     Zipkin and by the Jaeger add-on of every Istio version (``zipkin.istio-system:9411``)."""
 
     def __init__(self, service: str, sender: HttpSender, resource: dict[str, str]) -> None:
+        from .zipkin_wire import SpanWriter
+
         self.sender = sender
         self._endpoint = {"serviceName": service}
         self._resource_tags = {k: str(v) for k, v in resource.items()}
+        self._writer = SpanWriter(service, resource)
 
     def _span(self, span: MeshSpan) -> dict[str, Any]:
+        """The span as a dict: what :mod:`.zipkin_wire` writes as text (tests compare)."""
         context = span.context
         trace = f"{context.trace_id:032x}" if context.trace_id >> 64 else f"{context.trace_id:016x}"
         out: dict[str, Any] = {
@@ -338,8 +259,7 @@ class ZipkinExporter:
         return out
 
     def export(self, spans: list[MeshSpan]) -> ExportResult:
-        body = json.dumps([self._span(span) for span in spans], separators=(",", ":"))
-        self.sender.post(body.encode(), "application/json")
+        self.sender.post(self._writer.body(spans), "application/json")
         return SUCCESS
 
     def shutdown(self) -> None:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Request, has_request_context, request
+from flask import Request, current_app, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -38,9 +39,16 @@ from ..names import OTEL_SPAN_KEY as SPAN_KEY
 from ..names import OTEL_TOKEN_KEY as TOKEN_KEY
 from ..names import TRACE_ID_LABEL, log
 from ..typing import ViewDecorator
-from .semconv import ERROR, ERROR_TYPE, SPAN_KIND, client_attributes, response_attributes
-from .semconv import server_attributes as semconv_server_attributes
-from .server import tag_request_attributes
+from .semconv import (
+    ERROR,
+    ERROR_TYPE,
+    SPAN_KIND,
+    STATUS,
+    client_attributes,
+    response_attributes,
+    server_attributes_sized,
+)
+from .server import UNMATCHED_OPERATION, tag_request_attributes, wall_clock_of
 
 #: Where opentelemetry-instrumentation-flask keeps its server span in the WSGI environ.
 FLASK_INSTRUMENTATION_SPAN = "opentelemetry-flask.span_key"
@@ -52,8 +60,17 @@ _b3_done = False
 class _WSGIGetter(Getter[Mapping[str, Any]]):
     """Reads HTTP headers from a WSGI environ for OpenTelemetry's propagators."""
 
+    def __init__(self) -> None:
+        #: header name -> environ key (the propagators ask for a few names, every request)
+        self._names: dict[str, str] = {}
+
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        name = self._names.get(key)
+        if name is None:
+            name = "HTTP_" + key.upper().replace("-", "_")
+            if len(self._names) < 256:
+                self._names[key] = name
+        value = carrier.get(name)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
@@ -119,8 +136,6 @@ class OTelTracing:
     @staticmethod
     def _instrumented() -> bool:
         """Whether opentelemetry-instrumentation-flask instruments the current app."""
-        from flask import current_app
-
         return bool(getattr(current_app, "_is_instrumented_by_opentelemetry", False))
 
     def start(self, req: Request, route: str, started: float) -> None:
@@ -130,15 +145,15 @@ class OTelTracing:
         environ = req.environ
         parent = propagate.extract(environ, getter=WSGI_GETTER)
         rule = req.url_rule
-        from .server import UNMATCHED_OPERATION, wall_clock_of
-
+        attributes, _ = server_attributes_sized(
+            environ, req.method, route, self.sensitive_query_params, sys.maxsize
+        )
+        del attributes[SPAN_KIND]  # the span's kind, not an attribute
         span = self._tracer.start_span(
             rule.endpoint if rule is not None else UNMATCHED_OPERATION,
             context=parent,
             kind=SpanKind.SERVER,
-            attributes=_attributes(
-                semconv_server_attributes(environ, req.method, route, self.sensitive_query_params)
-            ),
+            attributes=attributes,
             start_time=int(wall_clock_of(started) * 1e9),
         )
         environ[SPAN_KEY] = span
@@ -149,12 +164,15 @@ class OTelTracing:
         token = environ.pop(TOKEN_KEY, None)
         if span is None:
             return
-        attributes = response_attributes(status, exc)
-        span.set_attributes(_attributes(attributes))
-        if exc is not None:
-            span.record_exception(exc)
-        if attributes.get(ERROR):
-            span.set_status(Status(StatusCode.ERROR, str(attributes.get(ERROR_TYPE, ""))))
+        if exc is None and status < 500:  # the common case: only the status
+            span.set_attribute(STATUS, status)
+        else:
+            attributes = response_attributes(status, exc)
+            span.set_attributes(_attributes(attributes))
+            if exc is not None:
+                span.record_exception(exc)
+            if attributes.get(ERROR):
+                span.set_status(Status(StatusCode.ERROR, str(attributes.get(ERROR_TYPE, ""))))
         span.end()
         if token is not None:
             # finished in another context (a streamed body closed late): nothing to restore
@@ -190,6 +208,11 @@ class OTelTracing:
     def trace(self, *attributes: str) -> ViewDecorator:
         """Tag the server span with these request attributes (as Flask-OpenTracing)."""
         return tag_request_attributes(self.get_span, attributes)
+
+    @staticmethod
+    def shutdown() -> None:
+        """At ``uninstrument()``: nothing to release (the SDK's provider and processors
+        are the application's, which shuts them down)."""
 
     # -- outgoing calls --------------------------------------------------------------------
 

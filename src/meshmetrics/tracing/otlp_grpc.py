@@ -1,5 +1,6 @@
-"""OTLP over gRPC (port 4317): the ``Export`` call of opentelemetry-proto's
-``TraceService`` stub on a grpcio channel.  Needs the ``otlp-grpc`` extra.
+"""OTLP over gRPC (port 4317): the ``TraceService/Export`` call (as
+opentelemetry-proto's stub makes it) on a grpcio channel, carrying the request
+serialized by :mod:`.otlp_wire`.  Needs the ``otlp-grpc`` extra.
 
 The same behaviour as OTLP/HTTP: one budget (``trace_timeout``) per batch, retries and
 back-off, gzip, a CA file, headers (sent as metadata), ``partial_success`` counted as
@@ -25,7 +26,8 @@ from urllib.parse import urlsplit
 
 from ..config.export import ExportResult
 from .exporters import ExportRejectedError
-from .otlp import OTLPEncoder, PartialSuccess, printable
+from .otlp import PartialSuccess, printable
+from .otlp_wire import RequestWriter
 from .retry import FIRST_BACKOFF, Backoff
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ RETRYABLE_CODES = frozenset(
     {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE", "DATA_LOSS"}
 )
 _STATUS_DETAILS = "grpc-status-details-bin"
+#: The method opentelemetry-proto's ``TraceServiceStub.Export`` calls.
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 #: The channel's reconnect back-off: at first our first retry's wait, at most twice that
 #: (a dead collector gets at most one connection attempt a second from a process).
 RECONNECT_BACKOFF_MS = (int(FIRST_BACKOFF * 1000), int(2 * FIRST_BACKOFF * 1000))
@@ -58,11 +62,11 @@ class OTLPGrpcExporter:
     ) -> None:
         import grpc
         from google.rpc import error_details_pb2, status_pb2
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
         self._grpc: Any = grpc
         self._rpc: Any = (status_pb2, error_details_pb2)
-        self._stub_class: Any = trace_service_pb2_grpc.TraceServiceStub
+        self._response: Any = trace_service_pb2.ExportTraceServiceResponse
         parts = urlsplit(endpoint.url)
         self.target = parts.netloc
         self._secure = parts.scheme == "https"
@@ -71,7 +75,7 @@ class OTLPGrpcExporter:
         self._metadata = tuple((key.lower(), value) for key, value in headers)
         self._compression = grpc.Compression.Gzip if compression == "gzip" else None
         self._timeout = timeout
-        self._encoder = OTLPEncoder(service, resource)
+        self._writer = RequestWriter(service, resource)
         self._partial = PartialSuccess()
         self._stub: Any = None
         self._channel: Any = None
@@ -81,7 +85,7 @@ class OTLPGrpcExporter:
         self.retries = 0
 
     def _connected(self) -> Any:
-        """The stub of this process' channel, created at its first export."""
+        """The ``Export`` call of this process' channel, created at its first export."""
         if self._stub is None or self._pid != os.getpid():
             if self._channel is not None:
                 self._inherited.append(self._channel)
@@ -98,13 +102,16 @@ class OTLPGrpcExporter:
                 self._channel = grpc.secure_channel(self.target, credentials, options=options)
             else:
                 self._channel = grpc.insecure_channel(self.target, options=options)
-            self._stub = self._stub_class(self._channel)
+            # TraceService/Export carrying the request's bytes as they are (no serializer)
+            self._stub = self._channel.unary_unary(
+                EXPORT_METHOD, response_deserializer=self._response.FromString
+            )
             self._pid = os.getpid()
         return self._stub
 
     def export(self, spans: list[MeshSpan]) -> ExportResult:
-        stub = self._connected()
-        request = self._encoder.request(spans)
+        export = self._connected()
+        request = self._writer.request(spans)
         deadline = time.monotonic() + self._timeout
         backoff = Backoff()
         while True:
@@ -112,7 +119,7 @@ class OTLPGrpcExporter:
             if remaining <= 0:
                 raise TimeoutError(f"{self.target}: no success within {self._timeout:g} s")
             try:
-                response = stub.Export(
+                response = export(
                     request,
                     timeout=remaining,
                     metadata=self._metadata,

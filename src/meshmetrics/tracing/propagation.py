@@ -9,10 +9,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
-_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
-_HEX16_32 = re.compile(r"(?:[0-9a-f]{16}|[0-9a-f]{32})\Z")
+#: The lengths an id may have (ids are checked without a regex: the ids of every request
+#: of a mesh are read).
+_HEX16 = (16,)
+_HEX16_32 = (16, 32)
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?\Z")
 
 #: Headers Istio documents as the ones an app must copy from inbound to outbound requests,
@@ -48,9 +50,9 @@ _MAX_TRACE_HEADER_LENGTH = 255  # the longest valid one, b3 with 128-bit ids, is
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """An extracted context: ids (``None`` when only a sampling decision came) and flags."""
+class TraceContext(NamedTuple):
+    """An extracted context: ids (``None`` when only a sampling decision came) and flags
+    (immutable; a tuple, cheaper to make than a frozen dataclass)."""
 
     trace_id: int | None
     span_id: int | None
@@ -81,13 +83,18 @@ def _sampled_flag(value: str | None) -> bool | None:
     return None
 
 
-def _hex_id(value: str | None, pattern: re.Pattern[str]) -> int | None:
+def _hex_id(value: str | None, lengths: tuple[int, ...]) -> int | None:
     if value is None:
         return None
     value = value.strip().lower()
-    if not pattern.match(value):
+    # ASCII letters and digits but no "x" (int() would take a "0x" prefix): int() then
+    # refuses anything but hex digits
+    if len(value) not in lengths or not (value.isascii() and value.isalnum()) or "x" in value:
         return None
-    number = int(value, 16)
+    try:
+        number = int(value, 16)
+    except ValueError:
+        return None
     return number or None
 
 
@@ -97,16 +104,25 @@ def _header(environ: Mapping[str, object], key: str) -> str | None:
 
 
 def _from_b3_multi(environ: Mapping[str, object]) -> TraceContext | None:
-    trace_header = _header(environ, "HTTP_X_B3_TRACEID")
-    debug = (_header(environ, "HTTP_X_B3_FLAGS") or "").strip() == "1"
-    sampled = True if debug else _sampled_flag(_header(environ, "HTTP_X_B3_SAMPLED"))
-    if trace_header is None:
+    get = environ.get
+    flags = get("HTTP_X_B3_FLAGS")
+    debug = isinstance(flags, str) and flags.strip() == "1"
+    sampled_header = get("HTTP_X_B3_SAMPLED")
+    sampled = (
+        True
+        if debug
+        else _sampled_flag(sampled_header if isinstance(sampled_header, str) else None)
+    )
+    trace_header = get("HTTP_X_B3_TRACEID")
+    if not isinstance(trace_header, str):
         return TraceContext(None, None, sampled=sampled) if sampled is not None else None
     trace_id = _hex_id(trace_header, _HEX16_32)
-    span_id = _hex_id(_header(environ, "HTTP_X_B3_SPANID"), _HEX16)
+    span_header = get("HTTP_X_B3_SPANID")
+    span_id = _hex_id(span_header, _HEX16) if isinstance(span_header, str) else None
     if trace_id is None or span_id is None:
         return TraceContext(None, None, sampled=sampled) if sampled is not None else None
-    parent_id = _hex_id(_header(environ, "HTTP_X_B3_PARENTSPANID"), _HEX16)
+    parent_header = get("HTTP_X_B3_PARENTSPANID")
+    parent_id = _hex_id(parent_header, _HEX16) if isinstance(parent_header, str) else None
     return TraceContext(trace_id, span_id, parent_id, sampled, debug)
 
 

@@ -11,11 +11,12 @@ redacted), ``server.address``/``server.port``, then the status.  ``span.kind`` a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
-from ..config.redaction import redact_url
+from ..config.redaction import REDACTED, redact_url
 
 METHOD = "http.request.method"
 STATUS = "http.response.status_code"
@@ -51,30 +52,88 @@ def _host_port(host: str) -> tuple[str, int | None]:
 def server_attributes(
     environ: Mapping[str, Any], method: str, route: str, sensitive: frozenset[str]
 ) -> dict[str, Any]:
-    """The attributes of a server span, read from the WSGI environ (no werkzeug parsing)."""
+    """The attributes of a server span, read from the WSGI environ (no werkzeug parsing),
+    values uncut."""
+    return server_attributes_sized(environ, method, route, sensitive, sys.maxsize)[0]
+
+
+#: A span's attribute values are cut at this length (as :mod:`.spans` enforces).
+MAX_LENGTH = 4096
+#: The estimated size of a string attribute beside its key and value, and of a number's.
+_STRING_OVERHEAD = 4
+_NUMBER_SIZE = 12
+
+
+def server_attributes_sized(
+    environ: Mapping[str, Any],
+    method: str,
+    route: str,
+    sensitive: frozenset[str],
+    limit: int = MAX_LENGTH,
+) -> tuple[dict[str, Any], int]:
+    """The attributes of a server span, every value cut at ``limit`` (the span limits of
+    :mod:`.spans` by default), and their estimated size as :func:`.spans._fields_size`
+    counts it (so the finished span need not check them again)."""
+    get = environ.get
+    scheme = get("wsgi.url_scheme", "http")
+    path = f"{get('SCRIPT_NAME', '')}{get('PATH_INFO', '')}"[:limit]
+    method, route = method[:limit], route[:limit]
     attributes: dict[str, Any] = {
         SPAN_KIND: "server",
         METHOD: method,
-        URL_SCHEME: environ.get("wsgi.url_scheme", "http"),
-        URL_PATH: f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}",
+        URL_SCHEME: scheme,
+        URL_PATH: path,
         ROUTE: route,
     }
-    query = environ.get("QUERY_STRING")
+    size = _BASE_SIZE + len(method) + len(scheme) + len(path) + len(route)
+    query = get("QUERY_STRING")
     if query:
-        attributes[URL_QUERY] = redact_url(f"?{query}", sensitive)[1:]
-    host = environ.get("HTTP_HOST")
+        query = redact_query(query, sensitive)[:limit]
+        attributes[URL_QUERY] = query
+        size += len(URL_QUERY) + _STRING_OVERHEAD + len(query)
+    host = get("HTTP_HOST")
     if host:
         address, port = _host_port(str(host))
     else:
-        address, port = str(environ.get("SERVER_NAME", "")), _int(environ.get("SERVER_PORT"))
+        address, port = str(get("SERVER_NAME", "")), _int(get("SERVER_PORT"))
+    address = address[:limit]
     attributes[SERVER_ADDRESS] = address
+    size += len(SERVER_ADDRESS) + _STRING_OVERHEAD + len(address)
     if port is not None:
         attributes[SERVER_PORT] = port
-    if environ.get("REMOTE_ADDR"):
-        attributes[CLIENT_ADDRESS] = environ["REMOTE_ADDR"]
-    if environ.get("HTTP_USER_AGENT"):
-        attributes[USER_AGENT] = environ["HTTP_USER_AGENT"]
-    return attributes
+        size += len(SERVER_PORT) + _NUMBER_SIZE
+    client = get("REMOTE_ADDR")
+    if client:
+        attributes[CLIENT_ADDRESS] = client = client[:limit]
+        size += len(CLIENT_ADDRESS) + _STRING_OVERHEAD + len(client)
+    agent = get("HTTP_USER_AGENT")
+    if agent:
+        attributes[USER_AGENT] = agent = agent[:limit]
+        size += len(USER_AGENT) + _STRING_OVERHEAD + len(agent)
+    return attributes, size
+
+
+_BASE_SIZE = sum(len(key) + _STRING_OVERHEAD for key in (METHOD, URL_SCHEME, URL_PATH, ROUTE))
+_BASE_SIZE += len(SPAN_KIND) + _STRING_OVERHEAD + len("server")
+
+
+def redact_query(query: str, sensitive: frozenset[str]) -> str:
+    """A query string with the values of ``sensitive`` keys redacted: what
+    ``redact_url(f"?{query}", sensitive)[1:]`` returns, without its URL handling."""
+    if not sensitive or "=" not in query:
+        return query
+    head, hash_mark, fragment = query.partition("#")
+    pairs = head.split("&")
+    changed = False
+    for i, pair in enumerate(pairs):
+        key, equals, _value = pair.partition("=")
+        if not equals:
+            continue
+        name = unquote_plus(key) if "%" in key or "+" in key else key
+        if name.strip().lower() in sensitive:
+            pairs[i] = f"{key}={REDACTED}"
+            changed = True
+    return f"{'&'.join(pairs)}{hash_mark}{fragment}" if changed else query
 
 
 def client_attributes(method: str, url: str, sensitive: frozenset[str]) -> dict[str, Any]:

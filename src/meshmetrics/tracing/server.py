@@ -18,13 +18,18 @@ from typing import Any, Protocol
 from flask import Request, has_request_context, request
 
 from ..config import DEFAULT_SENSITIVE_QUERY_PARAMS
+from ..config.sampling import ConstSampler
 from ..names import SPAN_KEY, TRACE_ID_LABEL
 from ..typing import ViewDecorator, ViewFunction
 from .propagation import extract
-from .semconv import response_attributes, server_attributes
-from .spans import MeshSpan, MeshTracer
+from .semconv import MAX_LENGTH, STATUS, response_attributes, server_attributes_sized
+from .spans import MAX_ATTRIBUTES, DeferredSpan, MeshSpan, MeshTracer
 
 UNMATCHED_OPERATION = "unmatched"
+REQUEST_ID = "guid:x-request-id"
+# estimated sizes as spans.py counts them: a string's key + 4 (+ its value), a number's key + 12
+_REQUEST_ID_SIZE = len(REQUEST_ID) + 4
+_STATUS_SIZE = len(STATUS) + 12
 
 
 def current_span() -> MeshSpan | None:
@@ -51,6 +56,8 @@ class RequestTracing(Protocol):
     def get_span(self, req: Request | None = None) -> Any: ...
 
     def trace(self, *attributes: str) -> ViewDecorator: ...
+
+    def shutdown(self) -> None: ...
 
 
 def tag_request_attributes(
@@ -98,6 +105,10 @@ class ServerTracing:
         """Tag the current server span with these request attributes (as Flask-OpenTracing)."""
         return tag_request_attributes(self.get_span, attributes)
 
+    def shutdown(self) -> None:
+        """At ``uninstrument()``: the tracer's spans are exported and its processor released."""
+        self.tracer.shutdown()
+
     # -- called by the request-path core --------------------------------------------------
 
     def start(self, req: Request, route: str, started: float) -> None:
@@ -105,6 +116,11 @@ class ServerTracing:
         (``started``, a ``perf_counter()`` reading)."""
         environ = req.environ
         tracer = self.tracer
+        sampler = tracer.sampler
+        if sampler.__class__ is ConstSampler and not sampler.decision:
+            # never recorded: the ids are read only if propagation asks for them
+            environ[SPAN_KEY] = DeferredSpan(tracer, environ)
+            return
         context = tracer.context_for(extract(environ))
         if not context.sampled:  # only the ids, for propagation: no clock, no tags
             environ[SPAN_KEY] = MeshSpan(tracer, context, UNMATCHED_OPERATION, None, 0.0)
@@ -117,10 +133,16 @@ class ServerTracing:
             None,
             wall_clock_of(started),
         )
-        span.tags.update(server_attributes(environ, req.method, route, self.sensitive_query_params))
+        tags, size = server_attributes_sized(
+            environ, req.method, route, self.sensitive_query_params
+        )
         request_id = environ.get("HTTP_X_REQUEST_ID")
         if request_id:
-            span.tags["guid:x-request-id"] = request_id
+            tags[REQUEST_ID] = request_id = request_id[:MAX_LENGTH]
+            size += _REQUEST_ID_SIZE + len(request_id)
+        span.tags = tags
+        if len(span.operation_name) <= MAX_LENGTH and len(tags) <= MAX_ATTRIBUTES:
+            span.checked_size = size
         environ[SPAN_KEY] = span
 
     def finish(self, environ: dict[str, Any], status: int, exc: BaseException | None) -> None:
@@ -129,9 +151,17 @@ class ServerTracing:
         The span leaves the environ (which Flask's request keeps in a reference cycle), so
         it is freed at once rather than by the cyclic garbage collector."""
         span = environ.pop(SPAN_KEY, None)
-        if span is None or not span.context.sampled or span.finished:
+        if span is None or span.deferred or not span._context.sampled or span.finished:
+            return
+        if exc is None and status < 500:
+            checked = span.checked_size
+            span.tags[STATUS] = status
+            if checked >= 0:
+                span.checked_size = checked + _STATUS_SIZE
+            span.finish()
             return
         span.tags.update(response_attributes(status, exc))
+        span.checked_size = -1
         if exc is not None:
             span.log_kv(
                 {
@@ -147,9 +177,10 @@ class ServerTracing:
     def exemplar(self, environ: Mapping[str, Any]) -> dict[str, str] | None:
         """The trace id of a sampled request, for its latency histogram observation."""
         span = environ.get(SPAN_KEY)
-        if span is None or not span.context.sampled:
+        if span is None or span.deferred:
             return None
-        return {TRACE_ID_LABEL: span.trace_id_hex}
+        context = span._context  # a MeshSpan's (opentracing's property costs a call)
+        return {TRACE_ID_LABEL: f"{context.trace_id:032x}"} if context.sampled else None
 
 
 def wall_clock_of(started: float) -> float:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import opentracing
 
-from ..config.sampling import Sampler
+from ..config.sampling import ConstSampler, Sampler
 from .propagation import (
     TraceContext,
     b3_headers,
@@ -118,6 +118,12 @@ class MeshSpanContext(opentracing.SpanContext):  # type: ignore[misc]
 class MeshSpan(opentracing.Span):  # type: ignore[misc]
     """A span; when not sampled, tags and logs are not even stored."""
 
+    #: Whether this is a :class:`DeferredSpan` (unsampled, its ids not read yet).
+    deferred = False
+    #: The estimated size of the tags when the code that set them (the server span's)
+    #: kept them within the limits itself; -1 once anything else changed the span.
+    checked_size = -1
+
     def __init__(
         self,
         tracer: MeshTracer,
@@ -143,16 +149,19 @@ class MeshSpan(opentracing.Span):  # type: ignore[misc]
 
     def set_operation_name(self, operation_name: str) -> MeshSpan:
         self.operation_name = operation_name
+        self.checked_size = -1
         return self
 
     def set_tag(self, key: str, value: Any) -> MeshSpan:
         if self.context.sampled:
             self.tags[key] = value
+            self.checked_size = -1
         return self
 
     def log_kv(self, key_values: Mapping[str, Any], timestamp: float | None = None) -> MeshSpan:
         if self.context.sampled:
             self.logs.append((time.time() if timestamp is None else timestamp, dict(key_values)))
+            self.checked_size = -1
         return self
 
     def finish(self, finish_time: float | None = None) -> None:
@@ -163,8 +172,49 @@ class MeshSpan(opentracing.Span):  # type: ignore[misc]
             0.0, (time.time() if finish_time is None else finish_time) - self.start_time
         )
         if self.context.sampled:
-            self.size = _enforce_limits(self)
+            checked = self.checked_size
+            if checked >= 0 and not self.logs:  # its tags and name are within the limits
+                self.size = checked + len(self.operation_name) + _SPAN_OVERHEAD
+            else:
+                self.size = _enforce_limits(self)
             self.tracer.report(self)
+
+
+class DeferredSpan(MeshSpan):
+    """An unsampled server span whose context (the inbound ids, a new span id) is read
+    from the request only when something asks for it: propagation, a child span.
+
+    A request whose trace is not recorded then costs no header parsing at all."""
+
+    deferred = True
+    operation_name = "unmatched"
+    start_time = 0.0
+    duration = 0.0
+    finished = False
+    size = 0
+
+    def __init__(self, tracer: MeshTracer, environ: Mapping[str, object]) -> None:
+        self._tracer = tracer
+        self._context = None  # type: ignore[assignment]  # read by the context property
+        self._environ = environ
+        self.tags: dict[str, Any] = {}
+        self.logs: list[tuple[float, dict[str, Any]]] = []
+
+    @property
+    def context(self) -> MeshSpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = self._tracer.context_for(extract(self._environ))
+        return context
+
+    def set_tag(self, key: str, value: Any) -> MeshSpan:
+        return self
+
+    def log_kv(self, key_values: Mapping[str, Any], timestamp: float | None = None) -> MeshSpan:
+        return self
+
+    def finish(self, finish_time: float | None = None) -> None:
+        self.finished = True
 
 
 #: Per-span limits applied when a sampled span finishes, before it is queued (as
@@ -283,9 +333,13 @@ class MeshTracer(opentracing.Tracer):  # type: ignore[misc]
     def context_for(self, parent: MeshSpanContext | TraceContext | None) -> MeshSpanContext:
         """A new span's context: child of ``parent`` (local or remote), else a new trace."""
         span_id = new_span_id()
-        decide = self.sampler.decide
+        sampler = self.sampler
+        decide = sampler.decide
         if parent is not None and parent.trace_id is not None:
-            sampled = decide(parent.trace_id, parent.sampled)
+            if parent.sampled is not None and sampler.__class__ is ConstSampler:
+                sampled = parent.sampled and sampler.decision  # its decide(), without 2 calls
+            else:
+                sampled = decide(parent.trace_id, parent.sampled)
             debug = parent.debug and sampled
             return MeshSpanContext(parent.trace_id, span_id, parent.span_id, sampled, debug)
         trace_id = new_trace_id()
