@@ -47,6 +47,20 @@ def value(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def settled(probe: Callable[[], Any], want: Any, timeout: float = 30.0) -> Any:
+    """``probe()`` until it answers ``want`` or ``timeout`` passed; its last answer.
+
+    For what a server records after the client already has every byte (a request is
+    counted when the server closes its body, a span exported on the next batch): the
+    figure must arrive, exactly, but a busy machine decides when."""
+    deadline = time.monotonic() + timeout
+    got = probe()
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = probe()
+    return got
+
+
 def series_count(text: str) -> int:
     return len(samples(text))
 

@@ -26,7 +26,8 @@ def test_summed_count_is_exact_across_workers(
     (tmp_path / "counter_999999.db").write_bytes(b"stale")
     server = start_server(argv, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     assert not (tmp_path / "counter_999999.db").exists()
-    total = 400
+    total = 0
+    pids: set[str] = set()
 
     def hit(i: int) -> str:
         with requests.Session() as s:  # a new connection each time: any worker may answer
@@ -34,8 +35,12 @@ def test_summed_count_is_exact_across_workers(
             assert response.status_code == 200
             return response.text
 
+    # 400 requests, and more while one worker answered them all (on a busy machine the
+    # first worker to wake may take every connection): the sums must cover several.
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        pids = set(pool.map(hit, range(total)))
+        while (total < 400 or len(pids) < 2) and total < 4000:
+            pids.update(pool.map(hit, range(400)))
+            total += 400
     assert len(pids) >= 2, "all requests went to one worker: aggregation not exercised"
     scrapes = [requests.get(f"{server.base}/metrics", timeout=10).text for _ in range(6)]
     for text in scrapes:
