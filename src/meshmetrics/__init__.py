@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import SLO, ConfigError, HostPort, HttpEndpoint, MeshConfig, MissingExtraError
+    from .config.export import ExportResult, SpanExporter
     from .errors import InstrumentationConflictError
     from .instrumentation import Instrumentation, MeshMetrics, instrument
     from .metrics import CLIENT_CLOSED, OTHER_METHOD, UNMATCHED
@@ -42,6 +43,8 @@ _MODULES = {
     "MeshConfig": ".config",
     "MissingExtraError": ".config",
     "SLO": ".config",
+    "ExportResult": ".config.export",
+    "SpanExporter": ".config.export",
     "InstrumentationConflictError": ".errors",
     "Instrumentation": ".instrumentation",
     "MeshMetrics": ".instrumentation",
@@ -79,6 +82,7 @@ __all__ = [
     "UNMATCHED",
     "ConfigError",
     "ConstSampler",
+    "ExportResult",
     "HostPort",
     "HttpEndpoint",
     "Instrumentation",
@@ -90,6 +94,7 @@ __all__ = [
     "ProbabilisticSampler",
     "RateLimitingSampler",
     "Sampler",
+    "SpanExporter",
     "TracingSession",
     "forward_headers",
     "instrument",
